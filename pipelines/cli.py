@@ -1,0 +1,90 @@
+"""`resend-imports`: sync Resend contact imports, or try it on the bundled simulator."""
+
+import argparse
+import logging
+import os
+import sys
+import traceback
+from typing import List, Optional
+
+from sources.resend.settings import STATUSES
+
+from .failures import explain
+from .resend_imports import DATASET_NAME, DEFAULT_DESTINATION, PROGRESS_CHOICES
+
+EXIT_FAILED = 1
+EXIT_UNEXPECTED = 3
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="resend-imports", description=__doc__)
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        help="log level of the connector (default INFO)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    sync = commands.add_parser("sync", help="one sync of contact imports into the destination")
+    sync.add_argument(
+        "--destination",
+        default=DEFAULT_DESTINATION,
+        help="any dlt destination (default duckdb: ./resend_imports.duckdb)",
+    )
+    sync.add_argument("--dataset", default=DATASET_NAME, help="dataset/schema (default resend)")
+    sync.add_argument(
+        "--full-refresh", action="store_true", help="list every import again and merge"
+    )
+    sync.add_argument(
+        "--status", choices=STATUSES, help="only imports with this status (state left alone)"
+    )
+    sync.add_argument(
+        "--progress", choices=PROGRESS_CHOICES, default="none", help="dlt progress display"
+    )
+
+    demo = commands.add_parser("demo", help="sync the bundled simulator into demo.duckdb")
+    demo.add_argument("--imports", type=int, default=3000, help="imports in the simulated history")
+    demo.add_argument("--file", default="demo.duckdb", help="DuckDB file to (re)create")
+    return parser
+
+
+def _configure_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logger = logging.getLogger("resend_imports")
+    logger.handlers[:] = [handler]
+    logger.setLevel(level)
+    logger.propagate = False
+    os.environ.setdefault("RUNTIME__LOG_LEVEL", "DEBUG" if level == "DEBUG" else "WARNING")
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    _configure_logging(args.log_level)
+    try:
+        if args.command == "demo":
+            from .demo import run_demo
+
+            return run_demo(args.imports, args.file)
+        from .resend_imports import make_pipeline, run_sync
+
+        pipeline = make_pipeline(args.destination, args.dataset, progress=args.progress)
+        summary = run_sync(pipeline, full_refresh=args.full_refresh, status=args.status)
+        print("\n".join(summary.lines()))
+        return 0
+    except KeyboardInterrupt:
+        print("resend-imports: interrupted; nothing of this run was committed", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001  (every failure ends in one line)
+        message = explain(exc)
+        if message is None:
+            traceback.print_exc()
+            print(f"resend-imports: unexpected error: {type(exc).__name__}", file=sys.stderr)
+            return EXIT_UNEXPECTED
+        print(f"resend-imports: error: {message}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def entry_point() -> None:
+    sys.exit(main())

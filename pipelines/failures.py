@@ -1,0 +1,81 @@
+"""One-line explanations of the failures a user can cause or meet."""
+
+import re
+from typing import Iterator, Optional
+
+from dlt.common.configuration.exceptions import (
+    ConfigFieldMissingException,
+    ConfigValueCannotBeCoercedException,
+)
+from dlt.common.destination.exceptions import (
+    DestinationUndefinedEntity,
+    InvalidDestinationReference,
+    UnknownDestinationModule,
+)
+
+from sources.resend.errors import ResendAuthError, ResendError
+
+KEY_SOURCES = (
+    "RESEND_API_KEY, SOURCES__RESEND__API_KEY or api_key under [sources.resend]"
+    " in .dlt/secrets.toml"
+)
+_DUCKDB_LOCK = re.compile(r'Could not set lock on file "([^"]+)"')
+
+
+def causes(exc: BaseException) -> Iterator[BaseException]:
+    """The exception, what dlt wrapped in it, and its causes and contexts."""
+    seen: set[int] = set()
+    pending = [exc]
+    while pending:
+        current = pending.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        for linked in (
+            getattr(current, "exception", None),
+            current.__cause__,
+            current.__context__,
+        ):
+            if isinstance(linked, BaseException):
+                pending.append(linked)
+
+
+def explain(exc: BaseException) -> Optional[str]:
+    """A one-line message for an expected failure, or None for a bug."""
+    for cause in causes(exc):
+        message = _explain_one(cause)
+        if message:
+            return message
+    return None
+
+
+def _explain_one(exc: BaseException) -> Optional[str]:
+    if isinstance(exc, ResendAuthError):
+        return (
+            f"Resend rejected the API key (HTTP {exc.status_code} {exc.name}: {exc.message});"
+            f" the key is read from {KEY_SOURCES}"
+        )
+    if isinstance(exc, ResendError):
+        return str(exc)
+    if isinstance(exc, ConfigValueCannotBeCoercedException):
+        shown = "***" if "key" in exc.field_name else repr(exc.field_value)
+        expected = getattr(exc.hint, "__name__", str(exc.hint))
+        return f"config value {exc.field_name} = {shown} is not a valid {expected}"
+    if isinstance(exc, ConfigFieldMissingException):
+        return f"missing configuration: {', '.join(exc.fields)} (see README, Configuration)"
+    if isinstance(exc, (UnknownDestinationModule, InvalidDestinationReference)):
+        name = getattr(exc, "ref", None) or getattr(exc, "refs", None)
+        return (
+            f"unknown destination {name!r}: use a dlt destination name such as duckdb,"
+            " postgres, motherduck, bigquery or snowflake"
+        )
+    if isinstance(exc, DestinationUndefinedEntity):
+        return f"destination error: {exc}".splitlines()[0]
+    locked = _DUCKDB_LOCK.search(str(exc))
+    if locked:
+        return (
+            f"the DuckDB file {locked.group(1)} is locked by another process; run again once"
+            " it is closed (nothing is lost: data already extracted loads on the next run)"
+        )
+    return None

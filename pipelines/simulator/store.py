@@ -1,0 +1,238 @@
+"""The simulated account: contact imports, their life cycle and the list semantics of Resend."""
+
+import random
+import threading
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Dict, List, Optional, Tuple
+
+TIMESTAMP_STYLES = ("seconds", "millis", "micros", "iso")
+STATUSES = ("queued", "in_progress", "completed", "failed")
+HISTORY_END = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+class ValidationError(Exception):
+    """A request the API would answer with `validation_error`."""
+
+
+@dataclass
+class SimImport:
+    id: str
+    created_at: datetime
+    style: str
+    status: str = "queued"
+    completed_at: Optional[datetime] = None
+    counts: Optional[Dict[str, int]] = None
+
+    def sort_key(self) -> Tuple[datetime, str]:
+        return (self.created_at, self.id)
+
+    def to_json(self) -> Dict[str, Any]:
+        body: Dict[str, Any] = {
+            "object": "contact_import",
+            "id": self.id,
+            "status": self.status,
+            "created_at": format_timestamp(self.created_at, self.style),
+            "completed_at": (
+                format_timestamp(self.completed_at, self.style) if self.completed_at else None
+            ),
+        }
+        if self.counts is not None:
+            body["counts"] = dict(self.counts)
+        return body
+
+
+def format_timestamp(value: datetime, style: str) -> str:
+    """Resend's PostgreSQL-style text with 0, 3 or 6 fractional digits, or older ISO."""
+    base = value.strftime("%Y-%m-%d %H:%M:%S")
+    if style == "seconds":
+        return f"{base}+00"
+    if style == "millis":
+        return f"{base}.{value.microsecond // 1000:03d}+00"
+    if style == "micros":
+        return f"{base}.{value.microsecond:06d}+00"
+    return value.strftime("%Y-%m-%dT%H:%M:%S") + f".{value.microsecond // 1000:03d}Z"
+
+
+def _truncate(value: datetime, style: str) -> datetime:
+    if style == "seconds":
+        return value.replace(microsecond=0)
+    if style in ("millis", "iso"):
+        return value.replace(microsecond=value.microsecond // 1000 * 1000)
+    return value
+
+
+class ImportStore:
+    """Imports of one Resend team, newest first, with a clock that tests move forward.
+
+    Args:
+        imports: How many imports the history starts with.
+        seed: Seed of every random choice: the same seed gives the same account.
+        stuck: Old imports left open forever (queued or in progress deep in history).
+        tie_rate: Share of imports created in the same instant as the one before.
+        styles: Timestamp formats to mix.
+    """
+
+    def __init__(
+        self,
+        imports: int = 1000,
+        seed: int = 0,
+        stuck: Optional[int] = None,
+        tie_rate: float = 0.05,
+        styles: Tuple[str, ...] = TIMESTAMP_STYLES,
+    ) -> None:
+        self.lock = threading.RLock()
+        self._rng = random.Random(seed)
+        self._tie_rate = tie_rate
+        self._styles = styles
+        self.now = HISTORY_END
+        self._items: List[SimImport] = []  # newest first
+        self._index: Dict[str, int] = {}
+        self._stuck: set[str] = set()
+        self._seed_history(imports, imports // 2000 + 1 if stuck is None else stuck)
+
+    # -- building the account -------------------------------------------------------
+    def _new_import(self, created_at: datetime) -> SimImport:
+        style = self._rng.choice(self._styles)
+        import_id = str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
+        return SimImport(import_id, _truncate(created_at, style), style)
+
+    def _created_times(self, count: int, end: datetime, mean_gap: float) -> List[datetime]:
+        """`count` creation times before `end`, oldest first, some of them tied."""
+        times: List[datetime] = []
+        moment = end
+        for _ in range(count):
+            if not times or self._rng.random() >= self._tie_rate:
+                moment -= timedelta(seconds=self._rng.expovariate(1 / mean_gap))
+            times.append(moment)
+        return list(reversed(times))
+
+    def _seed_history(self, count: int, stuck: int) -> None:
+        self.now = HISTORY_END
+        created: List[SimImport] = []
+        for moment in self._created_times(count, self.now, mean_gap=300.0):
+            item = self._new_import(moment)
+            age = (self.now - item.created_at).total_seconds()
+            if age > 900:
+                self._finish(item, item.created_at + timedelta(seconds=self._rng.uniform(5, 600)))
+            elif age > 300:
+                self._start(item)
+            created.append(item)
+        old = [i for i in created if (self.now - i.created_at).total_seconds() > 86400]
+        for item in self._rng.sample(old, min(stuck, len(old))):
+            item.status, item.completed_at, item.counts = "queued", None, None
+            if self._rng.random() < 0.5:
+                self._start(item)
+            self._stuck.add(item.id)
+        self._items = sorted(created, key=SimImport.sort_key, reverse=True)
+        self._reindex()
+
+    def _reindex(self) -> None:
+        self._index = {item.id: position for position, item in enumerate(self._items)}
+
+    def _start(self, item: SimImport) -> None:
+        item.status = "in_progress"
+        if self._rng.random() < 0.5:
+            total = self._rng.randint(10, 5000)
+            item.counts = {"total": total, "created": 0, "updated": 0, "skipped": 0, "failed": 0}
+
+    def _finish(self, item: SimImport, at: datetime) -> None:
+        total = self._rng.randint(1, 5000)
+        failed = self._rng.randint(0, total // 10)
+        skipped = self._rng.randint(0, (total - failed) // 10)
+        updated = self._rng.randint(0, total - failed - skipped)
+        item.counts = {
+            "total": total,
+            "created": total - failed - skipped - updated,
+            "updated": updated,
+            "skipped": skipped,
+            "failed": failed,
+        }
+        item.status = "failed" if self._rng.random() < 0.08 else "completed"
+        item.completed_at = _truncate(max(at, item.created_at), item.style)
+
+    # -- time passes -----------------------------------------------------------------
+    def advance(self, new: int = 30, seconds: float = 600.0) -> Dict[str, int]:
+        """Moves the clock: open imports progress (stuck ones stay), `new` imports arrive."""
+        with self.lock:
+            before = self.now
+            self.now += timedelta(seconds=seconds)
+            progressed = 0
+            for item in self._items:
+                if item.status in ("completed", "failed") or item.id in self._stuck:
+                    continue
+                if item.status == "queued":
+                    self._start(item)
+                else:
+                    self._finish(item, self.now - timedelta(seconds=self._rng.uniform(0, seconds)))
+                progressed += 1
+            mean_gap = max(seconds / max(new, 1), 0.001)
+            newest = self._items[0] if self._items else None
+            arrivals: List[SimImport] = []
+            for moment in self._created_times(new, self.now, mean_gap):
+                item = self._new_import(max(moment, before))
+                if newest is not None and item.created_at < newest.created_at:
+                    # never older than what exists: created_at is when Resend stored it
+                    item.created_at, item.style = newest.created_at, newest.style
+                if self._rng.random() < 0.3:
+                    self._start(item)
+                arrivals.append(item)
+                newest = item
+            self._items = sorted(arrivals + self._items, key=SimImport.sort_key, reverse=True)
+            self._reindex()
+            return {"progressed": progressed, "new": new}
+
+    def set_status(self, import_id: str, status: str) -> None:
+        """Forces a status, e.g. one Resend might add later; the import stays open."""
+        with self.lock:
+            self._items[self._index[import_id]].status = status
+
+    # -- reading ---------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def truth(self) -> List[Dict[str, Any]]:
+        """Every import as the API returns it now, newest first."""
+        with self.lock:
+            return [item.to_json() for item in self._items]
+
+    def open_ids(self) -> List[str]:
+        with self.lock:
+            return [i.id for i in self._items if i.status not in ("completed", "failed")]
+
+    def get(self, import_id: str) -> Optional[Dict[str, Any]]:
+        with self.lock:
+            position = self._index.get(import_id)
+            return None if position is None else self._items[position].to_json()
+
+    def list(
+        self,
+        limit: int,
+        after: Optional[str] = None,
+        before: Optional[str] = None,
+        status: Optional[str] = None,
+    ) -> Tuple[List[Dict[str, Any]], bool]:
+        """One page of the newest-first list, with Resend's cursor rules."""
+        if after is not None and before is not None:
+            raise ValidationError("`after` and `before` cannot be used together")
+        with self.lock:
+            for cursor in (after, before):
+                if cursor is not None and cursor not in self._index:
+                    raise ValidationError(f"the cursor {cursor} does not exist")
+            if before is not None:
+                newer = self._items[: self._index[before]]
+                matching = [i for i in newer if status is None or i.status == status]
+                page = matching[-limit:]
+                return [i.to_json() for i in page], len(matching) > limit
+            start = 0 if after is None else self._index[after] + 1
+            if status is None:
+                page = self._items[start : start + limit]
+                return [i.to_json() for i in page], start + limit < len(self._items)
+            page = []
+            for item in self._items[start:]:
+                if item.status == status:
+                    if len(page) == limit:
+                        return [i.to_json() for i in page], True
+                    page.append(item)
+            return [i.to_json() for i in page], False

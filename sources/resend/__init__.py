@@ -1,0 +1,226 @@
+"""dlt source for Resend contact imports (`GET /contacts/imports`)."""
+
+import logging
+import os
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any, Dict, Iterator, List, Optional, Set
+
+import dlt
+from dlt.common.typing import TSecretStrValue
+from dlt.sources import DltResource
+
+from .client import ResendClient, RetryPolicy
+from .errors import ResendConfigError
+from .incremental import RunObserver, SyncState
+from .records import Row, to_row
+from .settings import (
+    API_KEY_ENV,
+    API_URL_ENV,
+    COUNT_FIELDS,
+    DEFAULT_BASE_URL,
+    DEFAULT_CONNECT_TIMEOUT_SECONDS,
+    DEFAULT_INITIAL_BACKOFF_SECONDS,
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_MAX_BACKOFF_SECONDS,
+    DEFAULT_PAGE_SIZE,
+    DEFAULT_READ_TIMEOUT_SECONDS,
+    KNOWN_FIELDS,
+    MAX_PAGE_SIZE,
+    STATUSES,
+    TABLE_NAME,
+)
+
+__all__ = ["SyncReport", "contact_imports", "resend_source", "user_agent"]
+
+logger = logging.getLogger("resend_imports")
+
+COLUMNS: Any = {
+    "id": {"data_type": "text", "nullable": False},
+    "object": {"data_type": "text"},
+    "status": {"data_type": "text"},
+    "created_at": {"data_type": "timestamp", "timezone": True},
+    "completed_at": {"data_type": "timestamp", "timezone": True},
+    **{f"counts__{name}": {"data_type": "bigint"} for name in COUNT_FIELDS},
+}
+
+
+def user_agent() -> str:
+    try:
+        return f"resend-imports/{version('resend-imports')}"
+    except PackageNotFoundError:
+        return "resend-imports/0+unknown"
+
+
+@dataclass
+class SyncReport:
+    """What one run of the resource did; filled in when the listing has been consumed."""
+
+    mode: str = ""
+    rows: int = 0
+    new: int = 0
+    updated: int = 0
+    refreshed_by_get: int = 0
+    requests: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    open_imports: int = 0
+
+
+@dlt.resource(
+    name=TABLE_NAME,
+    primary_key="id",
+    write_disposition={"disposition": "merge", "strategy": "delete-insert"},
+    columns=COLUMNS,
+)
+def contact_imports(
+    client: ResendClient,
+    page_size: int = DEFAULT_PAGE_SIZE,
+    status: Optional[str] = None,
+    full_refresh: bool = False,
+    report: Optional[SyncReport] = None,
+) -> Iterator[List[Row]]:
+    """Yields contact imports a page at a time; see `incremental` for what a run lists.
+
+    With a `status` filter every matching import is listed and the incremental state is
+    neither used nor changed (a filtered list cannot tell where history ends).
+    """
+    report = report if report is not None else SyncReport()
+    stored = dlt.current.resource_state()
+    previous = SyncState.load(stored)
+    if status is not None:
+        report.mode = "filtered"
+    elif full_refresh or previous.is_empty:
+        report.mode = "full"
+    else:
+        report.mode = "incremental"
+    frontier = previous.frontier() if report.mode == "incremental" else None
+    observer = RunObserver(page_size)
+    seen: Set[str] = set()
+    noticed: Set[str] = set()
+
+    def accept(raw: Dict[str, Any], row: Row) -> bool:
+        """Counts a row in; False when this run already yielded its id."""
+        if row["id"] in seen:
+            return False
+        seen.add(row["id"])
+        _notice_unknowns(raw, noticed)
+        report.rows += 1
+        report.new += previous.is_new(row)
+        report.updated += previous.is_updated(row)
+        return True
+
+    for page in client.iter_pages(page_size, status=status):
+        rows = []
+        oldest_on_page = None
+        for raw in page:
+            row = to_row(raw)
+            oldest_on_page = row["created_at"]
+            if accept(raw, row):
+                observer.listed(row)
+                rows.append(row)
+        if rows:
+            yield rows
+        if frontier is not None and oldest_on_page is not None and oldest_on_page < frontier:
+            break
+
+    if report.mode != "filtered":
+        for import_id in previous.watched_ids():
+            if import_id in seen:
+                continue
+            fetched = client.get_import(import_id)
+            if fetched is None:
+                logger.warning("import %s is gone from Resend; no longer refreshed", import_id)
+                continue
+            row = to_row(fetched)
+            if accept(fetched, row):
+                report.refreshed_by_get += 1
+                observer.fetched(row)
+                yield [row]
+        state = observer.next_state(previous)
+        state.save(stored)
+        report.open_imports = len(state.open_imports)
+
+    report.requests = client.stats.requests
+    report.retries = client.stats.retries
+    report.rate_limited = client.stats.rate_limited
+
+
+def _notice_unknowns(raw: Any, noticed: Set[str]) -> None:
+    """Logs, once per run, fields and statuses this connector does not know yet."""
+    for key in raw.keys() - KNOWN_FIELDS:
+        if key not in noticed:
+            noticed.add(key)
+            logger.warning("Resend returned a new field %r; it loads as a new column", key)
+    status = raw.get("status")
+    if status not in STATUSES and f"status:{status}" not in noticed:
+        noticed.add(f"status:{status}")
+        logger.warning(
+            "unknown import status %r: loaded as is and refreshed until terminal", status
+        )
+
+
+@dlt.source(name="resend")
+def resend_source(
+    api_key: Optional[TSecretStrValue] = dlt.secrets.value,
+    base_url: Optional[str] = dlt.config.value,
+    page_size: int = DEFAULT_PAGE_SIZE,
+    status: Optional[str] = None,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    initial_backoff_seconds: float = DEFAULT_INITIAL_BACKOFF_SECONDS,
+    max_backoff_seconds: float = DEFAULT_MAX_BACKOFF_SECONDS,
+    connect_timeout_seconds: float = DEFAULT_CONNECT_TIMEOUT_SECONDS,
+    read_timeout_seconds: float = DEFAULT_READ_TIMEOUT_SECONDS,
+    full_refresh: bool = False,
+    report: Optional[SyncReport] = None,
+) -> DltResource:
+    """Resend contact imports, merged on `id` and refreshed until terminal.
+
+    Args:
+        api_key: Resend API key; falls back to `RESEND_API_KEY`.
+        base_url: API base URL; falls back to `RESEND_API_URL`, then the public API.
+        page_size: Imports per list request, 1 to 100.
+        status: Only imports with this status (the state is then left alone).
+        max_attempts: Attempts per HTTP request, the first included.
+        initial_backoff_seconds: First backoff between attempts; doubles each retry.
+        max_backoff_seconds: Cap of the backoff (a `retry-after` header wins).
+        connect_timeout_seconds: TCP connect timeout of one request.
+        read_timeout_seconds: Read timeout of one request.
+        full_refresh: List every import again instead of starting from the state.
+        report: Filled in with what the run did, for the caller's summary.
+    """
+    key = api_key or os.environ.get(API_KEY_ENV)
+    if not key:
+        raise ResendConfigError(
+            "no Resend API key: set RESEND_API_KEY, SOURCES__RESEND__API_KEY"
+            " or api_key under [sources.resend] in .dlt/secrets.toml"
+            " (to try the connector without a key: resend-imports demo)"
+        )
+    url = base_url or os.environ.get(API_URL_ENV) or DEFAULT_BASE_URL
+    _check_settings(page_size, status, max_attempts, connect_timeout_seconds, read_timeout_seconds)
+    client = ResendClient(
+        key,
+        url,
+        user_agent=user_agent(),
+        retry_policy=RetryPolicy(max_attempts, initial_backoff_seconds, max_backoff_seconds),
+        connect_timeout=connect_timeout_seconds,
+        read_timeout=read_timeout_seconds,
+    )
+    return contact_imports(client, page_size, status, full_refresh, report)
+
+
+def _check_settings(
+    page_size: int,
+    status: Optional[str],
+    max_attempts: int,
+    connect_timeout: float,
+    read_timeout: float,
+) -> None:
+    if not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise ResendConfigError(f"page_size must be 1 to {MAX_PAGE_SIZE}, got {page_size}")
+    if status is not None and status not in STATUSES:
+        raise ResendConfigError(f"status must be one of {', '.join(STATUSES)}; got {status!r}")
+    if max_attempts < 1:
+        raise ResendConfigError(f"max_attempts must be at least 1, got {max_attempts}")
+    if connect_timeout <= 0 or read_timeout <= 0:
+        raise ResendConfigError("connect_timeout_seconds and read_timeout_seconds must be > 0")

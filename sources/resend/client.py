@@ -1,0 +1,311 @@
+"""HTTP client for Resend's contact imports: auth, pacing on rate-limit headers and retries.
+
+Every HTTP request is retried on its own (tenacity), never a whole listing, so a retry can
+never yield a row twice.
+"""
+
+import ipaddress
+import logging
+import random
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Iterator, List, Optional
+from urllib.parse import urlsplit
+
+import requests
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+
+from .errors import (
+    ResendAPIError,
+    ResendAuthError,
+    ResendConfigError,
+    ResendDataError,
+    RetryableResponseError,
+)
+from .settings import LIST_PATH, PROGRESS_EVERY_PAGES, RETRYABLE_STATUSES
+
+logger = logging.getLogger("resend_imports")
+
+JSONObject = Dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how long to retry one request."""
+
+    max_attempts: int
+    initial_backoff_seconds: float
+    max_backoff_seconds: float
+
+    def backoff(self, attempt: int, rng: random.Random) -> float:
+        """Exponential backoff with equal jitter, capped: attempt 1 waits ~initial."""
+        base = min(self.max_backoff_seconds, self.initial_backoff_seconds * 2 ** (attempt - 1))
+        return float(base / 2 + rng.uniform(0, base / 2))
+
+
+@dataclass
+class RequestStats:
+    """What the client did, for the run summary."""
+
+    requests: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    paced_seconds: float = 0.0
+
+
+def validate_base_url(base_url: str) -> str:
+    """Returns the base URL without a trailing slash; refuses plain HTTP off loopback."""
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ResendConfigError(f"base_url {base_url!r} is not an http(s) URL")
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        raise ResendConfigError(
+            f"base_url {base_url!r} is not HTTPS: the API key would travel in clear text"
+            " (plain http is allowed only for loopback hosts)"
+        )
+    return base_url.rstrip("/")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _header_float(response: requests.Response, name: str) -> Optional[float]:
+    value = response.headers.get(name)
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return max(number, 0.0)
+
+
+def _error_fields(response: requests.Response) -> tuple[str, str]:
+    """Resend's error `name` and `message`, or a summary of a body that is not JSON."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and ("name" in body or "message" in body):
+        return str(body.get("name", "error")), str(body.get("message", ""))
+    content_type = response.headers.get("content-type", "unknown").split(";")[0]
+    return "http_error", f"{response.reason or 'error'} ({content_type} body)"
+
+
+def _describe_transport_error(exc: requests.RequestException) -> str:
+    if isinstance(exc, requests.Timeout):
+        return "timed out"
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+        return "response body cut short"
+    if isinstance(exc, requests.ConnectionError):
+        return "connection failed or was reset"
+    return type(exc).__name__
+
+
+class ResendClient:
+    """Talks to the two GET endpoints of contact imports."""
+
+    def __init__(
+        self,
+        api_key: str,
+        base_url: str,
+        *,
+        user_agent: str,
+        retry_policy: RetryPolicy,
+        connect_timeout: float,
+        read_timeout: float,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        rng: Optional[random.Random] = None,
+    ) -> None:
+        self.base_url = validate_base_url(base_url)
+        self.retry_policy = retry_policy
+        self.timeout = (connect_timeout, read_timeout)
+        self.stats = RequestStats()
+        self._sleep = sleep
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._not_before = 0.0
+        self._session = requests.Session()
+        self._session.headers.update(
+            {
+                "Authorization": f"Bearer {api_key}",
+                "User-Agent": user_agent,
+                "Accept": "application/json",
+            }
+        )
+
+    def __repr__(self) -> str:
+        return f"ResendClient(base_url={self.base_url!r})"
+
+    def close(self) -> None:
+        self._session.close()
+
+    def list_page(
+        self, limit: int, after: Optional[str] = None, status: Optional[str] = None
+    ) -> JSONObject:
+        """One page of `GET /contacts/imports`, validated to hold `data` and `has_more`."""
+        params: Dict[str, Any] = {"limit": limit}
+        if after is not None:
+            params["after"] = after
+        if status is not None:
+            params["status"] = status
+        body = self.request(LIST_PATH, params)
+        if not isinstance(body.get("data"), list):
+            raise ResendDataError(f"GET {LIST_PATH}: the list response has no 'data' array")
+        if not isinstance(body.get("has_more"), bool):
+            raise ResendDataError(f"GET {LIST_PATH}: the list response has no boolean 'has_more'")
+        return body
+
+    def get_import(self, import_id: str) -> Optional[JSONObject]:
+        """`GET /contacts/imports/{id}`; None when Resend no longer knows the import."""
+        try:
+            return self.request(f"{LIST_PATH}/{import_id}")
+        except ResendAPIError as exc:
+            if exc.status_code == 404:
+                return None
+            raise
+
+    def iter_pages(
+        self, page_size: int, status: Optional[str] = None
+    ) -> Iterator[List[JSONObject]]:
+        """Pages through the list, newest first, until `has_more` is false.
+
+        Raises:
+            ResendDataError: `has_more` with an empty page, or a cursor that repeats.
+        """
+        cursor: Optional[str] = None
+        used_cursors: set[str] = set()
+        pages = items = 0
+        while True:
+            body = self.list_page(page_size, after=cursor, status=status)
+            data: List[JSONObject] = body["data"]
+            pages += 1
+            items += len(data)
+            if pages % PROGRESS_EVERY_PAGES == 0:
+                logger.info("listed %d contact imports in %d pages", items, pages)
+            yield data
+            if not body["has_more"]:
+                return
+            if not data:
+                raise ResendDataError(
+                    f"GET {LIST_PATH}: has_more is true but the page is empty (after={cursor})"
+                )
+            last_id = data[-1].get("id") if isinstance(data[-1], dict) else None
+            if not isinstance(last_id, str) or not last_id:
+                raise ResendDataError(f"GET {LIST_PATH}: the last import of a page has no id")
+            if last_id in used_cursors:
+                raise ResendDataError(
+                    f"GET {LIST_PATH}: cursor {last_id} repeats; paging would never end"
+                )
+            used_cursors.add(last_id)
+            cursor = last_id
+
+    def request(self, path: str, params: Optional[Dict[str, Any]] = None) -> JSONObject:
+        """GET `path` with retries; returns the JSON object of a 2xx answer.
+
+        Raises:
+            ResendAuthError: 401 or 403.
+            ResendAPIError: any other status not worth retrying, or retries exhausted.
+        """
+        retrying = Retrying(
+            stop=stop_after_attempt(self.retry_policy.max_attempts),
+            wait=self._wait,
+            retry=retry_if_exception_type(RetryableResponseError),
+            sleep=self._sleep,
+            before_sleep=self._log_retry,
+            reraise=True,
+        )
+        try:
+            return retrying(self._send, path, params)
+        except RetryableResponseError as exc:
+            attempts = self.retry_policy.max_attempts
+            raise ResendAPIError(
+                exc.status_code,
+                "retries_exhausted",
+                f"gave up after {attempts} attempt{'s' if attempts > 1 else ''}, last: "
+                f"{exc.name}: {exc.message}",
+                path=path,
+            ) from None
+
+    def _send(self, path: str, params: Optional[Dict[str, Any]]) -> JSONObject:
+        self._pace()
+        self.stats.requests += 1
+        try:
+            response = self._session.get(
+                self.base_url + path, params=params, timeout=self.timeout, allow_redirects=False
+            )
+            self._note_rate_limit(response)
+            status = response.status_code
+            if 200 <= status < 300:
+                return self._json_object(response, path)
+        except requests.RequestException as exc:
+            raise RetryableResponseError(
+                None, "transport_error", _describe_transport_error(exc), path=path
+            ) from None
+        name, message = _error_fields(response)
+        if status in RETRYABLE_STATUSES:
+            if status == 429:
+                self.stats.rate_limited += 1
+            retry_after = _header_float(response, "retry-after")
+            if retry_after is None and status == 429:
+                retry_after = _header_float(response, "ratelimit-reset")
+            raise RetryableResponseError(status, name, message, path=path, retry_after=retry_after)
+        if status in (401, 403):
+            raise ResendAuthError(status, name, message, path=path)
+        if 300 <= status < 400:
+            message = "redirects are not followed (the API key would go along)"
+        raise ResendAPIError(status, name, message, path=path)
+
+    @staticmethod
+    def _json_object(response: requests.Response, path: str) -> JSONObject:
+        try:
+            body = response.json()
+        except ValueError:
+            raise RetryableResponseError(
+                response.status_code, "invalid_json", "2xx body is not valid JSON", path=path
+            ) from None
+        if not isinstance(body, dict):
+            raise ResendDataError(f"GET {path}: the response is not a JSON object")
+        return body
+
+    def _note_rate_limit(self, response: requests.Response) -> None:
+        remaining = _header_float(response, "ratelimit-remaining")
+        reset = _header_float(response, "ratelimit-reset")
+        if remaining is not None and remaining < 1 and reset is not None:
+            self._not_before = max(self._not_before, self._clock() + reset)
+
+    def _pace(self) -> None:
+        wait = self._not_before - self._clock()
+        if wait > 0:
+            self.stats.paced_seconds += wait
+            self._sleep(wait)
+
+    def _wait(self, retry_state: RetryCallState) -> float:
+        outcome = retry_state.outcome
+        exc = outcome.exception() if outcome is not None else None
+        if isinstance(exc, RetryableResponseError) and exc.retry_after is not None:
+            return exc.retry_after
+        return self.retry_policy.backoff(retry_state.attempt_number, self._rng)
+
+    def _log_retry(self, retry_state: RetryCallState) -> None:
+        self.stats.retries += 1
+        outcome = retry_state.outcome
+        exc = outcome.exception() if outcome is not None else None
+        wait = retry_state.upcoming_sleep
+        status = getattr(exc, "status_code", None)
+        logger.warning(
+            "retrying GET %s in %.2fs (attempt %d of %d): %s %s",
+            getattr(exc, "path", "?"),
+            wait,
+            retry_state.attempt_number + 1,
+            self.retry_policy.max_attempts,
+            f"HTTP {status}" if status is not None else "no response",
+            getattr(exc, "message", exc),
+        )

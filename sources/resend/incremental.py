@@ -1,0 +1,152 @@
+"""Incremental state that stays correct on mutable imports.
+
+The list is newest first and imports change until they are terminal. The state keeps every
+import that was still open at the last run. Open imports near the top of the list are
+refreshed by paging again down to the oldest of them (the *frontier*); open imports deep in
+history are refreshed one by one with `GET /contacts/imports/{id}`, whichever costs fewer
+requests. With nothing open, the frontier is the newest `created_at` seen, so a quiet run
+costs one request.
+"""
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Dict, List, MutableMapping, Optional, Set
+
+from .records import Row, fingerprint, is_terminal
+
+STATE_VERSION = 1
+
+
+@dataclass
+class OpenImport:
+    """An import seen open at the last run."""
+
+    created_at: str
+    status: str
+    fingerprint: str
+    by_get: bool
+
+
+@dataclass
+class SyncState:
+    """What one run leaves for the next, stored in dlt resource state (plain JSON)."""
+
+    newest_created_at: Optional[str] = None
+    newest_ids: List[str] = field(default_factory=list)
+    open_imports: Dict[str, OpenImport] = field(default_factory=dict)
+
+    @property
+    def is_empty(self) -> bool:
+        return self.newest_created_at is None
+
+    def frontier(self) -> Optional[datetime]:
+        """Oldest `created_at` that the next listing must reach, inclusive."""
+        paged = [o.created_at for o in self.open_imports.values() if not o.by_get]
+        oldest = min(paged, key=datetime.fromisoformat) if paged else self.newest_created_at
+        return datetime.fromisoformat(oldest) if oldest else None
+
+    def watched_ids(self) -> List[str]:
+        """Open imports refreshed one by one rather than by paging."""
+        return [import_id for import_id, o in self.open_imports.items() if o.by_get]
+
+    def is_new(self, row: Row) -> bool:
+        if row["id"] in self.open_imports:
+            return False
+        if self.newest_created_at is None:
+            return True
+        newest = datetime.fromisoformat(self.newest_created_at)
+        return bool(
+            row["created_at"] > newest
+            or (row["created_at"] == newest and row["id"] not in self.newest_ids)
+        )
+
+    def is_updated(self, row: Row) -> bool:
+        known = self.open_imports.get(row["id"])
+        return known is not None and known.fingerprint != fingerprint(row)
+
+    @classmethod
+    def load(cls, stored: MutableMapping[str, Any]) -> "SyncState":
+        if stored.get("version") != STATE_VERSION:
+            return cls()
+        return cls(
+            newest_created_at=stored.get("newest_created_at"),
+            newest_ids=list(stored.get("newest_ids", [])),
+            open_imports={k: OpenImport(**v) for k, v in stored.get("open_imports", {}).items()},
+        )
+
+    def save(self, stored: MutableMapping[str, Any]) -> None:
+        stored.clear()
+        stored.update(
+            {
+                "version": STATE_VERSION,
+                "newest_created_at": self.newest_created_at,
+                "newest_ids": self.newest_ids,
+                "open_imports": {k: vars(v) for k, v in self.open_imports.items()},
+            }
+        )
+
+
+def imports_to_page(positions: List[int], page_size: int) -> int:
+    """How many open imports, by listing position, to refresh by paging; the rest by GET.
+
+    Covering the open imports up to the i-th costs the pages needed to reach it; every
+    import left out costs one GET. Picks the cheapest; on a tie, fewer pages.
+    """
+    ordered = sorted(positions)
+    best_count, best_cost = 0, 1 + len(ordered)
+    for index, position in enumerate(ordered):
+        pages = math.ceil((position + 1) / page_size)
+        cost = pages + len(ordered) - index - 1
+        if cost < best_cost:
+            best_count, best_cost = index + 1, cost
+    return best_count
+
+
+class RunObserver:
+    """Collects what one run saw and turns it into the next state."""
+
+    def __init__(self, page_size: int) -> None:
+        self.page_size = page_size
+        self.newest: Optional[datetime] = None
+        self.newest_ids: Set[str] = set()
+        self._open_listed: List[tuple[int, str, Row]] = []
+        self._open_fetched: List[Row] = []
+        self._position = 0
+
+    def listed(self, row: Row) -> None:
+        created_at: datetime = row["created_at"]
+        if self.newest is None or created_at > self.newest:
+            self.newest, self.newest_ids = created_at, {row["id"]}
+        elif created_at == self.newest:
+            self.newest_ids.add(row["id"])
+        if not is_terminal(row.get("status")):
+            self._open_listed.append((self._position, row["id"], row))
+        self._position += 1
+
+    def fetched(self, row: Row) -> None:
+        if not is_terminal(row.get("status")):
+            self._open_fetched.append(row)
+
+    def next_state(self, previous: SyncState) -> SyncState:
+        """The state after this run; keeps the previous newest when nothing was listed."""
+        if self.newest is None:
+            state = SyncState(previous.newest_created_at, previous.newest_ids)
+        else:
+            state = SyncState(self.newest.isoformat(), sorted(self.newest_ids))
+        positions = [position for position, _, _ in self._open_listed]
+        paged_count = imports_to_page(positions, self.page_size)
+        for index, (_, import_id, row) in enumerate(sorted(self._open_listed, key=lambda o: o[0])):
+            state.open_imports[import_id] = _open_import(row, by_get=index >= paged_count)
+        for row in self._open_fetched:
+            state.open_imports[row["id"]] = _open_import(row, by_get=True)
+        return state
+
+
+def _open_import(row: Row, by_get: bool) -> OpenImport:
+    return OpenImport(
+        created_at=row["created_at"].isoformat(),
+        status=str(row.get("status")),
+        fingerprint=fingerprint(row),
+        by_get=by_get,
+    )

@@ -1,0 +1,95 @@
+"""Turning one ContactImport from the API into one row of `contact_imports`."""
+
+import re
+from datetime import datetime
+from typing import Any, Dict, Mapping, Optional
+
+from .errors import ResendDataError
+from .settings import COUNT_FIELDS, TERMINAL_STATUSES
+
+# PostgreSQL-style (`2026-05-15 18:32:37.823+00`) or ISO (`2026-05-15T18:32:37.823Z`).
+_TIMESTAMP = re.compile(
+    r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}(:?\d{2})?)",
+)
+
+Row = Dict[str, Any]
+
+
+def parse_timestamp(value: str) -> datetime:
+    """Parses a Resend timestamp into a timezone-aware datetime.
+
+    Raises:
+        ValueError: the value is not a timestamp with an offset in a format Resend uses.
+    """
+    if not isinstance(value, str) or not _TIMESTAMP.fullmatch(value):
+        raise ValueError(value)
+    return datetime.fromisoformat(value)
+
+
+def is_terminal(status: Any) -> bool:
+    """Whether an import can no longer change. Unknown statuses are treated as open."""
+    return status in TERMINAL_STATUSES
+
+
+def _timestamp_field(raw: Mapping[str, Any], field: str, import_id: str) -> Optional[datetime]:
+    value = raw.get(field)
+    if value is None and field != "created_at":
+        return None
+    try:
+        return parse_timestamp(value)  # type: ignore[arg-type]
+    except ValueError:
+        raise ResendDataError(
+            f"import {import_id}: unparseable {field} {value!r}"
+            " (expected e.g. '2026-05-15 18:32:37.823+00')"
+        ) from None
+
+
+def _count_field(counts: Mapping[str, Any], field: str, import_id: str) -> Optional[int]:
+    value = counts.get(field)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ResendDataError(f"import {import_id}: counts.{field} is not an integer: {value!r}")
+    return value
+
+
+def to_row(raw: Any) -> Row:
+    """Validates one ContactImport and flattens it into a row.
+
+    Timestamps become timezone-aware datetimes and `counts` becomes `counts__*` columns
+    (all None when `counts` is absent). Unknown fields are kept as they are, so that dlt
+    adds them as new columns.
+
+    Raises:
+        ResendDataError: no id, an unparseable timestamp, or a count that is not an integer.
+    """
+    if not isinstance(raw, dict):
+        raise ResendDataError(f"a contact import is not a JSON object: {str(raw)[:80]!r}")
+    import_id = raw.get("id")
+    if not isinstance(import_id, str) or not import_id:
+        raise ResendDataError(f"a contact import has no id: {str(raw)[:120]!r}")
+
+    row: Row = {}
+    for key, value in raw.items():
+        if key != "counts":
+            row[key] = value
+    row["created_at"] = _timestamp_field(raw, "created_at", import_id)
+    row["completed_at"] = _timestamp_field(raw, "completed_at", import_id)
+
+    counts = raw.get("counts")
+    if counts is None:
+        counts = {}
+    elif not isinstance(counts, dict):
+        raise ResendDataError(f"import {import_id}: counts is not an object: {counts!r}")
+    for field in COUNT_FIELDS:
+        row[f"counts__{field}"] = _count_field(counts, field, import_id)
+    for field in counts.keys() - set(COUNT_FIELDS):
+        row[f"counts__{field}"] = _count_field(counts, field, import_id)
+    return row
+
+
+def fingerprint(row: Mapping[str, Any]) -> str:
+    """What can change on an open import, as one comparable string."""
+    completed_at = row.get("completed_at")
+    counts = ",".join(str(row.get(f"counts__{field}")) for field in COUNT_FIELDS)
+    return f"{row.get('status')}|{completed_at.isoformat() if completed_at else ''}|{counts}"

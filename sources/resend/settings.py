@@ -1,0 +1,35 @@
+"""Constants of the Resend contact imports source."""
+
+from typing import Final
+
+DEFAULT_BASE_URL: Final = "https://api.resend.com"
+LIST_PATH: Final = "/contacts/imports"
+
+# Environment variables of the official Resend SDKs, honoured as fallbacks.
+API_KEY_ENV: Final = "RESEND_API_KEY"
+API_URL_ENV: Final = "RESEND_API_URL"
+
+MAX_PAGE_SIZE: Final = 100
+DEFAULT_PAGE_SIZE: Final = 100
+
+STATUSES: Final = ("queued", "in_progress", "completed", "failed")
+TERMINAL_STATUSES: Final = frozenset({"completed", "failed"})
+COUNT_FIELDS: Final = ("total", "created", "updated", "skipped", "failed")
+
+# Fields of a ContactImport we know; anything else is logged as a schema change.
+KNOWN_FIELDS: Final = frozenset({"object", "id", "status", "created_at", "completed_at", "counts"})
+
+DEFAULT_MAX_ATTEMPTS: Final = 6
+DEFAULT_INITIAL_BACKOFF_SECONDS: Final = 0.5
+DEFAULT_MAX_BACKOFF_SECONDS: Final = 30.0
+DEFAULT_CONNECT_TIMEOUT_SECONDS: Final = 10.0
+DEFAULT_READ_TIMEOUT_SECONDS: Final = 30.0
+
+# Statuses that are never worth a retry: the request itself is wrong.
+NON_RETRYABLE_STATUSES: Final = frozenset({400, 401, 403, 404, 422})
+RETRYABLE_STATUSES: Final = frozenset({429, 500, 502, 503, 504})
+
+# Log listing progress every this many pages.
+PROGRESS_EVERY_PAGES: Final = 20
+
+TABLE_NAME: Final = "contact_imports"

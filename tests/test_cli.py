@@ -1,0 +1,177 @@
+"""The `resend-imports` command as users and schedulers run it: exit codes and one-line errors."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, Optional
+
+import dlt
+import duckdb
+import pytest
+
+from pipelines.verify import differences
+
+from .conftest import API_KEY, RESTRICTED_KEY, Account
+
+COMMAND = str(Path(sys.executable).with_name("resend-imports"))
+
+
+def run_cli(
+    account: Account, *args: str, env: Optional[Dict[str, str]] = None, key: Optional[str] = API_KEY
+) -> subprocess.CompletedProcess[str]:
+    """Runs the installed command exactly as the external check does."""
+    environment = {
+        **os.environ,
+        "RESEND_API_URL": account.url,
+        "DESTINATION__DUCKDB__CREDENTIALS": str(account.duckdb_path),
+        "DLT_DATA_DIR": str(account.workdir / "dlt"),
+        **(env or {}),
+    }
+    if key is not None:
+        environment["RESEND_API_KEY"] = key
+    return subprocess.run(
+        [COMMAND, *args],
+        env=environment,
+        cwd=account.workdir,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], text: str) -> None:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1, result.stderr
+    assert text in errors[0], result.stderr
+
+
+def table_equals_truth(account: Account) -> bool:
+    pipeline = dlt.pipeline(
+        "cli_check",
+        destination=dlt.destinations.duckdb(str(account.duckdb_path)),
+        dataset_name="resend",
+        pipelines_dir=str(account.workdir / "check"),
+    )
+    return differences(pipeline, account.store.truth()) == []
+
+
+def test_sync_runs_and_reruns_incrementally(make_account: Account) -> None:
+    account: Account = make_account(imports=1500)  # type: ignore[operator]
+    first = run_cli(account, "sync")
+    assert first.returncode == 0, first.stderr
+    assert "synced 1500 contact imports into resend.contact_imports on duckdb" in first.stdout
+    assert "requests 15 " in first.stdout
+    assert table_equals_truth(account)
+    account.store.advance(new=40, seconds=600)
+    account.simulator.reset_stats()
+    second = run_cli(account, "sync")
+    assert second.returncode == 0, second.stderr
+    assert "incremental run" in second.stdout and "new 40," in second.stdout
+    assert account.requests("list") == 1
+    assert table_equals_truth(account)
+
+
+def test_missing_key(account: Account) -> None:
+    result = run_cli(account, "sync", key=None)
+    assert_one_line_error(result, "no Resend API key: set RESEND_API_KEY")
+    assert "resend-imports demo" in result.stderr
+    assert account.requests() == 0
+
+
+@pytest.mark.parametrize(
+    ("key", "answer"),
+    [
+        ("re_revoked_key", "HTTP 403 invalid_api_key"),
+        (RESTRICTED_KEY, "HTTP 401 restricted_api_key"),
+    ],
+)
+def test_rejected_key_is_one_request_and_one_line(account: Account, key: str, answer: str) -> None:
+    first = run_cli(account, "sync")
+    assert first.returncode == 0
+    account.simulator.reset_stats()
+    result = run_cli(account, "sync", env={"SOURCES__RESEND__API_KEY": key}, key=None)
+    assert_one_line_error(result, f"Resend rejected the API key ({answer}")
+    assert "SOURCES__RESEND__API_KEY" in result.stderr
+    assert account.requests() == 1
+    assert table_equals_truth(account)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("0", "page_size must be 1 to 100, got 0"),
+        ("101", "page_size must be 1 to 100, got 101"),
+        ("many", "config value page_size = 'many' is not a valid int"),
+    ],
+)
+def test_bad_page_size(account: Account, value: str, message: str) -> None:
+    result = run_cli(account, "sync", env={"SOURCES__RESEND__PAGE_SIZE": value})
+    assert_one_line_error(result, message)
+    assert account.requests() == 0
+
+
+def test_plain_http_off_loopback_is_refused(account: Account) -> None:
+    result = run_cli(account, "sync", env={"RESEND_API_URL": "http://api.resend.com"})
+    assert_one_line_error(result, "is not HTTPS: the API key would travel in clear text")
+
+
+def test_unknown_destination(account: Account) -> None:
+    result = run_cli(account, "sync", "--destination", "warehouse9000")
+    assert_one_line_error(result, "unknown destination 'warehouse9000'")
+
+
+def test_unknown_status_filter(account: Account) -> None:
+    result = run_cli(account, "sync", "--status", "paused")
+    assert result.returncode == 2
+    assert "invalid choice: 'paused'" in result.stderr
+
+
+def test_duckdb_file_locked_by_another_process(account: Account) -> None:
+    assert run_cli(account, "sync").returncode == 0
+    account.store.advance(new=20, seconds=600)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys; c = duckdb.connect(sys.argv[1]); print('locked', flush=True);"
+            " sys.stdin.read()",
+            str(account.duckdb_path),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        result = run_cli(account, "sync")
+        assert_one_line_error(result, f"the DuckDB file {account.duckdb_path} is locked")
+    finally:
+        holder.communicate("", timeout=30)
+    retry = run_cli(account, "sync")
+    assert retry.returncode == 0, retry.stderr
+    assert table_equals_truth(account)
+
+
+def test_demo_needs_no_key_and_checks_itself(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [COMMAND, "demo", "--imports", "800", "--file", str(tmp_path / "demo.duckdb")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={k: v for k, v in os.environ.items() if not k.startswith("RESEND_")},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("table equals the simulator's imports: yes") == 2
+    with duckdb.connect(str(tmp_path / "demo.duckdb"), read_only=True) as con:
+        count = con.execute("SELECT count(*) FROM resend.contact_imports").fetchone()
+    assert count == (850,)
+
+
+def test_debug_logging_never_shows_the_key(account: Account) -> None:
+    result = run_cli(account, "--log-level", "DEBUG", "sync")
+    assert result.returncode == 0
+    assert API_KEY not in result.stdout + result.stderr

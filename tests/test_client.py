@@ -1,0 +1,241 @@
+"""The HTTP client against the simulator: retries, pacing, errors. Nothing really sleeps."""
+
+import random
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any, ClassVar, Iterator, List
+
+import pytest
+
+from pipelines.simulator import FAULT_KINDS, FaultPlan, ImportStore, RunningSimulator, Simulator
+from sources.resend import user_agent
+from sources.resend.client import ResendClient, RetryPolicy, validate_base_url
+from sources.resend.errors import (
+    ResendAPIError,
+    ResendAuthError,
+    ResendConfigError,
+    ResendDataError,
+)
+
+from .conftest import API_KEY
+
+
+class Recorder:
+    """Stands in for time.sleep and time.monotonic: records waits, advances a fake clock."""
+
+    def __init__(self) -> None:
+        self.sleeps: List[float] = []
+        self.now = 1000.0
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+    def clock(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def simulator() -> Iterator[tuple[Simulator, str]]:
+    sim = Simulator(ImportStore(120, seed=3), api_keys=(API_KEY,))
+    with RunningSimulator(sim) as running:
+        yield sim, running.url
+
+
+def _client(url: str, recorder: Recorder, attempts: int = 4, **options: Any) -> ResendClient:
+    return ResendClient(
+        options.pop("api_key", API_KEY),
+        url,
+        user_agent=user_agent(),
+        retry_policy=RetryPolicy(attempts, 0.5, 8.0),
+        connect_timeout=2.0,
+        read_timeout=options.pop("read_timeout", 5.0),
+        sleep=recorder.sleep,
+        clock=recorder.clock,
+        rng=random.Random(0),
+    )
+
+
+@pytest.mark.parametrize("kind", FAULT_KINDS)
+def test_each_fault_kind_is_retried_and_survived(
+    simulator: tuple[Simulator, str], kind: str
+) -> None:
+    sim, url = simulator
+    sim.faults = FaultPlan(queue=[kind, kind], retry_after=3, slow_seconds=0.6)
+    recorder = Recorder()
+    client = _client(url, recorder, read_timeout=0.3)
+    page = client.list_page(10)
+    assert len(page["data"]) == 10
+    assert client.stats.retries == 2
+    assert sim.stats()[f"fault_{kind}"] == 2
+    if kind == "429":
+        assert recorder.sleeps == [3.0, 3.0]  # retry-after wins over backoff
+    else:
+        assert len(recorder.sleeps) == 2 and all(0.2 <= s <= 1.0 for s in recorder.sleeps)
+
+
+def test_backoff_is_exponential_with_jitter_and_capped() -> None:
+    policy = RetryPolicy(10, 0.5, 4.0)
+    rng = random.Random(1)
+    for attempt, (low, high) in enumerate([(0.25, 0.5), (0.5, 1), (1, 2), (2, 4), (2, 4)], 1):
+        for _ in range(50):
+            assert low <= policy.backoff(attempt, rng) <= high
+
+
+def test_retries_exhausted_is_one_clear_error(simulator: tuple[Simulator, str]) -> None:
+    sim, url = simulator
+    sim.faults = FaultPlan(queue=["503"] * 10)
+    client = _client(url, Recorder(), attempts=3)
+    with pytest.raises(ResendAPIError) as failure:
+        client.list_page(10)
+    assert failure.value.name == "retries_exhausted"
+    assert "gave up after 3 attempts" in str(failure.value)
+    assert "service_unavailable" in str(failure.value)
+    assert sim.stats()["total"] == 3
+
+
+@pytest.mark.parametrize(("key", "status"), [("", 401), ("re_wrong", 403)])
+def test_rejected_key_is_not_retried(
+    simulator: tuple[Simulator, str], key: str, status: int
+) -> None:
+    sim, url = simulator
+    client = _client(url, Recorder(), api_key=key)
+    with pytest.raises(ResendAuthError) as failure:
+        client.list_page(10)
+    assert failure.value.status_code == status
+    assert sim.stats()["total"] == 1
+    assert key not in str(failure.value) or not key
+
+
+def test_validation_error_is_not_retried_and_carries_resend_name(
+    simulator: tuple[Simulator, str],
+) -> None:
+    sim, url = simulator
+    client = _client(url, Recorder())
+    with pytest.raises(ResendAPIError) as failure:
+        client.list_page(10, after="no-such-cursor")
+    assert (failure.value.status_code, failure.value.name) == (422, "validation_error")
+    assert sim.stats()["total"] == 1
+
+
+def test_get_unknown_import_is_none_without_retry(simulator: tuple[Simulator, str]) -> None:
+    sim, url = simulator
+    assert _client(url, Recorder()).get_import("00000000-0000-4000-8000-000000000000") is None
+    assert sim.stats()["total"] == 1
+
+
+def test_pacing_waits_for_the_window_when_remaining_reaches_zero() -> None:
+    sim = Simulator(ImportStore(50, seed=3), api_keys=(API_KEY,), rate_limit=3, rate_window=30)
+    with RunningSimulator(sim) as running:
+        recorder = Recorder()
+        client = _client(running.url, recorder)
+        for _ in range(3):
+            client.list_page(5)
+        # the third answer said remaining 0, reset 30: the client waits before asking again
+        assert recorder.sleeps == []
+        sim.rate_limit = None  # the window is over once the client has waited
+        client.list_page(5)
+    assert recorder.sleeps == [30.0]
+    assert client.stats.paced_seconds == 30.0
+    assert client.stats.rate_limited == 0
+
+
+def test_429_from_a_shared_limit_is_absorbed_by_retry_after() -> None:
+    sim = Simulator(ImportStore(50, seed=3), api_keys=(API_KEY,), rate_limit=1, rate_window=0.5)
+    with RunningSimulator(sim) as running:
+        other_sync = _client(running.url, Recorder())
+        client = ResendClient(
+            API_KEY,
+            running.url,
+            user_agent=user_agent(),
+            retry_policy=RetryPolicy(5, 0.01, 0.01),
+            connect_timeout=2,
+            read_timeout=5,
+        )
+        other_sync.list_page(5)  # uses up the shared window this client knows nothing of
+        assert len(client.list_page(5)["data"]) == 5
+    assert client.stats.rate_limited == 1
+    assert client.stats.retries == 1
+    assert sim.stats()["status_429"] == 1
+
+
+def test_iter_pages_walks_the_whole_list_with_after(simulator: tuple[Simulator, str]) -> None:
+    sim, url = simulator
+    pages = list(_client(url, Recorder()).iter_pages(25))
+    assert [len(p) for p in pages] == [25, 25, 25, 25, 20]
+    assert [i["id"] for p in pages for i in p] == [i["id"] for i in sim.store.truth()]
+
+
+def test_has_more_with_an_empty_page_is_an_error(simulator: tuple[Simulator, str]) -> None:
+    sim, url = simulator
+    sim.rewrite = lambda path, body: {**body, "data": [], "has_more": True}
+    with pytest.raises(ResendDataError, match="has_more is true but the page is empty"):
+        list(_client(url, Recorder()).iter_pages(25))
+    assert sim.stats()["total"] == 1
+
+
+def test_a_repeating_cursor_is_an_error(simulator: tuple[Simulator, str]) -> None:
+    sim, url = simulator
+    first_page = sim.store.list(25)[0]
+    sim.rewrite = lambda path, body: {**body, "data": first_page, "has_more": True}
+    with pytest.raises(ResendDataError, match="repeats"):
+        list(_client(url, Recorder()).iter_pages(25))
+    assert sim.stats()["total"] == 2
+
+
+def test_a_list_without_data_is_an_error(simulator: tuple[Simulator, str]) -> None:
+    sim, url = simulator
+    sim.rewrite = lambda path, body: {"object": "list", "has_more": False}
+    with pytest.raises(ResendDataError, match="no 'data' array"):
+        _client(url, Recorder()).list_page(10)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://api.resend.com", "http://10.0.0.5:8080", "ftp://127.0.0.1", "api.resend.com"],
+)
+def test_unsafe_or_malformed_base_urls_are_refused(url: str) -> None:
+    with pytest.raises(ResendConfigError):
+        validate_base_url(url)
+
+
+@pytest.mark.parametrize(
+    "url", ["https://api.resend.com/", "http://127.0.0.1:8080", "http://localhost", "http://[::1]"]
+)
+def test_https_and_loopback_urls_are_accepted(url: str) -> None:
+    assert validate_base_url(url) == url.rstrip("/")
+
+
+class _Redirect(BaseHTTPRequestHandler):
+    seen_auth: ClassVar[List[str]] = []
+
+    def do_GET(self) -> None:
+        _Redirect.seen_auth.append(self.headers.get("Authorization", ""))
+        self.send_response(302)
+        self.send_header("Location", "http://127.0.0.2:9/steal")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        return None
+
+
+def test_redirects_are_not_followed_with_the_key() -> None:
+    server = HTTPServer(("127.0.0.1", 0), _Redirect)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        with pytest.raises(ResendAPIError, match="redirects are not followed"):
+            _client(url, Recorder()).list_page(10)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert _Redirect.seen_auth == [f"Bearer {API_KEY}"]
+
+
+def test_user_agent_names_the_connector(simulator: tuple[Simulator, str]) -> None:
+    assert user_agent().startswith("resend-imports/")
+    client = _client(simulator[1], Recorder())
+    assert client._session.headers["User-Agent"] == user_agent()
+    assert API_KEY not in repr(client)

@@ -1,0 +1,94 @@
+"""The incremental state: what is new, what changed, and what the next run must refresh."""
+
+from datetime import UTC, datetime, timedelta
+from typing import Any, Dict
+
+from sources.resend.incremental import RunObserver, SyncState, imports_to_page
+from sources.resend.records import Row
+
+T0 = datetime(2026, 5, 15, 12, 0, tzinfo=UTC)
+
+
+def _row(import_id: str, minutes_ago: float, status: str = "completed") -> Row:
+    return {
+        "id": import_id,
+        "status": status,
+        "created_at": T0 - timedelta(minutes=minutes_ago),
+        "completed_at": None,
+    }
+
+
+def test_open_imports_on_the_first_page_are_paged() -> None:
+    assert imports_to_page([0, 5, 99], page_size=100) == 3
+
+
+def test_a_lone_open_import_deep_in_history_is_fetched_by_id() -> None:
+    assert imports_to_page([3, 5000], page_size=100) == 1
+    assert imports_to_page([5000], page_size=100) == 0
+
+
+def test_many_open_imports_a_few_pages_down_are_cheaper_to_page() -> None:
+    positions = list(range(150, 450, 2))  # 150 open imports on pages 2 to 5
+    assert imports_to_page(positions, page_size=100) == len(positions)
+
+
+def test_one_page_behind_is_a_tie_and_goes_by_id() -> None:
+    assert imports_to_page([150], page_size=100) == 0  # 2 pages vs 1 page + 1 GET
+
+
+def _observe(*rows: Row, page_size: int = 100) -> SyncState:
+    observer = RunObserver(page_size)
+    for row in rows:
+        observer.listed(row)
+    return observer.next_state(SyncState())
+
+
+def test_frontier_is_newest_when_nothing_is_open() -> None:
+    state = _observe(_row("a", 0), _row("b", 1), _row("c", 2))
+    assert state.frontier() == T0
+    assert state.open_imports == {}
+
+
+def test_frontier_is_the_oldest_paged_open_import() -> None:
+    state = _observe(
+        _row("a", 0, "queued"), _row("b", 1), _row("c", 2, "in_progress"), _row("d", 3)
+    )
+    assert state.frontier() == T0 - timedelta(minutes=2)
+    assert state.watched_ids() == []
+
+
+def test_deep_open_import_is_watched_and_does_not_move_the_frontier() -> None:
+    rows = [_row(f"i{n}", n) for n in range(300)]
+    rows[250] = _row("stuck", 250, "queued")
+    state = _observe(*rows)
+    assert state.watched_ids() == ["stuck"]
+    assert state.frontier() == T0
+
+
+def test_unknown_status_stays_open() -> None:
+    state = _observe(_row("a", 0, "paused"), _row("b", 1))
+    assert set(state.open_imports) == {"a"}
+
+
+def test_new_and_updated_against_the_previous_state() -> None:
+    previous = _observe(_row("a", 0, "queued"), _row("t", 0), _row("b", 1))
+    assert previous.is_new(_row("n", -1))  # created later
+    assert previous.is_new(_row("tie", 0))  # same instant as the newest, unseen id
+    assert not previous.is_new(_row("t", 0))
+    assert not previous.is_new(_row("a", 0, "completed"))
+    assert previous.is_updated(_row("a", 0, "completed"))
+    assert not previous.is_updated(_row("a", 0, "queued"))
+    assert not previous.is_updated(_row("b", 1))
+
+
+def test_state_round_trips_through_plain_json() -> None:
+    state = _observe(_row("a", 0, "queued"), _row("b", 1))
+    stored: Dict[str, Any] = {}
+    state.save(stored)
+    assert SyncState.load(stored) == state
+    assert SyncState.load({"version": 999}).is_empty
+
+
+def test_nothing_listed_keeps_the_previous_newest() -> None:
+    previous = _observe(_row("a", 0))
+    assert RunObserver(100).next_state(previous).newest_created_at == previous.newest_created_at
