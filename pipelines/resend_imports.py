@@ -14,6 +14,8 @@ PIPELINE_NAME = "resend_imports"
 DATASET_NAME = "resend"
 DEFAULT_DESTINATION = "duckdb"
 PROGRESS_CHOICES = ("log", "tqdm", "none")
+# dlt's default for these, one huge INSERT, is slow and memory hungry; parquet loads in bulk.
+BULK_FILE_FORMATS = {"duckdb": "parquet", "motherduck": "parquet"}
 
 
 @dataclass
@@ -88,8 +90,9 @@ def run_sync(
     source = resend_source(
         status=status, full_refresh=full_refresh, report=report, **source_options
     )
-    pipeline.run(source)
     destination = pipeline.destination
+    name = destination.destination_name if isinstance(destination, Destination) else ""
+    pipeline.run(source, loader_file_format=BULK_FILE_FORMATS.get(name))  # type: ignore[arg-type]
     return SyncSummary(
         mode=report.mode,
         rows=report.rows,
@@ -101,6 +104,6 @@ def run_sync(
         retries=report.retries,
         rate_limited=report.rate_limited,
         elapsed_seconds=time.monotonic() - started,
-        destination=destination.destination_name if isinstance(destination, Destination) else "?",
+        destination=name,
         table=f"{pipeline.dataset_name}.{TABLE_NAME}",
     )
