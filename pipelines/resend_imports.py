@@ -1,5 +1,6 @@
 """Pipeline entry point: one sync of Resend contact imports into a dlt destination."""
 
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any, Dict, Optional
@@ -9,6 +10,8 @@ from dlt.common.destination import Destination
 
 from sources.resend import SyncReport, resend_source
 from sources.resend.settings import TABLE_NAME
+
+logger = logging.getLogger("resend_imports")
 
 PIPELINE_NAME = "resend_imports"
 DATASET_NAME = "resend"
@@ -92,7 +95,13 @@ def run_sync(
     )
     destination = pipeline.destination
     name = destination.destination_name if isinstance(destination, Destination) else ""
-    pipeline.run(source, loader_file_format=BULK_FILE_FORMATS.get(name))  # type: ignore[arg-type]
+    file_format: Any = BULK_FILE_FORMATS.get(name)
+    if pipeline.has_pending_data:
+        # dlt's run() would load these and skip the new extract: finish them first, so that
+        # this run still ends with the imports as they are now
+        logger.warning("loading data left by an interrupted run before syncing")
+        pipeline.run(loader_file_format=file_format)
+    pipeline.run(source, loader_file_format=file_format)
     return SyncSummary(
         mode=report.mode,
         rows=report.rows,

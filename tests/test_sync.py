@@ -277,3 +277,21 @@ def test_retries_exhausted_commit_nothing_and_next_run_recovers(make_account: An
     account.simulator.faults = FaultPlan()
     account.sync(account.pipeline())
     assert account.differences() == []
+
+
+def test_data_left_by_an_interrupted_run_is_loaded_and_the_run_still_syncs(
+    make_account: Any,
+) -> None:
+    account: Account = make_account(imports=400)
+    pipeline = account.pipeline()
+    account.sync(pipeline)
+    account.store.advance(new=30, seconds=600)
+    # a run that died after normalize: its package is pending, not loaded
+    pipeline.extract(resend_source(api_key=API_KEY, base_url=account.url))
+    pipeline.normalize()
+    assert pipeline.has_pending_data
+    account.store.advance(new=30, seconds=600)
+    summary = account.sync(pipeline)
+    assert not pipeline.has_pending_data
+    assert summary.new == 30  # the interrupted run had seen the first 30
+    assert account.differences() == []
