@@ -3,12 +3,14 @@
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Dict, Optional
 
 import dlt
 from dlt.common.destination import Destination
 
 from sources.resend import SyncReport, resend_source
+from sources.resend.errors import ResendConfigError
 from sources.resend.settings import TABLE_NAME
 
 logger = logging.getLogger("resend_imports")
@@ -72,6 +74,17 @@ def make_pipeline(
     return pipeline
 
 
+def _refuse_file_named_like_dataset(pipeline: dlt.Pipeline) -> None:
+    """DuckDB names its catalog after the file: `resend.duckdb` and dataset `resend` clash."""
+    credentials = pipeline.destination_client().config.credentials
+    database = str(getattr(credentials, "database", ""))
+    if Path(database).stem == pipeline.dataset_name:
+        raise ResendConfigError(
+            f"the DuckDB file {database} is named like the dataset {pipeline.dataset_name!r},"
+            " which DuckDB cannot tell apart in queries; rename the file or pass --dataset"
+        )
+
+
 def run_sync(
     pipeline: dlt.Pipeline,
     *,
@@ -90,11 +103,13 @@ def run_sync(
     """
     started = time.monotonic()
     report = SyncReport()
-    source = resend_source(
-        status=status, full_refresh=full_refresh, report=report, **source_options
-    )
+    if status is not None:  # else dlt config may set it: an explicit None would win over it
+        source_options["status"] = status
+    source = resend_source(full_refresh=full_refresh, report=report, **source_options)
     destination = pipeline.destination
     name = destination.destination_name if isinstance(destination, Destination) else ""
+    if name == "duckdb":
+        _refuse_file_named_like_dataset(pipeline)
     file_format: Any = BULK_FILE_FORMATS.get(name)
     if pipeline.has_pending_data:
         # dlt's run() would load these and skip the new extract: finish them first, so that

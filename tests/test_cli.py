@@ -113,6 +113,25 @@ def test_bad_page_size(account: Account, value: str, message: str) -> None:
     assert account.requests() == 0
 
 
+def test_unknown_status_in_config(account: Account) -> None:
+    result = run_cli(account, "sync", env={"SOURCES__RESEND__STATUS": "paused"})
+    assert_one_line_error(result, "status must be one of queued, in_progress, completed, failed")
+
+
+def test_duckdb_file_named_like_the_dataset_is_refused_up_front(account: Account) -> None:
+    clash = str(account.workdir / "resend.duckdb")
+    result = run_cli(account, "sync", env={"DESTINATION__DUCKDB__CREDENTIALS": clash})
+    assert_one_line_error(result, "is named like the dataset 'resend'")
+    assert account.requests() == 0
+    renamed = run_cli(
+        account, "sync", "--dataset", "resend_data", env={"DESTINATION__DUCKDB__CREDENTIALS": clash}
+    )
+    assert renamed.returncode == 0, renamed.stderr
+    with duckdb.connect(clash, read_only=True) as con:
+        count = con.execute("SELECT count(*) FROM resend_data.contact_imports").fetchone()
+    assert count == (len(account.store),)
+
+
 def test_plain_http_off_loopback_is_refused(account: Account) -> None:
     result = run_cli(account, "sync", env={"RESEND_API_URL": "http://api.resend.com"})
     assert_one_line_error(result, "is not HTTPS: the API key would travel in clear text")

@@ -227,15 +227,28 @@ def _empty_more(path: str, body: Any) -> Any:
     return {**body, "data": [], "has_more": True}
 
 
-BAD_ANSWERS: Dict[str, tuple[Callable[[str, Any], Any], str]] = {
-    "unparseable created_at": (_corrupt_one("created_at", "31/10/2026"), "unparseable created_at"),
+def _repeat_first_page() -> Callable[[str, Any], Any]:
+    first: Dict[str, Any] = {}
+
+    def rewrite(path: str, body: Any) -> Any:
+        return {**first.setdefault("page", body), "has_more": True}
+
+    return rewrite
+
+
+BAD_ANSWERS: Dict[str, tuple[Callable[[], Callable[[str, Any], Any]], str]] = {
+    "unparseable created_at": (
+        lambda: _corrupt_one("created_at", "31/10/2026"),
+        "unparseable created_at '31/10/2026'",
+    ),
     "non-integer count": (
-        _corrupt_one("counts", {"total": "many"}),
+        lambda: _corrupt_one("counts", {"total": "many"}),
         "counts.total is not an integer",
     ),
-    "import without id": (_corrupt_one("id", None), "has no id"),
-    "list without data": (_drop_data, "no 'data' array"),
-    "has_more with empty page": (_empty_more, "has_more is true but the page is empty"),
+    "import without id": (lambda: _corrupt_one("id", None), "has no id"),
+    "list without data": (lambda: _drop_data, "no 'data' array"),
+    "has_more with empty page": (lambda: _empty_more, "has_more is true but the page is empty"),
+    "repeating cursor": (_repeat_first_page, "repeats; paging would never end"),
 }
 
 
@@ -243,19 +256,20 @@ BAD_ANSWERS: Dict[str, tuple[Callable[[str, Any], Any], str]] = {
 def test_bad_answers_fail_the_run_and_leave_data_and_state_intact(
     make_account: Any, case: str
 ) -> None:
-    rewrite, message = BAD_ANSWERS[case]
+    make_rewrite, message = BAD_ANSWERS[case]
     account: Account = make_account(imports=320)
     pipeline = account.pipeline()
     account.sync(pipeline)
     rows_before, state_before = table_rows(account), resource_state(pipeline)
     account.store.advance(new=150, seconds=600)
-    account.simulator.rewrite = rewrite
+    account.simulator.rewrite = make_rewrite()
     with pytest.raises(PipelineStepFailed) as failure:
         account.sync(account.pipeline())
     explained = explain(failure.value)
     assert explained is not None and message in explained and "\n" not in explained
     assert table_rows(account) == rows_before
     assert resource_state(account.pipeline()) == state_before
+    assert not account.pipeline().has_pending_data
     account.simulator.rewrite = None
     account.sync(account.pipeline())
     assert account.differences() == []
