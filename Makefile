@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo run test lint clean
+.PHONY: install demo run test reliability lint clean
 
 install: $(STAMP)
 
@@ -23,6 +23,10 @@ run: install
 
 test: install
 	$(BIN)/pytest
+
+# Soak under faults, SIGKILL trials, rate limits: heavier, run by CI too.
+reliability: install
+	$(BIN)/pytest -m reliability tests/reliability
 
 lint: install
 	$(BIN)/ruff check .

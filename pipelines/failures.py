@@ -76,6 +76,6 @@ def _explain_one(exc: BaseException) -> Optional[str]:
     if locked:
         return (
             f"the DuckDB file {locked.group(1)} is locked by another process; run again once"
-            " it is closed (nothing is lost: data already extracted loads on the next run)"
+            " it is closed (nothing is lost: anything already extracted loads on the next run)"
         )
     return None

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional
 
 import dlt
+import duckdb
 from dlt.common.destination import Destination
 
 from sources.resend import SyncReport, resend_source
@@ -74,15 +75,23 @@ def make_pipeline(
     return pipeline
 
 
-def _refuse_file_named_like_dataset(pipeline: dlt.Pipeline) -> None:
-    """DuckDB names its catalog after the file: `resend.duckdb` and dataset `resend` clash."""
+def _check_duckdb_file(pipeline: dlt.Pipeline) -> None:
+    """Fails before any request when the DuckDB file cannot take this load.
+
+    DuckDB names its catalog after the file, so `resend.duckdb` with dataset `resend` makes
+    every query ambiguous; and a file locked by another process would fail the load after
+    the API has been paged for nothing.
+    """
     credentials = pipeline.destination_client().config.credentials
     database = str(getattr(credentials, "database", ""))
+    if not database or database.startswith(":"):
+        return
     if Path(database).stem == pipeline.dataset_name:
         raise ResendConfigError(
             f"the DuckDB file {database} is named like the dataset {pipeline.dataset_name!r},"
             " which DuckDB cannot tell apart in queries; rename the file or pass --dataset"
         )
+    duckdb.connect(database).close()  # raises at once when another process holds the lock
 
 
 def run_sync(
@@ -109,7 +118,7 @@ def run_sync(
     destination = pipeline.destination
     name = destination.destination_name if isinstance(destination, Destination) else ""
     if name == "duckdb":
-        _refuse_file_named_like_dataset(pipeline)
+        _check_duckdb_file(pipeline)
     file_format: Any = BULK_FILE_FORMATS.get(name)
     if pipeline.has_pending_data:
         # dlt's run() would load these and skip the new extract: finish them first, so that

@@ -4,74 +4,37 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Any
 
-import dlt
 import duckdb
 import pytest
 
-from pipelines.verify import differences
+from pipelines.simulator import FaultPlan
 
-from .conftest import API_KEY, RESTRICTED_KEY, Account
-
-COMMAND = str(Path(sys.executable).with_name("resend-imports"))
-
-
-def run_cli(
-    account: Account, *args: str, env: Optional[Dict[str, str]] = None, key: Optional[str] = API_KEY
-) -> subprocess.CompletedProcess[str]:
-    """Runs the installed command exactly as the external check does."""
-    environment = {
-        **os.environ,
-        "RESEND_API_URL": account.url,
-        "DESTINATION__DUCKDB__CREDENTIALS": str(account.duckdb_path),
-        "DLT_DATA_DIR": str(account.workdir / "dlt"),
-        **(env or {}),
-    }
-    if key is not None:
-        environment["RESEND_API_KEY"] = key
-    return subprocess.run(
-        [COMMAND, *args],
-        env=environment,
-        cwd=account.workdir,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+from .conftest import (
+    API_KEY,
+    COMMAND,
+    RESTRICTED_KEY,
+    Account,
+    assert_one_line_error,
+    run_cli,
+)
 
 
-def assert_one_line_error(result: subprocess.CompletedProcess[str], text: str) -> None:
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr
-    errors = [line for line in result.stderr.splitlines() if "error:" in line]
-    assert len(errors) == 1, result.stderr
-    assert text in errors[0], result.stderr
-
-
-def table_equals_truth(account: Account) -> bool:
-    pipeline = dlt.pipeline(
-        "cli_check",
-        destination=dlt.destinations.duckdb(str(account.duckdb_path)),
-        dataset_name="resend",
-        pipelines_dir=str(account.workdir / "check"),
-    )
-    return differences(pipeline, account.store.truth()) == []
-
-
-def test_sync_runs_and_reruns_incrementally(make_account: Account) -> None:
-    account: Account = make_account(imports=1500)  # type: ignore[operator]
+def test_sync_runs_and_reruns_incrementally(make_account: Any) -> None:
+    account: Account = make_account(imports=1500)
     first = run_cli(account, "sync")
     assert first.returncode == 0, first.stderr
     assert "synced 1500 contact imports into resend.contact_imports on duckdb" in first.stdout
     assert "requests 15 " in first.stdout
-    assert table_equals_truth(account)
+    assert account.differences() == []
     account.store.advance(new=40, seconds=600)
     account.simulator.reset_stats()
     second = run_cli(account, "sync")
     assert second.returncode == 0, second.stderr
     assert "incremental run" in second.stdout and "new 40," in second.stdout
     assert account.requests("list") == 1
-    assert table_equals_truth(account)
+    assert account.differences() == []
 
 
 def test_missing_key(account: Account) -> None:
@@ -96,7 +59,7 @@ def test_rejected_key_is_one_request_and_one_line(account: Account, key: str, an
     assert_one_line_error(result, f"Resend rejected the API key ({answer}")
     assert "SOURCES__RESEND__API_KEY" in result.stderr
     assert account.requests() == 1
-    assert table_equals_truth(account)
+    assert account.differences() == []
 
 
 @pytest.mark.parametrize(
@@ -163,15 +126,52 @@ def test_duckdb_file_locked_by_another_process(account: Account) -> None:
         stdout=subprocess.PIPE,
         text=True,
     )
+    state_file = account.workdir / "dlt" / "pipelines" / "resend_imports" / "state.json"
+    state_before = state_file.read_bytes()
+    account.simulator.reset_stats()
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
         result = run_cli(account, "sync")
         assert_one_line_error(result, f"the DuckDB file {account.duckdb_path} is locked")
+        assert account.requests() == 0  # checked before paging the API for nothing
+        assert state_file.read_bytes() == state_before
     finally:
         holder.communicate("", timeout=30)
     retry = run_cli(account, "sync")
     assert retry.returncode == 0, retry.stderr
-    assert table_equals_truth(account)
+    assert account.differences() == []
+
+
+def test_retries_exhausted_is_one_line_and_the_next_run_recovers(account: Account) -> None:
+    assert run_cli(account, "sync").returncode == 0
+    account.store.advance(new=150, seconds=600)
+    account.simulator.faults = FaultPlan(rate=1.0, kinds=("502_html",))
+    fast = {"SOURCES__RESEND__MAX_ATTEMPTS": "3", "SOURCES__RESEND__INITIAL_BACKOFF_SECONDS": "0"}
+    result = run_cli(account, "sync", env=fast)
+    assert_one_line_error(result, "gave up after 3 attempts, last: http_error: Bad Gateway")
+    missing = [d for d in account.differences() if d.startswith("missing import")]
+    assert len(missing) == 150  # nothing of the failed run was committed
+    account.simulator.faults = FaultPlan()
+    assert run_cli(account, "sync").returncode == 0
+    assert account.differences() == []
+
+
+def test_bad_answer_is_one_line_and_leaves_the_table(account: Account) -> None:
+    assert run_cli(account, "sync").returncode == 0
+    account.store.advance(new=10, seconds=600)
+
+    def corrupt(path: str, body: Any) -> Any:
+        for item in body.get("data", []):
+            item["created_at"] = "yesterday"
+        return body
+
+    account.simulator.rewrite = corrupt
+    result = run_cli(account, "sync")
+    assert_one_line_error(result, "unparseable created_at 'yesterday'")
+    account.simulator.rewrite = None
+    assert len(account.differences()) > 0  # the 10 new imports are not in yet
+    assert run_cli(account, "sync").returncode == 0
+    assert account.differences() == []
 
 
 def test_demo_needs_no_key_and_checks_itself(tmp_path: Path) -> None:

@@ -68,8 +68,8 @@ def test_each_fault_kind_is_retried_and_survived(
     assert len(page["data"]) == 10
     assert client.stats.retries == 2
     assert sim.stats()[f"fault_{kind}"] == 2
-    if kind == "429":
-        assert recorder.sleeps == [3.0, 3.0]  # retry-after wins over backoff
+    if kind == "429":  # retry-after wins over backoff, plus up to 25% to spread syncs apart
+        assert len(recorder.sleeps) == 2 and all(3.0 <= s <= 3.75 for s in recorder.sleeps)
     else:
         assert len(recorder.sleeps) == 2 and all(0.2 <= s <= 1.0 for s in recorder.sleeps)
 
@@ -92,6 +92,20 @@ def test_retries_exhausted_is_one_clear_error(simulator: tuple[Simulator, str]) 
     assert "gave up after 3 attempts" in str(failure.value)
     assert "service_unavailable" in str(failure.value)
     assert sim.stats()["total"] == 3
+
+
+def test_429s_do_not_use_up_attempts_but_a_wait_budget(simulator: tuple[Simulator, str]) -> None:
+    sim, url = simulator
+    sim.faults = FaultPlan(queue=["429"] * 10, retry_after=2)
+    recorder = Recorder()
+    client = _client(url, recorder, attempts=3)
+    assert len(client.list_page(10)["data"]) == 10  # ten 429s, yet only 3 attempts allowed
+    assert client.stats.rate_limited == 10
+    sim.faults = FaultPlan(queue=["429"] * 200, retry_after=60)
+    with pytest.raises(ResendAPIError, match="rate limited for over 300s"):
+        client.list_page(10)
+    waited = sum(recorder.sleeps[10:])  # the wait that would cross 300s is not slept
+    assert 300 - 75 < waited <= 300
 
 
 @pytest.mark.parametrize(("key", "status"), [("", 401), ("re_wrong", 403)])

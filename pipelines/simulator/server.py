@@ -11,6 +11,7 @@ import math
 import random
 import socket
 import struct
+import sys
 import threading
 import time
 from collections import Counter
@@ -35,6 +36,7 @@ class FaultPlan:
         rate: Share of the other requests that fail with a kind drawn from `kinds`.
         kinds: Kinds drawn when `rate` applies.
         retry_after: `retry-after` seconds sent with an injected 429.
+        burst: How many 429s in a row a drawn 429 becomes.
         slow_seconds: How long a `slow` fault waits before answering.
         seed: Seed of the draws.
     """
@@ -43,6 +45,7 @@ class FaultPlan:
     rate: float = 0.0
     kinds: Tuple[str, ...] = FAULT_KINDS
     retry_after: float = 1.0
+    burst: int = 1
     slow_seconds: float = 2.0
     seed: int = 0
 
@@ -59,6 +62,7 @@ class FaultPlan:
             rate=float(payload.get("rate", 0.0)),
             kinds=tuple(payload.get("kinds", FAULT_KINDS)),
             retry_after=float(payload.get("retry_after", 1.0)),
+            burst=int(payload.get("burst", 1)),
             slow_seconds=float(payload.get("slow_seconds", 2.0)),
             seed=int(payload.get("seed", 0)),
         )
@@ -67,7 +71,10 @@ class FaultPlan:
         if self.queue:
             return self.queue.pop(0)
         if self.rate and self._rng.random() < self.rate:
-            return self._rng.choice(self.kinds)
+            kind = self._rng.choice(self.kinds)
+            if kind == "429":
+                self.queue.extend(["429"] * (self.burst - 1))
+            return kind
         return None
 
 
@@ -311,6 +318,11 @@ class SimulatorServer(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hangs up mid-answer (a killed sync) is no error of the server."""
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
 
 
 class RunningSimulator:

@@ -23,6 +23,7 @@ from .settings import (
     DEFAULT_INITIAL_BACKOFF_SECONDS,
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_MAX_BACKOFF_SECONDS,
+    DEFAULT_MAX_RATE_LIMIT_WAIT_SECONDS,
     DEFAULT_PAGE_SIZE,
     DEFAULT_READ_TIMEOUT_SECONDS,
     KNOWN_FIELDS,
@@ -169,6 +170,7 @@ def resend_source(
     max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     initial_backoff_seconds: float = DEFAULT_INITIAL_BACKOFF_SECONDS,
     max_backoff_seconds: float = DEFAULT_MAX_BACKOFF_SECONDS,
+    max_rate_limit_wait_seconds: float = DEFAULT_MAX_RATE_LIMIT_WAIT_SECONDS,
     connect_timeout_seconds: float = DEFAULT_CONNECT_TIMEOUT_SECONDS,
     read_timeout_seconds: float = DEFAULT_READ_TIMEOUT_SECONDS,
     full_refresh: bool = False,
@@ -184,6 +186,8 @@ def resend_source(
         max_attempts: Attempts per HTTP request, the first included.
         initial_backoff_seconds: First backoff between attempts; doubles each retry.
         max_backoff_seconds: Cap of the backoff (a `retry-after` header wins).
+        max_rate_limit_wait_seconds: How long one request may wait out 429s (they do not
+            count as attempts) before the run fails.
         connect_timeout_seconds: TCP connect timeout of one request.
         read_timeout_seconds: Read timeout of one request.
         full_refresh: List every import again instead of starting from the state.
@@ -202,7 +206,9 @@ def resend_source(
         key,
         url,
         user_agent=user_agent(),
-        retry_policy=RetryPolicy(max_attempts, initial_backoff_seconds, max_backoff_seconds),
+        retry_policy=RetryPolicy(
+            max_attempts, initial_backoff_seconds, max_backoff_seconds, max_rate_limit_wait_seconds
+        ),
         connect_timeout=connect_timeout_seconds,
         read_timeout=read_timeout_seconds,
     )

@@ -13,7 +13,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional
 from urllib.parse import urlsplit
 
 import requests
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+from tenacity import RetryCallState, Retrying, retry_if_exception_type
 
 from .errors import (
     ResendAPIError,
@@ -31,16 +31,48 @@ JSONObject = Dict[str, Any]
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How often and how long to retry one request."""
+    """How often and how long to retry one request.
+
+    A 429 is not a failure but a turn to wait: it does not count against `max_attempts`;
+    waiting for rate-limit windows is bounded by `max_rate_limit_wait_seconds` instead.
+    """
 
     max_attempts: int
     initial_backoff_seconds: float
     max_backoff_seconds: float
+    max_rate_limit_wait_seconds: float = 300.0
 
     def backoff(self, attempt: int, rng: random.Random) -> float:
         """Exponential backoff with equal jitter, capped: attempt 1 waits ~initial."""
         base = min(self.max_backoff_seconds, self.initial_backoff_seconds * 2 ** (attempt - 1))
         return float(base / 2 + rng.uniform(0, base / 2))
+
+
+@dataclass
+class _AttemptBudget:
+    """What one request has used of its retry policy; tenacity's stop condition."""
+
+    policy: RetryPolicy
+    failures: int = 0
+    rate_limited_seconds: float = 0.0
+
+    def exhausted(self, retry_state: RetryCallState) -> bool:
+        outcome = retry_state.outcome
+        exc = outcome.exception() if outcome is not None else None
+        if isinstance(exc, RetryableResponseError) and exc.status_code == 429:
+            self.rate_limited_seconds += retry_state.upcoming_sleep
+            return self.rate_limited_seconds > self.policy.max_rate_limit_wait_seconds
+        self.failures += 1
+        return self.failures >= self.policy.max_attempts
+
+    def describe(self, last: RetryableResponseError, attempts: int) -> str:
+        if last.status_code == 429:
+            waited = f"rate limited for over {self.policy.max_rate_limit_wait_seconds:g}s"
+            return f"gave up after {attempts} attempts, {waited}"
+        return (
+            f"gave up after {attempts} attempt{'s' if attempts > 1 else ''}, last: "
+            f"{last.name}: {last.message}"
+        )
 
 
 @dataclass
@@ -214,8 +246,9 @@ class ResendClient:
             ResendAuthError: 401 or 403.
             ResendAPIError: any other status not worth retrying, or retries exhausted.
         """
+        budget = _AttemptBudget(self.retry_policy)
         retrying = Retrying(
-            stop=stop_after_attempt(self.retry_policy.max_attempts),
+            stop=budget.exhausted,
             wait=self._wait,
             retry=retry_if_exception_type(RetryableResponseError),
             sleep=self._sleep,
@@ -225,14 +258,9 @@ class ResendClient:
         try:
             return retrying(self._send, path, params)
         except RetryableResponseError as exc:
-            attempts = self.retry_policy.max_attempts
-            raise ResendAPIError(
-                exc.status_code,
-                "retries_exhausted",
-                f"gave up after {attempts} attempt{'s' if attempts > 1 else ''}, last: "
-                f"{exc.name}: {exc.message}",
-                path=path,
-            ) from None
+            attempts = retrying.statistics.get("attempt_number", 0)
+            message = budget.describe(exc, attempts)
+            raise ResendAPIError(exc.status_code, "retries_exhausted", message, path=path) from None
 
     def _send(self, path: str, params: Optional[Dict[str, Any]]) -> JSONObject:
         self._pace()
@@ -291,7 +319,8 @@ class ResendClient:
         outcome = retry_state.outcome
         exc = outcome.exception() if outcome is not None else None
         if isinstance(exc, RetryableResponseError) and exc.retry_after is not None:
-            return exc.retry_after
+            # a little later than asked, so that syncs sharing a limit do not wake together
+            return exc.retry_after * (1 + self._rng.uniform(0, 0.25))
         return self.retry_policy.backoff(retry_state.attempt_number, self._rng)
 
     def _log_retry(self, retry_state: RetryCallState) -> None:
@@ -301,11 +330,10 @@ class ResendClient:
         wait = retry_state.upcoming_sleep
         status = getattr(exc, "status_code", None)
         logger.warning(
-            "retrying GET %s in %.2fs (attempt %d of %d): %s %s",
+            "retrying GET %s in %.2fs (attempt %d): %s %s",
             getattr(exc, "path", "?"),
             wait,
             retry_state.attempt_number + 1,
-            self.retry_policy.max_attempts,
             f"HTTP {status}" if status is not None else "no response",
             getattr(exc, "message", exc),
         )
