@@ -43,10 +43,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--progress", choices=PROGRESS_CHOICES, default="none", help="dlt progress display"
     )
 
+    report = commands.add_parser("report", help="daily summary and worst imports, from the table")
+    report.add_argument("--destination", default=DEFAULT_DESTINATION, help="as for sync")
+    report.add_argument("--dataset", default=DATASET_NAME, help="as for sync")
+    report.add_argument(
+        "--days", type=_positive_int, default=14, help="most recent days with imports (14)"
+    )
+    report.add_argument("--format", choices=("table", "csv", "json"), default="table")
+
     demo = commands.add_parser("demo", help="sync the bundled simulator into demo.duckdb")
     demo.add_argument("--imports", type=int, default=3000, help="imports in the simulated history")
     demo.add_argument("--file", default="demo.duckdb", help="DuckDB file to (re)create")
     return parser
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return int(text)
 
 
 def _configure_logging(level: str) -> None:
@@ -69,12 +83,21 @@ def main(argv: Optional[List[str]] = None) -> int:
             return run_demo(args.imports, args.file)
         from .resend_imports import make_pipeline, run_sync
 
+        if args.command == "report":
+            from .report import read_report, render
+
+            pipeline = make_pipeline(args.destination, args.dataset)
+            print(render(read_report(pipeline, args.days), args.format))
+            return 0
         pipeline = make_pipeline(args.destination, args.dataset, progress=args.progress)
         summary = run_sync(pipeline, full_refresh=args.full_refresh, status=args.status)
         print("\n".join(summary.lines()))
         return 0
+    except BrokenPipeError:  # the reader (say `| head`) stopped reading: not an error
+        sys.stdout = open(os.devnull, "w")
+        return 0
     except KeyboardInterrupt:
-        print("resend-imports: interrupted; nothing of this run was committed", file=sys.stderr)
+        print("resend-imports: interrupted; run again to finish", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001  (every failure ends in one line)
         message = explain(exc)

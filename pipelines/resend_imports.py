@@ -9,10 +9,13 @@ from typing import Any, Dict, Optional
 import dlt
 import duckdb
 from dlt.common.destination import Destination
+from dlt.common.destination.exceptions import SqlClientNotAvailable
 
 from sources.resend import SyncReport, resend_source
 from sources.resend.errors import ResendConfigError
 from sources.resend.settings import TABLE_NAME
+
+from .views import create_views
 
 logger = logging.getLogger("resend_imports")
 
@@ -126,6 +129,10 @@ def run_sync(
         logger.warning("loading data left by an interrupted run before syncing")
         pipeline.run(loader_file_format=file_format)
     pipeline.run(source, loader_file_format=file_format)
+    try:
+        create_views(pipeline)
+    except SqlClientNotAvailable:
+        logger.warning("destination %s has no SQL: views not created", name)
     return SyncSummary(
         mode=report.mode,
         rows=report.rows,

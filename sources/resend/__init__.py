@@ -3,6 +3,7 @@
 import logging
 import os
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Dict, Iterator, List, Optional, Set
 
@@ -12,6 +13,7 @@ from dlt.sources import DltResource
 
 from .client import ResendClient, RetryPolicy
 from .errors import ResendConfigError
+from .history import add_history_table, observation, to_history_table
 from .incremental import RunObserver, SyncState
 from .records import Row, to_row
 from .settings import (
@@ -68,6 +70,42 @@ class SyncReport:
     open_imports: int = 0
 
 
+class _Intake:
+    """Rows accepted by one run: each id once, counted, and observed for the history."""
+
+    def __init__(self, previous: SyncState, report: SyncReport) -> None:
+        self.previous = previous
+        self.report = report
+        self.seen: Set[str] = set()
+        self.noticed: Set[str] = set()
+        self.observations: List[Dict[str, Any]] = []
+
+    def accept(self, raw: Dict[str, Any], row: Row) -> bool:
+        """False when this run already yielded the id."""
+        if row["id"] in self.seen:
+            return False
+        self.seen.add(row["id"])
+        _notice_unknowns(raw, self.noticed)
+        self.report.rows += 1
+        now = datetime.now(UTC)
+        if self.previous.is_new(row):
+            self.report.new += 1
+            self.observations.append(observation(row, None, now))
+        elif self.previous.is_updated(row):
+            self.report.updated += 1
+            known = self.previous.open_imports[row["id"]]
+            self.observations.append(observation(row, known.status, now))
+        return True
+
+    def emit(self, rows: List[Row]) -> Iterator[Any]:
+        """The rows for `contact_imports`, then what changed for the history table."""
+        if rows:
+            yield rows
+        if self.observations:
+            yield to_history_table(self.observations)
+            self.observations = []
+
+
 @dlt.resource(
     name=TABLE_NAME,
     primary_key="id",
@@ -80,8 +118,11 @@ def contact_imports(
     status: Optional[str] = None,
     full_refresh: bool = False,
     report: Optional[SyncReport] = None,
-) -> Iterator[List[Row]]:
+) -> Iterator[Any]:
     """Yields contact imports a page at a time; see `incremental` for what a run lists.
+
+    Also yields, to `contact_import_status_history`, the imports this run saw in a new
+    status or with new counts (see `history`), in the same load package.
 
     With a `status` filter every matching import is listed and the incremental state is
     neither used nor changed (a filtered list cannot tell where history ends).
@@ -97,19 +138,7 @@ def contact_imports(
         report.mode = "incremental"
     frontier = previous.frontier() if report.mode == "incremental" else None
     observer = RunObserver(page_size)
-    seen: Set[str] = set()
-    noticed: Set[str] = set()
-
-    def accept(raw: Dict[str, Any], row: Row) -> bool:
-        """Counts a row in; False when this run already yielded its id."""
-        if row["id"] in seen:
-            return False
-        seen.add(row["id"])
-        _notice_unknowns(raw, noticed)
-        report.rows += 1
-        report.new += previous.is_new(row)
-        report.updated += previous.is_updated(row)
-        return True
+    intake = _Intake(previous, report)
 
     for page in client.iter_pages(page_size, status=status):
         rows = []
@@ -117,27 +146,26 @@ def contact_imports(
         for raw in page:
             row = to_row(raw)
             oldest_on_page = row["created_at"]
-            if accept(raw, row):
+            if intake.accept(raw, row):
                 observer.listed(row)
                 rows.append(row)
-        if rows:
-            yield rows
+        yield from intake.emit(rows)
         if frontier is not None and oldest_on_page is not None and oldest_on_page < frontier:
             break
 
     if report.mode != "filtered":
         for import_id in previous.watched_ids():
-            if import_id in seen:
+            if import_id in intake.seen:
                 continue
             fetched = client.get_import(import_id)
             if fetched is None:
                 logger.warning("import %s is gone from Resend; no longer refreshed", import_id)
                 continue
             row = to_row(fetched)
-            if accept(fetched, row):
+            if intake.accept(fetched, row):
                 report.refreshed_by_get += 1
                 observer.fetched(row)
-                yield [row]
+                yield from intake.emit([row])
         state = observer.next_state(previous)
         state.save(stored)
         report.open_imports = len(state.open_imports)
@@ -212,7 +240,7 @@ def resend_source(
         connect_timeout=connect_timeout_seconds,
         read_timeout=read_timeout_seconds,
     )
-    return contact_imports(client, page_size, status, full_refresh, report)
+    return add_history_table(contact_imports(client, page_size, status, full_refresh, report))
 
 
 def _check_settings(

@@ -89,7 +89,6 @@ def to_row(raw: Any) -> Row:
 
 
 def fingerprint(row: Mapping[str, Any]) -> str:
-    """What can change on an open import, as one comparable string."""
-    completed_at = row.get("completed_at")
+    """What can change on an open import (status and counts), as one comparable string."""
     counts = ",".join(str(row.get(f"counts__{field}")) for field in COUNT_FIELDS)
-    return f"{row.get('status')}|{completed_at.isoformat() if completed_at else ''}|{counts}"
+    return f"{row.get('status')}|{counts}"
