@@ -1,6 +1,7 @@
 """Pipeline entry point: one sync of Resend contact imports into a dlt destination."""
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,12 +20,13 @@ from .views import create_views
 
 logger = logging.getLogger("resend_imports")
 
+DUCKDB_CONFIG_ENV = "DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG"
+DEFAULT_DUCKDB_CONFIG = '{"memory_limit": "64MB"}'
+
 PIPELINE_NAME = "resend_imports"
 DATASET_NAME = "resend"
 DEFAULT_DESTINATION = "duckdb"
 PROGRESS_CHOICES = ("log", "tqdm", "none")
-# dlt's default for these, one huge INSERT, is slow and memory hungry; parquet loads in bulk.
-BULK_FILE_FORMATS = {"duckdb": "parquet", "motherduck": "parquet"}
 
 
 @dataclass
@@ -63,7 +65,12 @@ def make_pipeline(
     pipelines_dir: Optional[str] = None,
     progress: str = "none",
 ) -> dlt.Pipeline:
-    """The dlt pipeline of this connector; DuckDB lands in `<pipeline_name>.duckdb` by default."""
+    """The dlt pipeline of this connector; DuckDB lands in `<pipeline_name>.duckdb` by default.
+
+    DuckDB gets a memory limit (64 MB unless DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG
+    says otherwise): its merge of a large first load would otherwise take hundreds of MB.
+    """
+    os.environ.setdefault(DUCKDB_CONFIG_ENV, DEFAULT_DUCKDB_CONFIG)
     options: Dict[str, Any] = {}
     if pipelines_dir is not None:
         options["pipelines_dir"] = pipelines_dir
@@ -122,17 +129,18 @@ def run_sync(
     name = destination.destination_name if isinstance(destination, Destination) else ""
     if name == "duckdb":
         _check_duckdb_file(pipeline)
-    file_format: Any = BULK_FILE_FORMATS.get(name)
     if pipeline.has_pending_data:
         # dlt's run() would load these and skip the new extract: finish them first, so that
         # this run still ends with the imports as they are now
         logger.warning("loading data left by an interrupted run before syncing")
-        pipeline.run(loader_file_format=file_format)
-    pipeline.run(source, loader_file_format=file_format)
-    try:
-        create_views(pipeline)
-    except SqlClientNotAvailable:
-        logger.warning("destination %s has no SQL: views not created", name)
+        pipeline.run()
+    load_info = pipeline.run(source)
+    if any(package.schema_update for package in load_info.load_packages):
+        # new tables or columns: (re)create the views over them; otherwise they stand
+        try:
+            create_views(pipeline)
+        except SqlClientNotAvailable:
+            logger.warning("destination %s has no SQL: views not created", name)
     return SyncSummary(
         mode=report.mode,
         rows=report.rows,

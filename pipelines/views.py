@@ -8,7 +8,6 @@ the destination's own quoting and qualification.
 from typing import Dict, List
 
 import dlt
-import sqlglot
 
 from sources.resend.settings import TABLE_NAME
 
@@ -47,6 +46,8 @@ VIEW_SQL: Dict[str, str] = {
 
 def view_statements(pipeline: dlt.Pipeline) -> List[str]:
     """DROP and CREATE statements of every view, in the destination's dialect."""
+    import sqlglot  # only when the views change: keeps the start-up of a run short
+
     destination = pipeline.destination
     assert destination is not None, "the pipeline has no destination"
     dialect = destination.capabilities().sqlglot_dialect or "duckdb"

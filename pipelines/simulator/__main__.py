@@ -13,8 +13,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--api-key", default="re_test_key")
     parser.add_argument("--rate-limit", type=int, default=None, help="requests per second")
+    parser.add_argument("--stuck", type=int, default=None, help="imports open forever")
     args = parser.parse_args()
-    simulator = Simulator(ImportStore(args.imports, args.seed), (args.api_key,), args.rate_limit)
+    store = ImportStore(args.imports, args.seed, stuck=args.stuck)
+    simulator = Simulator(store, (args.api_key,), args.rate_limit)
     with RunningSimulator(simulator, args.port) as running:
         print(running.url, flush=True)
         try:

@@ -3,7 +3,7 @@
 Serves `GET /contacts/imports` and `GET /contacts/imports/{id}` as Resend does, plus a
 control API under `/_simulator/` for processes that do not share memory with it:
 `GET truth`, `GET stats`, `POST advance?new=&seconds=`, `POST faults` (JSON body of
-`FaultPlan` fields).
+`FaultPlan` fields), `POST reset` (the account as seeded), `POST reset-stats`.
 """
 
 import json
@@ -191,6 +191,10 @@ class Handler(BaseHTTPRequestHandler):
             self._send(200, json.dumps(result).encode())
         elif parts.path == CONTROL_PREFIX + "faults":
             sim.faults = FaultPlan.from_json(payload)
+            self._send(200, b"{}")
+        elif parts.path == CONTROL_PREFIX + "reset":
+            sim.store.reset()
+            sim.reset_stats()
             self._send(200, b"{}")
         elif parts.path == CONTROL_PREFIX + "reset-stats":
             sim.reset_stats()

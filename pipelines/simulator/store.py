@@ -83,10 +83,10 @@ class ImportStore:
         styles: Tuple[str, ...] = TIMESTAMP_STYLES,
     ) -> None:
         self.lock = threading.RLock()
+        self._initial = (imports, seed, stuck)
         self._rng = random.Random(seed)
         self._tie_rate = tie_rate
         self._styles = styles
-        self.now = HISTORY_END
         self._items: List[SimImport] = []  # newest first
         self._index: Dict[str, int] = {}
         self._stuck: set[str] = set()
@@ -151,6 +151,14 @@ class ImportStore:
         }
         item.status = "failed" if self._rng.random() < 0.08 else "completed"
         item.completed_at = _truncate(max(at, item.created_at), item.style)
+
+    def reset(self) -> None:
+        """Back to the account as it was created (same seed, same imports)."""
+        imports, seed, stuck = self._initial
+        with self.lock:
+            self._rng = random.Random(seed)
+            self._stuck = set()
+            self._seed_history(imports, imports // 2000 + 1 if stuck is None else stuck)
 
     # -- time passes -----------------------------------------------------------------
     def advance(self, new: int = 30, seconds: float = 600.0) -> Dict[str, int]:

@@ -13,12 +13,13 @@ from dlt.sources import DltResource
 
 from .client import ResendClient, RetryPolicy
 from .errors import ResendConfigError
-from .history import add_history_table, observation, to_history_table
+from .history import Observations, add_history_table
 from .incremental import RunObserver, SyncState
-from .records import Row, to_row
+from .records import Row, arrow_fields, to_arrow, to_row
 from .settings import (
     API_KEY_ENV,
     API_URL_ENV,
+    BATCH_ROWS,
     COUNT_FIELDS,
     DEFAULT_BASE_URL,
     DEFAULT_CONNECT_TIMEOUT_SECONDS,
@@ -46,6 +47,7 @@ COLUMNS: Any = {
     "completed_at": {"data_type": "timestamp", "timezone": True},
     **{f"counts__{name}": {"data_type": "bigint"} for name in COUNT_FIELDS},
 }
+ARROW_FIELDS = arrow_fields(COLUMNS)
 
 
 def user_agent() -> str:
@@ -78,32 +80,39 @@ class _Intake:
         self.report = report
         self.seen: Set[str] = set()
         self.noticed: Set[str] = set()
-        self.observations: List[Dict[str, Any]] = []
+        self.batch: List[Row] = []
+        self.observations = Observations()
 
-    def accept(self, raw: Dict[str, Any], row: Row) -> bool:
+    def accept(self, raw: Dict[str, Any], row: Row, seen_at: datetime) -> bool:
         """False when this run already yielded the id."""
         if row["id"] in self.seen:
             return False
         self.seen.add(row["id"])
         _notice_unknowns(raw, self.noticed)
         self.report.rows += 1
-        now = datetime.now(UTC)
+        self.batch.append(row)
         if self.previous.is_new(row):
             self.report.new += 1
-            self.observations.append(observation(row, None, now))
+            self.observations.add(True, None, seen_at)
         elif self.previous.is_updated(row):
             self.report.updated += 1
-            known = self.previous.open_imports[row["id"]]
-            self.observations.append(observation(row, known.status, now))
+            self.observations.add(True, self.previous.open_imports[row["id"]].status, seen_at)
+        else:
+            self.observations.add(False, None, seen_at)
         return True
 
-    def emit(self, rows: List[Row]) -> Iterator[Any]:
-        """The rows for `contact_imports`, then what changed for the history table."""
-        if rows:
-            yield rows
-        if self.observations:
-            yield to_history_table(self.observations)
-            self.observations = []
+    def emit(self, flush: bool = False) -> Iterator[Any]:
+        """Batches of accepted rows for `contact_imports`, then their history rows.
+
+        Batches of several pages keep dlt's per-item work small; `flush` sends what is left.
+        """
+        if self.batch and (flush or len(self.batch) >= BATCH_ROWS):
+            imports = to_arrow(self.batch, ARROW_FIELDS)
+            yield imports
+            history = self.observations.to_history_table(imports)
+            if history is not None:
+                yield history
+            self.batch, self.observations = [], Observations()
 
 
 @dlt.resource(
@@ -140,16 +149,16 @@ def contact_imports(
     observer = RunObserver(page_size)
     intake = _Intake(previous, report)
 
-    for page in client.iter_pages(page_size, status=status):
-        rows = []
+    # a run that reads to the end fetches the next page while this one is processed
+    for page in client.iter_pages(page_size, status=status, prefetch=frontier is None):
+        seen_at = datetime.now(UTC)
         oldest_on_page = None
         for raw in page:
             row = to_row(raw)
             oldest_on_page = row["created_at"]
-            if intake.accept(raw, row):
+            if intake.accept(raw, row, seen_at):
                 observer.listed(row)
-                rows.append(row)
-        yield from intake.emit(rows)
+        yield from intake.emit()
         if frontier is not None and oldest_on_page is not None and oldest_on_page < frontier:
             break
 
@@ -162,10 +171,12 @@ def contact_imports(
                 logger.warning("import %s is gone from Resend; no longer refreshed", import_id)
                 continue
             row = to_row(fetched)
-            if intake.accept(fetched, row):
+            if intake.accept(fetched, row, datetime.now(UTC)):
                 report.refreshed_by_get += 1
                 observer.fetched(row)
-                yield from intake.emit([row])
+    yield from intake.emit(flush=True)
+
+    if report.mode != "filtered":
         state = observer.next_state(previous)
         state.save(stored)
         report.open_imports = len(state.open_imports)
@@ -240,6 +251,8 @@ def resend_source(
         connect_timeout=connect_timeout_seconds,
         read_timeout=read_timeout_seconds,
     )
+    # rows are yielded as Arrow tables: have dlt stamp them with the load id, as it does objects
+    dlt.config["normalize.parquet_normalizer.add_dlt_load_id"] = True
     return add_history_table(contact_imports(client, page_size, status, full_refresh, report))
 
 

@@ -8,10 +8,12 @@ import ipaddress
 import logging
 import random
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterator, List, Optional
 from urllib.parse import urlsplit
 
+import orjson
 import requests
 from tenacity import RetryCallState, Retrying, retry_if_exception_type
 
@@ -22,7 +24,7 @@ from .errors import (
     ResendDataError,
     RetryableResponseError,
 )
-from .settings import LIST_PATH, PROGRESS_EVERY_PAGES, RETRYABLE_STATUSES
+from .settings import LIST_PATH, PROGRESS_EVERY_SECONDS, RETRYABLE_STATUSES
 
 logger = logging.getLogger("resend_imports")
 
@@ -165,6 +167,9 @@ class ResendClient:
         self._rng = rng or random.Random()
         self._not_before = 0.0
         self._session = requests.Session()
+        # proxies from the environment, read once rather than on every request
+        self._session.proxies = requests.utils.get_environ_proxies(self.base_url)
+        self._session.trust_env = False
         self._session.headers.update(
             {
                 "Authorization": f"Bearer {api_key}",
@@ -205,39 +210,56 @@ class ResendClient:
             raise
 
     def iter_pages(
-        self, page_size: int, status: Optional[str] = None
+        self, page_size: int, status: Optional[str] = None, prefetch: bool = False
     ) -> Iterator[List[JSONObject]]:
         """Pages through the list, newest first, until `has_more` is false.
+
+        With `prefetch`, the next page is requested while the caller works on this one (one
+        request in flight at a time): for runs that read to the end, where it costs nothing.
 
         Raises:
             ResendDataError: `has_more` with an empty page, or a cursor that repeats.
         """
-        cursor: Optional[str] = None
         used_cursors: set[str] = set()
-        pages = items = 0
-        while True:
-            body = self.list_page(page_size, after=cursor, status=status)
-            data: List[JSONObject] = body["data"]
-            pages += 1
-            items += len(data)
-            if pages % PROGRESS_EVERY_PAGES == 0:
-                logger.info("listed %d contact imports in %d pages", items, pages)
-            yield data
-            if not body["has_more"]:
-                return
-            if not data:
-                raise ResendDataError(
-                    f"GET {LIST_PATH}: has_more is true but the page is empty (after={cursor})"
-                )
-            last_id = data[-1].get("id") if isinstance(data[-1], dict) else None
-            if not isinstance(last_id, str) or not last_id:
-                raise ResendDataError(f"GET {LIST_PATH}: the last import of a page has no id")
-            if last_id in used_cursors:
-                raise ResendDataError(
-                    f"GET {LIST_PATH}: cursor {last_id} repeats; paging would never end"
-                )
-            used_cursors.add(last_id)
-            cursor = last_id
+        items = 0
+        last_report = self._clock()
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending: Optional[Future[JSONObject]] = None
+            cursor: Optional[str] = None
+            while True:
+                if pending is None:
+                    body = self.list_page(page_size, after=cursor, status=status)
+                else:
+                    body = pending.result()
+                    pending = None
+                data: List[JSONObject] = body["data"]
+                items += len(data)
+                if self._clock() - last_report >= PROGRESS_EVERY_SECONDS:
+                    last_report = self._clock()
+                    logger.info("listed %d contact imports so far", items)
+                if body["has_more"]:
+                    cursor = self._next_cursor(data, cursor, used_cursors)
+                    if prefetch:
+                        pending = pool.submit(self.list_page, page_size, cursor, status)
+                yield data
+                if not body["has_more"]:
+                    return
+
+    @staticmethod
+    def _next_cursor(data: List[JSONObject], cursor: Optional[str], used_cursors: set[str]) -> str:
+        if not data:
+            raise ResendDataError(
+                f"GET {LIST_PATH}: has_more is true but the page is empty (after={cursor})"
+            )
+        last_id = data[-1].get("id") if isinstance(data[-1], dict) else None
+        if not isinstance(last_id, str) or not last_id:
+            raise ResendDataError(f"GET {LIST_PATH}: the last import of a page has no id")
+        if last_id in used_cursors:
+            raise ResendDataError(
+                f"GET {LIST_PATH}: cursor {last_id} repeats; paging would never end"
+            )
+        used_cursors.add(last_id)
+        return last_id
 
     def request(self, path: str, params: Optional[Dict[str, Any]] = None) -> JSONObject:
         """GET `path` with retries; returns the JSON object of a 2xx answer.
@@ -294,7 +316,7 @@ class ResendClient:
     @staticmethod
     def _json_object(response: requests.Response, path: str) -> JSONObject:
         try:
-            body = response.json()
+            body = orjson.loads(response.content)
         except ValueError:
             raise RetryableResponseError(
                 response.status_code, "invalid_json", "2xx body is not valid JSON", path=path

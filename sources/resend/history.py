@@ -7,14 +7,17 @@ duplicates them. Its resolution is the sync schedule: states an import passed th
 between two syncs are not seen.
 """
 
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Dict, List, Optional
+from typing import Any, List, Optional
 
 import dlt
+import pyarrow as pa
+import pyarrow.compute as pc
 from dlt.extract.items import DataItemWithMeta
 from dlt.sources import DltResource
 
-from .records import Row, fingerprint
+from .records import arrow_fields
 from .settings import COUNT_FIELDS
 
 HISTORY_TABLE = "contact_import_status_history"
@@ -27,6 +30,8 @@ HISTORY_COLUMNS: Any = {
     "observed_at": {"data_type": "timestamp", "timezone": True, "nullable": False},
     "previous_status": {"data_type": "text"},
 }
+_ARROW_FIELDS = arrow_fields(HISTORY_COLUMNS)
+_TIMESTAMP = _ARROW_FIELDS["observed_at"].type
 
 
 def add_history_table(resource: DltResource) -> DltResource:
@@ -43,18 +48,39 @@ def add_history_table(resource: DltResource) -> DltResource:
     return resource
 
 
-def observation(row: Row, previous_status: Optional[str], observed_at: datetime) -> Dict[str, Any]:
-    """One history row: the import as this sync saw it."""
-    return {
-        "observation_key": f"{row['id']}|{fingerprint(row)}",
-        "import_id": row["id"],
-        "status": row.get("status"),
-        **{f"counts__{name}": row.get(f"counts__{name}") for name in COUNT_FIELDS},
-        "observed_at": observed_at,
-        "previous_status": previous_status,
-    }
+@dataclass
+class Observations:
+    """Which rows of a batch a sync saw in a new state, and in which state before."""
 
+    observed: List[bool] = field(default_factory=list)
+    previous_status: List[Optional[str]] = field(default_factory=list)
+    observed_at: List[datetime] = field(default_factory=list)
 
-def to_history_table(observations: List[Dict[str, Any]]) -> DataItemWithMeta:
-    """Marks rows for the history table, from the same resource as `contact_imports`."""
-    return dlt.mark.with_table_name(observations, HISTORY_TABLE)
+    def add(self, observed: bool, previous_status: Optional[str], observed_at: datetime) -> None:
+        self.observed.append(observed)
+        self.previous_status.append(previous_status)
+        self.observed_at.append(observed_at)
+
+    def to_history_table(self, imports: pa.Table) -> Optional[DataItemWithMeta]:
+        """History rows for the observed rows of `imports` (the batch, in order), or None."""
+        if not any(self.observed):
+            return None
+        mask = pa.array(self.observed)
+        seen = imports.filter(mask)
+        chosen = [index for index, observed in enumerate(self.observed) if observed]
+        counts = [seen[f"counts__{name}"] for name in COUNT_FIELDS]
+        key_parts = [seen["id"], seen["status"], *counts]
+        key = pc.binary_join_element_wise(
+            *(pc.fill_null(pc.cast(part, pa.string()), "") for part in key_parts), "|"
+        )
+        columns = {
+            "observation_key": key,
+            "import_id": seen["id"],
+            "status": seen["status"],
+            **{f"counts__{name}": part for name, part in zip(COUNT_FIELDS, counts, strict=True)},
+            "observed_at": pa.array([self.observed_at[i] for i in chosen], _TIMESTAMP),
+            "previous_status": pa.array([self.previous_status[i] for i in chosen], pa.string()),
+        }
+        schema = pa.schema(list(_ARROW_FIELDS.values()))
+        table = pa.Table.from_arrays([columns[name] for name in schema.names], schema=schema)
+        return dlt.mark.with_table_name(table, HISTORY_TABLE)

@@ -1,0 +1,309 @@
+"""`make bench`: resend-imports against dlt's rest_api source and a hand-written loop.
+
+Every contender runs as its own process against one simulator process on loopback, in
+interleaved rounds (the order rotates each round). The tables show medians of wall time,
+the largest peak RSS of the contender's process, requests per run, and whether its table
+equals the simulator's imports after they changed. Ratios are against contenders measured
+in the same run: the machine is shared and noisy.
+
+    python -m benchmarks.bench [--imports 100000] [--rounds 3] [--scale 10000,100000,1000000]
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from datetime import UTC
+from itertools import pairwise
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import duckdb
+
+from pipelines.verify import COMPARED, expected_records
+from sources.resend.records import parse_timestamp
+
+API_KEY = "re_bench_key"
+REPO = Path(__file__).resolve().parents[1]
+PYTHON = sys.executable
+RESEND_IMPORTS = str(Path(sys.executable).with_name("resend-imports"))
+OURS = "resend-imports"
+REST_API = "rest_api (jsonl)"
+HAND_LOOP = "hand loop"
+
+CONTENDERS: Dict[str, List[str]] = {
+    OURS: [RESEND_IMPORTS, "sync"],
+    REST_API: [PYTHON, "-m", "benchmarks.rest_api_sync", "{db}", "jsonl"],
+    HAND_LOOP: [PYTHON, "-m", "benchmarks.hand_loop", "{db}"],
+}
+REST_API_DEFAULT = "rest_api (default)"
+REST_API_DEFAULT_COMMAND = [PYTHON, "-m", "benchmarks.rest_api_sync", "{db}", "default"]
+
+
+@dataclass
+class Run:
+    """One contender process: its wall time, its own peak RSS and the requests it made."""
+
+    wall: float
+    peak_rss_mib: float
+    requests: int
+    ok: bool
+    output: str
+
+
+@dataclass
+class Results:
+    full: List[Run] = field(default_factory=list)
+    incremental: List[Run] = field(default_factory=list)
+    correct: List[bool] = field(default_factory=list)
+
+
+class SimulatorProcess:
+    """The bundled simulator in a process of its own, so that it shares no GIL with anyone."""
+
+    def __init__(self, imports: int, stuck: int, rate_limit: Optional[int] = None) -> None:
+        command = [PYTHON, "-m", "pipelines.simulator", "--imports", str(imports), "--seed", "1"]
+        command += ["--api-key", API_KEY, "--stuck", str(stuck)]
+        if rate_limit:
+            command += ["--rate-limit", str(rate_limit)]
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+        assert self.process.stdout is not None
+        self.url = self.process.stdout.readline().strip()
+
+    def call(self, method: str, path: str) -> Any:
+        request = urllib.request.Request(f"{self.url}/_simulator/{path}", method=method)
+        with urllib.request.urlopen(request, timeout=600) as answer:
+            return json.loads(answer.read() or b"null")
+
+    def __enter__(self) -> "SimulatorProcess":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+def run_contender(command: Sequence[str], workdir: Path, sim: SimulatorProcess) -> Run:
+    """Runs one contender process to its end; its peak RSS comes from wait4 on it alone."""
+    database = workdir / "bench.duckdb"
+    env = {
+        **os.environ,
+        "RESEND_API_KEY": API_KEY,
+        "RESEND_API_URL": sim.url,
+        "DESTINATION__DUCKDB__CREDENTIALS": str(database),
+        "DLT_DATA_DIR": str(workdir / "dlt"),
+        "RUNTIME__DLTHUB_TELEMETRY": "false",
+        "PYTHONPATH": str(REPO),
+    }
+    sim.call("POST", "reset-stats")
+    with tempfile.TemporaryFile("w+") as output:
+        started = time.monotonic()
+        process = subprocess.Popen(
+            [part.format(db=database) for part in command],
+            env=env,
+            cwd=workdir,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.monotonic() - started
+        process.returncode = os.waitstatus_to_exitcode(status)
+        output.seek(0)
+        text = output.read()
+    if process.returncode != 0:
+        print(f"  {command[-1]} failed: {text.strip().splitlines()[-1:]}", file=sys.stderr)
+    requests = int(sim.call("GET", "stats").get("total", 0))
+    return Run(wall, usage.ru_maxrss / 1024, requests, process.returncode == 0, text)
+
+
+def table_is_correct(database: Path, truth: List[Dict[str, Any]]) -> bool:
+    """The table holds exactly the API's imports, each with its current values."""
+    expected = expected_records(truth)
+    if not database.exists():
+        return False
+    with duckdb.connect(str(database), read_only=True) as con:
+        present = {
+            name
+            for (name,) in con.execute(
+                "SELECT column_name FROM information_schema.columns"
+                " WHERE table_schema = 'resend' AND table_name = 'contact_imports'"
+            ).fetchall()
+        }
+        select = ", ".join(c if c in present else "NULL" for c in COMPARED)
+        rows = con.execute(f"SELECT id, {select} FROM resend.contact_imports").fetchall()
+    loaded: Dict[str, Any] = {}
+    for row in rows:
+        values = list(row[1:])
+        for index in (1, 2):  # created_at, completed_at: text in rest_api's table
+            if isinstance(values[index], str):
+                values[index] = parse_timestamp(values[index])
+            if values[index] is not None:
+                values[index] = values[index].astimezone(UTC)
+        loaded[row[0]] = tuple(values)
+    return len(rows) == len(loaded) and loaded == expected
+
+
+def compare(imports: int, rounds: int, contenders: Dict[str, List[str]]) -> Dict[str, Results]:
+    """Full sync, then an incremental run after 30 new imports and open ones progressing."""
+    results = {name: Results() for name in contenders}
+    names = list(contenders)
+    with SimulatorProcess(imports, stuck=2) as sim, tempfile.TemporaryDirectory() as scratch:
+        for round_number in range(rounds):
+            order = names[round_number % len(names) :] + names[: round_number % len(names)]
+            for name in order:
+                workdir = Path(scratch) / f"{round_number}-{name.replace(' ', '_')}"
+                workdir.mkdir()
+                sim.call("POST", "reset")
+                results[name].full.append(run_contender(contenders[name], workdir, sim))
+                sim.call("POST", "advance?new=30&seconds=600")
+                results[name].incremental.append(run_contender(contenders[name], workdir, sim))
+                truth = sim.call("GET", "truth")
+                results[name].correct.append(table_is_correct(workdir / "bench.duckdb", truth))
+                print(f"  round {round_number + 1}: {name} done", file=sys.stderr)
+    return results
+
+
+def quiet_run_requests() -> tuple[int, float]:
+    """Requests and wall of our run when nothing is new and nothing is open."""
+    with SimulatorProcess(5000, stuck=0) as sim, tempfile.TemporaryDirectory() as scratch:
+        sim.call("POST", "advance?new=0&seconds=3600")
+        sim.call("POST", "advance?new=0&seconds=3600")
+        run_contender(CONTENDERS[OURS], Path(scratch), sim)
+        quiet = run_contender(CONTENDERS[OURS], Path(scratch), sim)
+    return quiet.requests, quiet.wall
+
+
+def rate_limited(start_up: float) -> Dict[str, Any]:
+    """5,000 imports behind a limit of 10 requests a second."""
+    with SimulatorProcess(5000, stuck=0, rate_limit=10) as sim, tempfile.TemporaryDirectory() as d:
+        run = run_contender(CONTENDERS[OURS], Path(d), sim)
+        stats = sim.call("GET", "stats")
+    retries = _summary_number(run.output, "retries")
+    bound = 1.1 * run.requests / 10 + start_up
+    return {
+        "wall": run.wall,
+        "requests": run.requests,
+        "429s": int(stats.get("status_429", 0)),
+        "retries": retries,
+        "bound": bound,
+    }
+
+
+def _summary_number(output: str, label: str) -> int:
+    """A number from our summary line, e.g. 'retries 0,'."""
+    for line in output.splitlines():
+        words = line.replace(",", " ").replace(";", " ").split()
+        for before, after in pairwise(words):
+            if before == label and after.isdigit():
+                return int(after)
+    return -1
+
+
+def scale(sizes: Sequence[int]) -> List[tuple[int, Run]]:
+    """Our full sync at several sizes: time should grow linearly, memory should not."""
+    runs = []
+    for size in sizes:
+        with SimulatorProcess(size, stuck=0) as sim, tempfile.TemporaryDirectory() as scratch:
+            runs.append((size, run_contender(CONTENDERS[OURS], Path(scratch), sim)))
+        print(f"  scale {size}: done", file=sys.stderr)
+    return runs
+
+
+def _median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def report(
+    imports: int,
+    results: Dict[str, Results],
+    quiet: tuple[int, float],
+    limited: Optional[Dict[str, Any]],
+    scaled: List[tuple[int, Run]],
+) -> List[str]:
+    """Markdown tables of the figures and the ratios the targets are stated in."""
+    lines = [
+        f"### Full sync of {imports:,} imports, then an incremental run (30 new, open ones"
+        " progressed)",
+        "",
+        "| contender | full wall (s) | peak RSS (MiB) | requests | incremental wall (s) |"
+        " incremental requests | correct after change |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for name, result in results.items():
+        lines.append(
+            f"| {name} | {_median([r.wall for r in result.full]):.2f}"
+            f" | {max(r.peak_rss_mib for r in result.full + result.incremental):.0f}"
+            f" | {result.full[-1].requests}"
+            f" | {_median([r.wall for r in result.incremental]):.2f}"
+            f" | {result.incremental[-1].requests}"
+            f" | {'yes' if all(result.correct) else 'no'}"
+            f"{'' if all(r.ok for r in result.full + result.incremental) else ' (failed)'} |"
+        )
+    ours, rest, hand = results[OURS], results[REST_API], results[HAND_LOOP]
+    full_ours = _median([r.wall for r in ours.full])
+    incremental_ratio = _median([r.wall for r in ours.incremental]) / _median(
+        [r.wall for r in rest.incremental]
+    )
+    lines += [
+        "",
+        "| ratio | value | target |",
+        "| --- | ---: | --- |",
+        f"| full: ours / rest_api (jsonl) | {full_ours / _median([r.wall for r in rest.full]):.2f}"
+        " | ≤ 0.5 |",
+        f"| full: ours / hand loop | {full_ours / _median([r.wall for r in hand.full]):.2f}"
+        " | ≤ 2 |",
+        f"| incremental: ours / rest_api (jsonl) | {incremental_ratio:.2f} | ≤ 1.2 |",
+        f"| peak RSS, ours (MiB) | {max(r.peak_rss_mib for r in ours.full):.0f} | ≤ 300 |",
+        f"| requests, full sync: ours | {ours.full[-1].requests} | {-(-imports // 100)} |",
+        f"| requests, run with nothing new or open: ours | {quiet[0]} | 1 |",
+    ]
+    if limited:
+        lines.append(
+            f"| rate-limited (10/s, 5,000 imports): wall {limited['wall']:.2f}s,"
+            f" {limited['requests']} requests, {limited['429s']} 429s, {limited['retries']} retries"
+            f" | bound {limited['bound']:.2f}s | ≤ 1.1 x requests/10 + start-up, no 429 |"
+        )
+    if scaled:
+        lines += ["", "| imports | wall (s) | µs per import | peak RSS (MiB) | requests |"]
+        lines += ["| ---: | ---: | ---: | ---: | ---: |"]
+        for size, run in scaled:
+            lines.append(
+                f"| {size:,} | {run.wall:.2f} | {run.wall / size * 1e6:.0f}"
+                f" | {run.peak_rss_mib:.0f} | {run.requests} |"
+            )
+    return lines
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench", description=__doc__)
+    parser.add_argument("--imports", type=int, default=100_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--scale", default="10000,100000,1000000", help="sizes, or '' for none")
+    parser.add_argument("--with-rest-api-default", action="store_true", help="slow: ~3 GiB")
+    parser.add_argument("--no-rate-limit", action="store_true")
+    parser.add_argument("--check", action="store_true", help="exit 1 unless ours is correct")
+    args = parser.parse_args(argv)
+
+    contenders = dict(CONTENDERS)
+    if args.with_rest_api_default:
+        contenders[REST_API_DEFAULT] = REST_API_DEFAULT_COMMAND
+    results = compare(args.imports, args.rounds, contenders)
+    quiet = quiet_run_requests()
+    limited = None if args.no_rate_limit else rate_limited(start_up=quiet[1])
+    sizes = [int(s) for s in args.scale.split(",") if s.strip()]
+    lines = report(args.imports, results, quiet, limited, scale(sizes))
+    print("\n".join(lines))
+    ours = results[OURS]
+    good = all(ours.correct) and all(r.ok for r in ours.full + ours.incremental)
+    good = good and ours.full[-1].requests == -(-args.imports // 100) and quiet[0] == 1
+    return 0 if good or not args.check else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
