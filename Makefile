@@ -3,8 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+AIRFLOW_VENV := .venv-airflow
+AIRFLOW_STAMP := $(AIRFLOW_VENV)/.installed
 
-.PHONY: install demo run test reliability lint clean
+.PHONY: install demo run test reliability bench bench-smoke airflow-check lint clean
 
 install: $(STAMP)
 
@@ -28,10 +30,28 @@ test: install
 reliability: install
 	$(BIN)/pytest -m reliability tests/reliability
 
+# Our connector against dlt's rest_api source and a hand-written loop (heavy: minutes).
+bench: install
+	$(BIN)/python -m benchmarks.bench $(BENCH_ARGS)
+
+# The same on 2,000 imports, one round: checks the harness and our figures, run by CI.
+bench-smoke: install
+	$(BIN)/python -m benchmarks.bench --imports 2000 --rounds 1 --scale "" --check
+
+$(AIRFLOW_STAMP): pyproject.toml constraints-airflow.txt
+	test -x $(AIRFLOW_VENV)/bin/python || $(PYTHON) -m venv $(AIRFLOW_VENV)
+	$(AIRFLOW_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --upgrade "pip>=24"
+	$(AIRFLOW_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -c constraints-airflow.txt -e '.[airflow,dev]'
+	touch $(AIRFLOW_STAMP)
+
+# The DAG on a real Airflow 3 (throwaway SQLite AIRFLOW_HOME per test), run by CI too.
+airflow-check: $(AIRFLOW_STAMP)
+	$(AIRFLOW_VENV)/bin/pytest -m airflow tests/airflow
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info demo.duckdb
+	rm -rf $(VENV) $(AIRFLOW_VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info demo.duckdb

@@ -89,8 +89,21 @@ class SimulatorProcess:
         self.process.wait(timeout=30)
 
 
+def _peak_rss_mib(pid: int, previous: float) -> float:
+    """VmHWM of a running process: its peak RSS since exec (ru_maxrss would include what
+    the forking parent had touched)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return previous
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return max(previous, int(line.split()[1]) / 1024)
+    return previous
+
+
 def run_contender(command: Sequence[str], workdir: Path, sim: SimulatorProcess) -> Run:
-    """Runs one contender process to its end; its peak RSS comes from wait4 on it alone."""
+    """Runs one contender process to its end, sampling its peak RSS while it runs."""
     database = workdir / "bench.duckdb"
     env = {
         **os.environ,
@@ -102,6 +115,7 @@ def run_contender(command: Sequence[str], workdir: Path, sim: SimulatorProcess) 
         "PYTHONPATH": str(REPO),
     }
     sim.call("POST", "reset-stats")
+    peak = 0.0
     with tempfile.TemporaryFile("w+") as output:
         started = time.monotonic()
         process = subprocess.Popen(
@@ -111,15 +125,16 @@ def run_contender(command: Sequence[str], workdir: Path, sim: SimulatorProcess) 
             stdout=output,
             stderr=subprocess.STDOUT,
         )
-        _, status, usage = os.wait4(process.pid, 0)
+        while process.poll() is None:
+            peak = _peak_rss_mib(process.pid, peak)
+            time.sleep(0.02)
         wall = time.monotonic() - started
-        process.returncode = os.waitstatus_to_exitcode(status)
         output.seek(0)
         text = output.read()
     if process.returncode != 0:
         print(f"  {command[-1]} failed: {text.strip().splitlines()[-1:]}", file=sys.stderr)
     requests = int(sim.call("GET", "stats").get("total", 0))
-    return Run(wall, usage.ru_maxrss / 1024, requests, process.returncode == 0, text)
+    return Run(wall, peak, requests, process.returncode == 0, text)
 
 
 def table_is_correct(database: Path, truth: List[Dict[str, Any]]) -> bool:

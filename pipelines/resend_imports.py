@@ -21,7 +21,7 @@ from .views import create_views
 logger = logging.getLogger("resend_imports")
 
 DUCKDB_CONFIG_ENV = "DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG"
-DEFAULT_DUCKDB_CONFIG = '{"memory_limit": "64MB"}'
+DEFAULT_DUCKDB_CONFIG = '{"memory_limit": "128MB", "preserve_insertion_order": false}'
 
 PIPELINE_NAME = "resend_imports"
 DATASET_NAME = "resend"
@@ -67,8 +67,9 @@ def make_pipeline(
 ) -> dlt.Pipeline:
     """The dlt pipeline of this connector; DuckDB lands in `<pipeline_name>.duckdb` by default.
 
-    DuckDB gets a memory limit (64 MB unless DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG
-    says otherwise): its merge of a large first load would otherwise take hundreds of MB.
+    DuckDB gets a memory limit (128 MB, spilling to disk beyond, unless
+    DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG says otherwise): its merge of a large
+    first load would otherwise take hundreds of MB.
     """
     os.environ.setdefault(DUCKDB_CONFIG_ENV, DEFAULT_DUCKDB_CONFIG)
     options: Dict[str, Any] = {}

@@ -2,10 +2,11 @@
 
 import logging
 import os
+from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any, Dict, Iterator, List, Optional, Set
+from typing import Any, Deque, Dict, Iterator, List, Optional, Set
 
 import dlt
 from dlt.common.typing import TSecretStrValue
@@ -78,16 +79,23 @@ class _Intake:
     def __init__(self, previous: SyncState, report: SyncReport) -> None:
         self.previous = previous
         self.report = report
-        self.seen: Set[str] = set()
+        # ids of the last pages, against an API that repeats a row across a page boundary; a
+        # set of every id would grow with the history (dlt dedups the merge by `id` anyway)
+        self.recent: Deque[Set[str]] = deque([set(), set()], maxlen=2)
+        self.watched = set(previous.watched_ids())
+        self.watched_listed: Set[str] = set()
         self.noticed: Set[str] = set()
         self.batch: List[Row] = []
         self.observations = Observations()
 
     def accept(self, raw: Dict[str, Any], row: Row, seen_at: datetime) -> bool:
         """False when this run already yielded the id."""
-        if row["id"] in self.seen:
+        import_id = row["id"]
+        if any(import_id in page for page in self.recent):
             return False
-        self.seen.add(row["id"])
+        self.recent[-1].add(import_id)
+        if import_id in self.watched:
+            self.watched_listed.add(import_id)
         _notice_unknowns(raw, self.noticed)
         self.report.rows += 1
         self.batch.append(row)
@@ -100,6 +108,9 @@ class _Intake:
         else:
             self.observations.add(False, None, seen_at)
         return True
+
+    def next_page(self) -> None:
+        self.recent.append(set())
 
     def emit(self, flush: bool = False) -> Iterator[Any]:
         """Batches of accepted rows for `contact_imports`, then their history rows.
@@ -136,6 +147,12 @@ def contact_imports(
     With a `status` filter every matching import is listed and the incremental state is
     neither used nor changed (a filtered list cannot tell where history ends).
     """
+    if not client.has_api_key:
+        raise ResendConfigError(
+            "no Resend API key: set RESEND_API_KEY, SOURCES__RESEND__API_KEY"
+            " or api_key under [sources.resend] in .dlt/secrets.toml"
+            " (to try the connector without a key: resend-imports demo)"
+        )
     report = report if report is not None else SyncReport()
     stored = dlt.current.resource_state()
     previous = SyncState.load(stored)
@@ -158,13 +175,14 @@ def contact_imports(
             oldest_on_page = row["created_at"]
             if intake.accept(raw, row, seen_at):
                 observer.listed(row)
+        intake.next_page()
         yield from intake.emit()
         if frontier is not None and oldest_on_page is not None and oldest_on_page < frontier:
             break
 
     if report.mode != "filtered":
         for import_id in previous.watched_ids():
-            if import_id in intake.seen:
+            if import_id in intake.watched_listed:
                 continue
             fetched = client.get_import(import_id)
             if fetched is None:
@@ -232,13 +250,9 @@ def resend_source(
         full_refresh: List every import again instead of starting from the state.
         report: Filled in with what the run did, for the caller's summary.
     """
-    key = api_key or os.environ.get(API_KEY_ENV)
-    if not key:
-        raise ResendConfigError(
-            "no Resend API key: set RESEND_API_KEY, SOURCES__RESEND__API_KEY"
-            " or api_key under [sources.resend] in .dlt/secrets.toml"
-            " (to try the connector without a key: resend-imports demo)"
-        )
+    # a missing key fails the run when it starts, not here: a scheduler (Airflow) builds the
+    # source where the secrets may not be, and hands it to a worker where they are
+    key = api_key or os.environ.get(API_KEY_ENV) or ""
     url = base_url or os.environ.get(API_URL_ENV) or DEFAULT_BASE_URL
     _check_settings(page_size, status, max_attempts, connect_timeout_seconds, read_timeout_seconds)
     client = ResendClient(

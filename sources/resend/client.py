@@ -159,6 +159,7 @@ class ResendClient:
         rng: Optional[random.Random] = None,
     ) -> None:
         self.base_url = validate_base_url(base_url)
+        self.has_api_key = bool(api_key)
         self.retry_policy = retry_policy
         self.timeout = (connect_timeout, read_timeout)
         self.stats = RequestStats()

@@ -1,0 +1,45 @@
+"""What a scheduler (Airflow) needs around the sync: a DuckDB path that survives, and errors
+told in one line."""
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+from sources.resend.errors import ResendConfigError
+
+from .failures import explain
+
+DUCKDB_ENV = "DESTINATION__DUCKDB__CREDENTIALS"
+DEFAULT_FILE_NAME = "resend_imports.duckdb"
+
+logger = logging.getLogger("resend_imports")
+
+
+def duckdb_file_for_scheduler(environ: Optional[Mapping[str, str]] = None) -> str:
+    """The DuckDB file a scheduled task loads into: always an absolute path.
+
+    dlt's Airflow helper runs every task in a fresh temporary folder, so a relative path would
+    put the data (and the incremental state kept with it) somewhere deleted after the task.
+    `DESTINATION__DUCKDB__CREDENTIALS` wins when set, and must then be absolute; otherwise
+    the file is `$AIRFLOW_HOME/data/resend_imports.duckdb` (`~/airflow` without AIRFLOW_HOME).
+    """
+    environ = os.environ if environ is None else environ
+    configured = environ.get(DUCKDB_ENV)
+    if configured:
+        if not Path(configured).is_absolute():
+            raise ResendConfigError(
+                f"{DUCKDB_ENV}={configured!r} is relative: under Airflow each task runs in a"
+                " temporary folder, so give an absolute path"
+            )
+        return configured
+    airflow_home = Path(environ.get("AIRFLOW_HOME") or "~/airflow").expanduser()
+    return str(airflow_home.resolve() / "data" / DEFAULT_FILE_NAME)
+
+
+def log_failure(context: Mapping[str, Any]) -> None:
+    """Airflow `on_failure_callback`: the failure in one line in the task log."""
+    exception = context.get("exception")
+    if isinstance(exception, BaseException):
+        message = explain(exception) or f"unexpected error: {type(exception).__name__}"
+        logger.error("resend-imports: error: %s", message)

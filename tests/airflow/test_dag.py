@@ -1,0 +1,103 @@
+"""The DAG on a real Airflow 3: `airflow dags test`, twice, with imports changing in between.
+
+Runs in .venv-airflow (`make airflow-check`), exactly as the external check drives it: an
+empty AIRFLOW_HOME, `airflow db migrate`, the DAG found through AIRFLOW__CORE__DAGS_FOLDER,
+and dlt's own DESTINATION__DUCKDB__CREDENTIALS naming the file.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Dict, Iterator
+
+import pytest
+
+from pipelines.simulator import FaultPlan
+
+from ..conftest import API_KEY, Account
+
+pytestmark = pytest.mark.airflow
+
+AIRFLOW = str(Path(sys.executable).with_name("airflow"))
+DAGS_FOLDER = Path(__file__).resolve().parents[2] / "pipelines" / "dags"
+DAG_ID = "resend_contact_imports"
+
+
+@pytest.fixture
+def airflow_env(account: Account) -> Iterator[Dict[str, str]]:
+    home = account.workdir / "airflow_home"
+    home.mkdir()
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "RESEND_API_KEY": API_KEY,
+        "RESEND_API_URL": account.url,
+        "DESTINATION__DUCKDB__CREDENTIALS": str(account.duckdb_path),
+        "RESEND_IMPORTS_DAG_RETRIES": "0",
+    }
+    migrate = subprocess.run(
+        [AIRFLOW, "db", "migrate"], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert migrate.returncode == 0, migrate.stderr[-2000:]
+    yield env
+
+
+def dags_test(env: Dict[str, str], **extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [AIRFLOW, "dags", "test", DAG_ID],
+        env={**env, **extra},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_two_dag_runs_equal_truth_and_the_second_is_incremental(
+    account: Account, airflow_env: Dict[str, str]
+) -> None:
+    first = dags_test(airflow_env)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert account.differences() == []
+    assert account.requests("list") == -(-len(account.store) // 100)
+
+    account.store.advance(new=30, seconds=600)
+    account.simulator.reset_stats()
+    second = dags_test(airflow_env)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert account.differences() == []
+    assert account.requests("list") == 1  # the state came back from the DuckDB file
+    for output in (first, second):
+        assert API_KEY not in output.stdout + output.stderr
+    with_views = account.duckdb_path
+    assert with_views.exists()
+
+
+def test_a_transient_fault_is_absorbed_inside_the_task(
+    account: Account, airflow_env: Dict[str, str]
+) -> None:
+    account.simulator.faults = FaultPlan(queue=["503", "reset", "502_html"])
+    run = dags_test(airflow_env, SOURCES__RESEND__INITIAL_BACKOFF_SECONDS="0")
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert account.differences() == []
+    assert "retrying GET /contacts/imports" in run.stdout + run.stderr
+
+
+def test_a_rejected_key_fails_the_task_with_the_one_line_error(
+    account: Account, airflow_env: Dict[str, str]
+) -> None:
+    run = dags_test(airflow_env, RESEND_API_KEY="re_revoked_key")
+    output = run.stdout + run.stderr
+    assert run.returncode != 0 or "failed" in output.lower()
+    assert "resend-imports: error: Resend rejected the API key (HTTP 403 invalid_api_key" in output
+    assert account.requests() == 1
+    assert "re_revoked_key" not in output
+
+
+def test_a_relative_duckdb_path_is_refused(account: Account, airflow_env: Dict[str, Any]) -> None:
+    run = dags_test(airflow_env, DESTINATION__DUCKDB__CREDENTIALS="imports.duckdb")
+    output = run.stdout + run.stderr
+    assert "is relative: under Airflow each task runs in a temporary folder" in output
+    assert account.requests() == 0
