@@ -30,21 +30,12 @@ PROGRESS_CHOICES = ("log", "tqdm", "none")
 
 
 @dataclass
-class SyncSummary:
-    """What one sync did, for people and for tests."""
+class SyncSummary(SyncReport):
+    """What one sync did (the source's report), and where it went, for people and tests."""
 
-    mode: str
-    rows: int
-    new: int
-    updated: int
-    refreshed_by_get: int
-    open_imports: int
-    requests: int
-    retries: int
-    rate_limited: int
-    elapsed_seconds: float
-    destination: str
-    table: str
+    elapsed_seconds: float = 0.0
+    destination: str = ""
+    table: str = ""
 
     def lines(self) -> list[str]:
         return [
@@ -143,15 +134,7 @@ def run_sync(
         except SqlClientNotAvailable:
             logger.warning("destination %s has no SQL: views not created", name)
     return SyncSummary(
-        mode=report.mode,
-        rows=report.rows,
-        new=report.new,
-        updated=report.updated,
-        refreshed_by_get=report.refreshed_by_get,
-        open_imports=report.open_imports,
-        requests=report.requests,
-        retries=report.retries,
-        rate_limited=report.rate_limited,
+        **vars(report),
         elapsed_seconds=time.monotonic() - started,
         destination=name,
         table=f"{pipeline.dataset_name}.{TABLE_NAME}",

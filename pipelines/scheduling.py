@@ -6,11 +6,14 @@ import os
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
+import dlt
+
 from sources.resend.errors import ResendConfigError
 
 from .failures import explain
 
 DUCKDB_ENV = "DESTINATION__DUCKDB__CREDENTIALS"
+DESTINATION_ENV = "RESEND_IMPORTS_DESTINATION"
 DEFAULT_FILE_NAME = "resend_imports.duckdb"
 
 logger = logging.getLogger("resend_imports")
@@ -35,6 +38,18 @@ def duckdb_file_for_scheduler(environ: Optional[Mapping[str, str]] = None) -> st
         return configured
     airflow_home = Path(environ.get("AIRFLOW_HOME") or "~/airflow").expanduser()
     return str(airflow_home.resolve() / "data" / DEFAULT_FILE_NAME)
+
+
+def destination_for_scheduler(environ: Optional[Mapping[str, str]] = None) -> Any:
+    """`RESEND_IMPORTS_DESTINATION` (any dlt destination, configured the dlt way), else DuckDB
+    at `duckdb_file_for_scheduler()`, its folder created."""
+    environ = os.environ if environ is None else environ
+    name = environ.get(DESTINATION_ENV, "duckdb")
+    if name != "duckdb":
+        return name
+    database = Path(duckdb_file_for_scheduler(environ))
+    database.parent.mkdir(parents=True, exist_ok=True)
+    return dlt.destinations.duckdb(str(database))
 
 
 def log_failure(context: Mapping[str, Any]) -> None:

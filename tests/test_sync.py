@@ -31,7 +31,7 @@ def resource_state(pipeline: dlt.Pipeline) -> Dict[str, Any]:
 def table_rows(account: Account) -> List[tuple[Any, ...]]:
     with duckdb.connect(str(account.duckdb_path), read_only=True) as con:
         return con.sql(
-            "SELECT * EXCLUDE (_dlt_load_id) FROM resend.contact_imports ORDER BY id"
+            "SELECT * EXCLUDE (_dlt_load_id, _dlt_id) FROM resend.contact_imports ORDER BY id"
         ).fetchall()
 
 

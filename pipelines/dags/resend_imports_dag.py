@@ -3,28 +3,26 @@
 Built with dlt's Airflow helper around the same source and pipeline as the CLI. Each task
 runs in a temporary dlt folder; the pipeline state comes back from the destination, so the
 DuckDB file must be an absolute path: `DESTINATION__DUCKDB__CREDENTIALS`, or by default
-`$AIRFLOW_HOME/data/resend_imports.duckdb`. The key comes from `RESEND_API_KEY`,
-`SOURCES__RESEND__API_KEY` or dlt's `dlt_secrets_toml` Airflow Variable.
+`$AIRFLOW_HOME/data/resend_imports.duckdb`. With several workers, set
+`RESEND_IMPORTS_DESTINATION` to a warehouse (postgres, bigquery, snowflake...). The key comes
+from `RESEND_API_KEY`, `SOURCES__RESEND__API_KEY` or dlt's `dlt_secrets_toml` Variable.
 """
 
 import os
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import dlt
 from airflow.sdk import dag, task
 from dlt.helpers.airflow_helper import PipelineTasksGroup
 
 from pipelines.resend_imports import PIPELINE_NAME, make_pipeline
-from pipelines.scheduling import duckdb_file_for_scheduler, log_failure
+from pipelines.scheduling import destination_for_scheduler, log_failure
 from pipelines.views import create_views
 from sources.resend import resend_source
 
 
 def _pipeline() -> dlt.Pipeline:
-    database = duckdb_file_for_scheduler()
-    Path(database).parent.mkdir(parents=True, exist_ok=True)
-    return make_pipeline(dlt.destinations.duckdb(database))
+    return make_pipeline(destination_for_scheduler())
 
 
 @dag(

@@ -14,9 +14,9 @@ from dlt.sources import DltResource
 
 from .client import ResendClient, RetryPolicy
 from .errors import ResendConfigError
-from .history import Observations, add_history_table
+from .history import Observations, add_history_table, to_history_table
 from .incremental import RunObserver, SyncState
-from .records import Row, arrow_fields, to_arrow, to_row
+from .records import Row, to_row
 from .settings import (
     API_KEY_ENV,
     API_URL_ENV,
@@ -48,7 +48,6 @@ COLUMNS: Any = {
     "completed_at": {"data_type": "timestamp", "timezone": True},
     **{f"counts__{name}": {"data_type": "bigint"} for name in COUNT_FIELDS},
 }
-ARROW_FIELDS = arrow_fields(COLUMNS)
 
 
 def user_agent() -> str:
@@ -76,8 +75,9 @@ class SyncReport:
 class _Intake:
     """Rows accepted by one run: each id once, counted, and observed for the history."""
 
-    def __init__(self, previous: SyncState, report: SyncReport) -> None:
+    def __init__(self, previous: SyncState, report: SyncReport, bulk: bool) -> None:
         self.previous = previous
+        self.bulk = bulk
         self.report = report
         # ids of the last pages, against an API that repeats a row across a page boundary; a
         # set of every id would grow with the history (dlt dedups the merge by `id` anyway)
@@ -116,14 +116,24 @@ class _Intake:
         """Batches of accepted rows for `contact_imports`, then their history rows.
 
         Batches of several pages keep dlt's per-item work small; `flush` sends what is left.
+        A run that reads many rows hands dlt Arrow tables; a short one, plain rows.
         """
-        if self.batch and (flush or len(self.batch) >= BATCH_ROWS):
-            imports = to_arrow(self.batch, ARROW_FIELDS)
-            yield imports
-            history = self.observations.to_history_table(imports)
+        if not self.batch or not (flush or len(self.batch) >= BATCH_ROWS):
+            return
+        if self.bulk:
+            from . import arrow  # pyarrow only for the runs that gain from it
+
+            imports = arrow.to_arrow(self.batch, COLUMNS)
+            yield arrow.with_dlt_columns(imports)
+            history: Any = arrow.history_table(imports, self.observations)
             if history is not None:
-                yield history
-            self.batch, self.observations = [], Observations()
+                history = arrow.with_dlt_columns(history)
+        else:
+            yield self.batch
+            history = self.observations.rows(self.batch) or None
+        if history is not None:
+            yield to_history_table(history)
+        self.batch, self.observations = [], Observations()
 
 
 @dlt.resource(
@@ -164,7 +174,7 @@ def contact_imports(
         report.mode = "incremental"
     frontier = previous.frontier() if report.mode == "incremental" else None
     observer = RunObserver(page_size)
-    intake = _Intake(previous, report)
+    intake = _Intake(previous, report, bulk=frontier is None)
 
     # a run that reads to the end fetches the next page while this one is processed
     for page in client.iter_pages(page_size, status=status, prefetch=frontier is None):
@@ -265,8 +275,6 @@ def resend_source(
         connect_timeout=connect_timeout_seconds,
         read_timeout=read_timeout_seconds,
     )
-    # rows are yielded as Arrow tables: have dlt stamp them with the load id, as it does objects
-    dlt.config["normalize.parquet_normalizer.add_dlt_load_id"] = True
     return add_history_table(contact_imports(client, page_size, status, full_refresh, report))
 
 

@@ -9,15 +9,13 @@ between two syncs are not seen.
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 import dlt
-import pyarrow as pa
-import pyarrow.compute as pc
 from dlt.extract.items import DataItemWithMeta
 from dlt.sources import DltResource
 
-from .records import arrow_fields
+from .records import Row
 from .settings import COUNT_FIELDS
 
 HISTORY_TABLE = "contact_import_status_history"
@@ -30,8 +28,6 @@ HISTORY_COLUMNS: Any = {
     "observed_at": {"data_type": "timestamp", "timezone": True, "nullable": False},
     "previous_status": {"data_type": "text"},
 }
-_ARROW_FIELDS = arrow_fields(HISTORY_COLUMNS)
-_TIMESTAMP = _ARROW_FIELDS["observed_at"].type
 
 
 def add_history_table(resource: DltResource) -> DltResource:
@@ -61,26 +57,32 @@ class Observations:
         self.previous_status.append(previous_status)
         self.observed_at.append(observed_at)
 
-    def to_history_table(self, imports: pa.Table) -> Optional[DataItemWithMeta]:
-        """History rows for the observed rows of `imports` (the batch, in order), or None."""
-        if not any(self.observed):
-            return None
-        mask = pa.array(self.observed)
-        seen = imports.filter(mask)
-        chosen = [index for index, observed in enumerate(self.observed) if observed]
-        counts = [seen[f"counts__{name}"] for name in COUNT_FIELDS]
-        key_parts = [seen["id"], seen["status"], *counts]
-        key = pc.binary_join_element_wise(
-            *(pc.fill_null(pc.cast(part, pa.string()), "") for part in key_parts), "|"
-        )
-        columns = {
-            "observation_key": key,
-            "import_id": seen["id"],
-            "status": seen["status"],
-            **{f"counts__{name}": part for name, part in zip(COUNT_FIELDS, counts, strict=True)},
-            "observed_at": pa.array([self.observed_at[i] for i in chosen], _TIMESTAMP),
-            "previous_status": pa.array([self.previous_status[i] for i in chosen], pa.string()),
-        }
-        schema = pa.schema(list(_ARROW_FIELDS.values()))
-        table = pa.Table.from_arrays([columns[name] for name in schema.names], schema=schema)
-        return dlt.mark.with_table_name(table, HISTORY_TABLE)
+    def rows(self, batch: Sequence[Row]) -> List[Dict[str, Any]]:
+        """History rows for the observed rows of `batch` (the same rows, in order)."""
+        return [
+            {
+                "observation_key": observation_key(row),
+                "import_id": row["id"],
+                "status": row.get("status"),
+                **{f"counts__{name}": row.get(f"counts__{name}") for name in COUNT_FIELDS},
+                "observed_at": observed_at,
+                "previous_status": previous_status,
+            }
+            for row, observed, previous_status, observed_at in zip(
+                batch, self.observed, self.previous_status, self.observed_at, strict=True
+            )
+            if observed
+        ]
+
+
+def observation_key(row: Row) -> str:
+    """Import, status and counts: the same state observed twice is the same history row."""
+    counts = (
+        "" if row.get(f"counts__{f}") is None else str(row[f"counts__{f}"]) for f in COUNT_FIELDS
+    )
+    return "|".join([row["id"], row.get("status") or "", *counts])
+
+
+def to_history_table(item: Any) -> DataItemWithMeta:
+    """Marks rows (a list or an Arrow table) for the history table, from the same resource."""
+    return dlt.mark.with_table_name(item, HISTORY_TABLE)

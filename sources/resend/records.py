@@ -2,9 +2,7 @@
 
 import re
 from datetime import datetime
-from typing import Any, Dict, Mapping, Optional, Sequence
-
-import pyarrow as pa
+from typing import Any, Dict, Mapping, Optional
 
 from .errors import ResendDataError
 from .settings import COUNT_FIELDS, TERMINAL_STATUSES
@@ -88,39 +86,6 @@ def to_row(raw: Any) -> Row:
     for field in counts.keys() - set(COUNT_FIELDS):
         row[f"counts__{field}"] = _count_field(counts, field, import_id)
     return row
-
-
-_ARROW_TYPES = {
-    "text": pa.string(),
-    "bigint": pa.int64(),
-    "timestamp": pa.timestamp("us", tz="UTC"),
-}
-
-
-def arrow_fields(columns: Mapping[str, Mapping[str, Any]]) -> Dict[str, pa.Field]:
-    """Arrow fields of dlt column hints (text, bigint, timestamp with time zone; nullability)."""
-    return {
-        name: pa.field(name, _ARROW_TYPES[hint["data_type"]], nullable=hint.get("nullable", True))
-        for name, hint in columns.items()
-    }
-
-
-def to_arrow(rows: Sequence[Mapping[str, Any]], fields: Mapping[str, pa.Field]) -> pa.Table:
-    """Rows as one Arrow table: known columns typed, fields Resend adds later inferred.
-
-    dlt writes Arrow tables straight to parquet, which DuckDB and other destinations load
-    in bulk, instead of normalizing every row as a Python object.
-    """
-    extra = sorted({key for row in rows for key in row.keys()} - fields.keys())
-    arrays = [pa.array([row.get(name) for row in rows], type=fields[name].type) for name in fields]
-    arrays += [pa.array([row.get(name) for row in rows]) for name in extra]
-    schema = pa.schema(
-        [
-            *fields.values(),
-            *(pa.field(name, a.type) for name, a in zip(extra, arrays[len(fields) :], strict=True)),
-        ]
-    )
-    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 def fingerprint(row: Mapping[str, Any]) -> str:

@@ -26,8 +26,7 @@ DEFAULT_MAX_RATE_LIMIT_WAIT_SECONDS: Final = 300.0
 DEFAULT_CONNECT_TIMEOUT_SECONDS: Final = 10.0
 DEFAULT_READ_TIMEOUT_SECONDS: Final = 30.0
 
-# Statuses that are never worth a retry: the request itself is wrong.
-NON_RETRYABLE_STATUSES: Final = frozenset({400, 401, 403, 404, 422})
+# Answers worth another try; any other error status (400, 401, 403, 404, 422...) is final.
 RETRYABLE_STATUSES: Final = frozenset({429, 500, 502, 503, 504})
 
 # Rows handed to dlt at once (one Arrow table): large enough that dlt's per-item work is
