@@ -59,5 +59,5 @@ def run_demo(imports: int, file: str) -> int:
     print(f"  {'status':<12}{'imports':>8}{'rows total':>12}{'rows failed':>12}  newest")
     for status, count, total, failed, newest in rows:
         print(f"  {status:<12}{count:>8}{total or 0:>12}{failed or 0:>12}  {newest:%Y-%m-%d %H:%M}")
-    print(f'\nexplore it: duckdb {path.name} "SELECT * FROM resend.contact_imports LIMIT 5"')
+    print(f"\nexplore it: DESTINATION__DUCKDB__CREDENTIALS={path} resend-imports report")
     return 0 if correct else 1
