@@ -21,7 +21,9 @@ from .views import create_views
 logger = logging.getLogger("resend_imports")
 
 DUCKDB_CONFIG_ENV = "DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG"
-DEFAULT_DUCKDB_CONFIG = '{"memory_limit": "128MB", "preserve_insertion_order": false}'
+DEFAULT_DUCKDB_CONFIG = '{"memory_limit": "64MB", "preserve_insertion_order": false}'
+# Arrow's default allocator keeps freed memory for reuse; the system one gives it back
+ARROW_POOL_ENV = "ARROW_DEFAULT_MEMORY_POOL"
 
 PIPELINE_NAME = "resend_imports"
 DATASET_NAME = "resend"
@@ -58,11 +60,13 @@ def make_pipeline(
 ) -> dlt.Pipeline:
     """The dlt pipeline of this connector; DuckDB lands in `<pipeline_name>.duckdb` by default.
 
-    DuckDB gets a memory limit (128 MB, spilling to disk beyond, unless
+    DuckDB gets a memory limit (64 MB, spilling to disk beyond, unless
     DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG says otherwise): its merge of a large
-    first load would otherwise take hundreds of MB.
+    first load would otherwise take hundreds of MB. Arrow uses the system allocator (unless
+    ARROW_DEFAULT_MEMORY_POOL says otherwise), so that memory freed after a batch is returned.
     """
     os.environ.setdefault(DUCKDB_CONFIG_ENV, DEFAULT_DUCKDB_CONFIG)
+    os.environ.setdefault(ARROW_POOL_ENV, "system")
     options: Dict[str, Any] = {}
     if pipelines_dir is not None:
         options["pipelines_dir"] = pipelines_dir

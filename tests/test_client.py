@@ -251,5 +251,5 @@ def test_redirects_are_not_followed_with_the_key() -> None:
 def test_user_agent_names_the_connector(simulator: tuple[Simulator, str]) -> None:
     assert user_agent().startswith("resend-imports/")
     client = _client(simulator[1], Recorder())
-    assert client._session.headers["User-Agent"] == user_agent()
+    assert client._headers["User-Agent"] == user_agent()
     assert API_KEY not in repr(client)

@@ -16,6 +16,7 @@ def main() -> None:
     parser.add_argument("--stuck", type=int, default=None, help="imports open forever")
     args = parser.parse_args()
     store = ImportStore(args.imports, args.seed, stuck=args.stuck)
+    store.warm()
     simulator = Simulator(store, (args.api_key,), args.rate_limit)
     with RunningSimulator(simulator, args.port) as running:
         print(running.url, flush=True)

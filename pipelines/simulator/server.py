@@ -194,6 +194,7 @@ class Handler(BaseHTTPRequestHandler):
             self._send(200, b"{}")
         elif parts.path == CONTROL_PREFIX + "reset":
             sim.store.reset()
+            sim.store.warm()
             sim.reset_stats()
             self._send(200, b"{}")
         elif parts.path == CONTROL_PREFIX + "reset-stats":
@@ -304,12 +305,19 @@ class Handler(BaseHTTPRequestHandler):
             status = query.get("status")
             if status is not None and status not in STATUSES:
                 raise ValidationError(f"status must be one of {', '.join(STATUSES)}")
-            data, has_more = sim.store.list(
+            page, has_more = sim.store.list_items(
                 int(limit_text), query.get("after"), query.get("before"), status
             )
         except ValidationError as exc:
             return _error(422, "validation_error", str(exc))
-        return 200, _encode(sim, LIST_PATH, {"object": "list", "has_more": has_more, "data": data})
+        if sim.rewrite is not None:
+            data = [item.to_json() for item in page]
+            return 200, _encode(
+                sim, LIST_PATH, {"object": "list", "has_more": has_more, "data": data}
+            )
+        more = b"true" if has_more else b"false"
+        items = b",".join([item.encoded() for item in page])
+        return 200, b'{"object":"list","has_more":%s,"data":[%s]}' % (more, items)
 
 
 class SimulatorServer(ThreadingHTTPServer):

@@ -1,9 +1,10 @@
 """The simulated account: contact imports, their life cycle and the list semantics of Resend."""
 
+import json
 import random
 import threading
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -24,6 +25,19 @@ class SimImport:
     status: str = "queued"
     completed_at: Optional[datetime] = None
     counts: Optional[Dict[str, int]] = None
+    # the encoded JSON, kept until a field changes: pages are served from it
+    _encoded: Optional[bytes] = field(default=None, init=False, repr=False, compare=False)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name != "_encoded":
+            object.__setattr__(self, "_encoded", None)
+        object.__setattr__(self, name, value)
+
+    def encoded(self) -> bytes:
+        """`to_json()` as compact JSON bytes."""
+        if self._encoded is None:
+            self._encoded = json.dumps(self.to_json(), separators=(",", ":")).encode()
+        return self._encoded
 
     def sort_key(self) -> Tuple[datetime, str]:
         return (self.created_at, self.id)
@@ -160,6 +174,12 @@ class ImportStore:
             self._stuck = set()
             self._seed_history(imports, imports // 2000 + 1 if stuck is None else stuck)
 
+    def warm(self) -> None:
+        """Encodes every import now, so that no client pays for it while being timed."""
+        with self.lock:
+            for item in self._items:
+                item.encoded()
+
     # -- time passes -----------------------------------------------------------------
     def advance(self, new: int = 30, seconds: float = 600.0) -> Dict[str, int]:
         """Moves the clock: open imports progress (stuck ones stay), `new` imports arrive."""
@@ -222,6 +242,17 @@ class ImportStore:
         status: Optional[str] = None,
     ) -> Tuple[List[Dict[str, Any]], bool]:
         """One page of the newest-first list, with Resend's cursor rules."""
+        page, has_more = self.list_items(limit, after, before, status)
+        return [item.to_json() for item in page], has_more
+
+    def list_items(
+        self,
+        limit: int,
+        after: Optional[str] = None,
+        before: Optional[str] = None,
+        status: Optional[str] = None,
+    ) -> Tuple[List[SimImport], bool]:
+        """`list`, as the imports themselves (their JSON may be encoded once and reused)."""
         if after is not None and before is not None:
             raise ValidationError("`after` and `before` cannot be used together")
         with self.lock:
@@ -231,16 +262,14 @@ class ImportStore:
             if before is not None:
                 newer = self._items[: self._index[before]]
                 matching = [i for i in newer if status is None or i.status == status]
-                page = matching[-limit:]
-                return [i.to_json() for i in page], len(matching) > limit
+                return matching[-limit:], len(matching) > limit
             start = 0 if after is None else self._index[after] + 1
             if status is None:
-                page = self._items[start : start + limit]
-                return [i.to_json() for i in page], start + limit < len(self._items)
-            page = []
+                return self._items[start : start + limit], start + limit < len(self._items)
+            page: List[SimImport] = []
             for item in self._items[start:]:
                 if item.status == status:
                     if len(page) == limit:
-                        return [i.to_json() for i in page], True
+                        return page, True
                     page.append(item)
-            return [i.to_json() for i in page], False
+            return page, False

@@ -73,32 +73,49 @@ class SyncReport:
 
 
 class _Intake:
-    """Rows accepted by one run: each id once, counted, and observed for the history."""
+    """Rows accepted by one run: each id once, counted, and observed for the history.
 
-    def __init__(self, previous: SyncState, report: SyncReport, bulk: bool) -> None:
+    A bulk run (one that reads to the end) collects whole pages and turns each batch of them
+    into one Arrow table at once; a short incremental run takes plain rows one by one and
+    never imports pyarrow.
+    """
+
+    def __init__(
+        self, previous: SyncState, report: SyncReport, observer: RunObserver, bulk: bool
+    ) -> None:
         self.previous = previous
-        self.bulk = bulk
         self.report = report
-        # ids of the last pages, against an API that repeats a row across a page boundary; a
-        # set of every id would grow with the history (dlt dedups the merge by `id` anyway)
+        self.observer = observer
+        self.bulk = bulk
+        # ids of the last pages (batches, in a bulk run), against an API that repeats a row
+        # across a page boundary; a set of every id would grow with the history
         self.recent: Deque[Set[str]] = deque([set(), set()], maxlen=2)
         self.watched = set(previous.watched_ids())
         self.watched_listed: Set[str] = set()
         self.noticed: Set[str] = set()
-        self.batch: List[Row] = []
+        self.listed: List[Any] = []  # bulk: items of pages not yet turned into a table
+        self.listed_at: List[datetime] = []
+        self.batch: List[Any] = []  # rows, or Arrow tables in a bulk run
+        self.batch_rows = 0
         self.observations = Observations()
 
-    def accept(self, raw: Dict[str, Any], row: Row, seen_at: datetime) -> bool:
-        """False when this run already yielded the id."""
-        import_id = row["id"]
-        if any(import_id in page for page in self.recent):
+    def _first_sighting(self, import_id: str) -> bool:
+        if any(import_id in ids for ids in self.recent):
             return False
         self.recent[-1].add(import_id)
         if import_id in self.watched:
             self.watched_listed.add(import_id)
-        _notice_unknowns(raw, self.noticed)
+        return True
+
+    def accept(self, raw: Dict[str, Any], row: Row, seen_at: datetime) -> bool:
+        """Takes one row; False when this run already yielded the id."""
+        if not self._first_sighting(row["id"]):
+            return False
+        _notice_fields(raw, self.noticed)
+        _notice_status(raw.get("status"), self.noticed)
         self.report.rows += 1
         self.batch.append(row)
+        self.batch_rows += 1
         if self.previous.is_new(row):
             self.report.new += 1
             self.observations.add(True, None, seen_at)
@@ -109,6 +126,51 @@ class _Intake:
             self.observations.add(False, None, seen_at)
         return True
 
+    def take_page(self, page: List[Any], seen_at: datetime) -> None:
+        """Bulk: keeps a listed page until a batch is full."""
+        self.listed += page
+        self.listed_at += [seen_at] * len(page)
+        if len(self.listed) >= BATCH_ROWS:
+            self.convert()
+
+    def convert(self) -> None:
+        """Bulk: turns the pages taken so far into one table and accepts its rows."""
+        if not self.listed:
+            return
+        from . import arrow
+
+        kept = self._accept_table(_listed_table(self.listed, self.noticed), self.listed_at)
+        self.observer.listed_page(*arrow.listing(kept), kept.num_rows)
+        self.listed, self.listed_at = [], []
+        self.next_page()
+
+    def _accept_table(self, table: Any, seen_at: List[datetime]) -> Any:
+        from . import arrow
+
+        first = [self._first_sighting(import_id) for import_id in table.column("id").to_pylist()]
+        kept = arrow.keep(table, first)
+        for status in arrow.unknown_statuses(kept, STATUSES):
+            _notice_status(status, self.noticed)
+        observed, previous_status, new = arrow.classify(kept, self.previous)
+        self.report.rows += kept.num_rows
+        self.report.new += new
+        self.report.updated += sum(status is not None for status in previous_status)
+        self.observations.extend(
+            observed, previous_status, [at for at, keep in zip(seen_at, first, strict=True) if keep]
+        )
+        self.batch.append(kept)
+        self.batch_rows += kept.num_rows
+        return kept
+
+    def accept_fetched(self, raw: Dict[str, Any], row: Row, seen_at: datetime) -> bool:
+        """Takes an import read by id; False when this run already yielded it."""
+        if not self.bulk:
+            return self.accept(raw, row, seen_at)
+        from . import arrow
+
+        _notice_fields(raw, self.noticed)
+        return bool(self._accept_table(arrow.to_arrow([row], COLUMNS), [seen_at]).num_rows)
+
     def next_page(self) -> None:
         self.recent.append(set())
 
@@ -116,14 +178,13 @@ class _Intake:
         """Batches of accepted rows for `contact_imports`, then their history rows.
 
         Batches of several pages keep dlt's per-item work small; `flush` sends what is left.
-        A run that reads many rows hands dlt Arrow tables; a short one, plain rows.
         """
-        if not self.batch or not (flush or len(self.batch) >= BATCH_ROWS):
+        if not self.batch_rows or not (flush or self.batch_rows >= BATCH_ROWS):
             return
         if self.bulk:
-            from . import arrow  # pyarrow only for the runs that gain from it
+            from . import arrow
 
-            imports = arrow.to_arrow(self.batch, COLUMNS)
+            imports = arrow.concat(self.batch)
             yield arrow.with_dlt_columns(imports)
             history: Any = arrow.history_table(imports, self.observations)
             if history is not None:
@@ -133,7 +194,20 @@ class _Intake:
             history = self.observations.rows(self.batch) or None
         if history is not None:
             yield to_history_table(history)
-        self.batch, self.observations = [], Observations()
+        self.batch, self.batch_rows, self.observations = [], 0, Observations()
+
+
+def _listed_table(items: List[Any], noticed: Set[str]) -> Any:
+    """Listed items as one Arrow table: in one columnar pass, or row by row if need be."""
+    from . import arrow
+
+    table = arrow.page_table(items, COLUMNS)
+    if table is not None:
+        return table
+    rows = [to_row(raw) for raw in items]  # validates: names the import of a malformed value
+    for raw in items:
+        _notice_fields(raw, noticed)
+    return arrow.to_arrow(rows, COLUMNS)
 
 
 @dlt.resource(
@@ -174,11 +248,15 @@ def contact_imports(
         report.mode = "incremental"
     frontier = previous.frontier() if report.mode == "incremental" else None
     observer = RunObserver(page_size)
-    intake = _Intake(previous, report, bulk=frontier is None)
+    intake = _Intake(previous, report, observer, bulk=frontier is None)
 
     # a run that reads to the end fetches the next page while this one is processed
-    for page in client.iter_pages(page_size, status=status, prefetch=frontier is None):
+    for page in client.iter_pages(page_size, status=status):
         seen_at = datetime.now(UTC)
+        if intake.bulk:
+            intake.take_page(page, seen_at)
+            yield from intake.emit()
+            continue
         oldest_on_page = None
         for raw in page:
             row = to_row(raw)
@@ -189,6 +267,7 @@ def contact_imports(
         yield from intake.emit()
         if frontier is not None and oldest_on_page is not None and oldest_on_page < frontier:
             break
+    intake.convert()  # the last pages, before the GETs below look at what was listed
 
     if report.mode != "filtered":
         for import_id in previous.watched_ids():
@@ -199,7 +278,7 @@ def contact_imports(
                 logger.warning("import %s is gone from Resend; no longer refreshed", import_id)
                 continue
             row = to_row(fetched)
-            if intake.accept(fetched, row, datetime.now(UTC)):
+            if intake.accept_fetched(fetched, row, datetime.now(UTC)):
                 report.refreshed_by_get += 1
                 observer.fetched(row)
     yield from intake.emit(flush=True)
@@ -214,13 +293,16 @@ def contact_imports(
     report.rate_limited = client.stats.rate_limited
 
 
-def _notice_unknowns(raw: Any, noticed: Set[str]) -> None:
-    """Logs, once per run, fields and statuses this connector does not know yet."""
+def _notice_fields(raw: Dict[str, Any], noticed: Set[str]) -> None:
+    """Logs, once per run, each field this connector does not know yet."""
     for key in raw.keys() - KNOWN_FIELDS:
         if key not in noticed:
             noticed.add(key)
             logger.warning("Resend returned a new field %r; it loads as a new column", key)
-    status = raw.get("status")
+
+
+def _notice_status(status: Any, noticed: Set[str]) -> None:
+    """Logs, once per run, each status this connector does not know yet."""
     if status not in STATUSES and f"status:{status}" not in noticed:
         noticed.add(f"status:{status}")
         logger.warning(

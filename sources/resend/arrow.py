@@ -1,25 +1,37 @@
 """Arrow tables for dlt's bulk path: imported only by runs that read many rows.
 
 dlt writes Arrow tables straight to parquet, which DuckDB and other destinations load in
-bulk, instead of normalizing every row as a Python object. A short incremental run skips
-this module, and the import of pyarrow with it.
+bulk, instead of normalizing every row as a Python object. A page of the listing becomes a
+typed table in one pass of Arrow compute; only a page with something unusual in it (an
+unknown field, a malformed value) goes through `records.to_row` one row at a time, which
+also names the import and field of a malformed value. A short incremental run skips this
+module, and the import of pyarrow with it.
 """
 
 import os
-from typing import Any, Dict, Mapping, Optional, Sequence
+from datetime import datetime
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import dlt
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from .history import HISTORY_COLUMNS, Observations
-from .settings import COUNT_FIELDS
+from .incremental import SyncState
+from .records import TIMESTAMP_PATTERN, Row
+from .settings import COUNT_FIELDS, KNOWN_FIELDS, TERMINAL_STATUSES
 
 _ARROW_TYPES = {
     "text": pa.string(),
     "bigint": pa.int64(),
     "timestamp": pa.timestamp("us", tz="UTC"),
 }
+_TIMESTAMP = _ARROW_TYPES["timestamp"]
+_WHOLE_TIMESTAMP = f"^{TIMESTAMP_PATTERN}$"
+
+
+class _NeedsRowByRowError(Exception):
+    """The page holds something the columnar path leaves to `records.to_row`."""
 
 
 def fields(columns: Mapping[str, Mapping[str, Any]]) -> Dict[str, pa.Field]:
@@ -43,6 +55,145 @@ def to_arrow(rows: Sequence[Mapping[str, Any]], columns: Mapping[str, Any]) -> p
         ]
     )
     return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def page_table(items: Sequence[Any], columns: Mapping[str, Any]) -> Optional[pa.Table]:
+    """One page of ContactImports as a table typed like `to_arrow(map(to_row, items))`.
+
+    Returns None when the page needs the row-by-row path: an item that is not an object,
+    a field this connector does not know, a missing or empty id, a timestamp in no format
+    Resend uses, or counts that are not all integers.
+    """
+    if not items or any(type(item) is not dict for item in items):
+        return None
+    if not set().union(*items) <= KNOWN_FIELDS:
+        return None
+    try:
+        raw = pa.Table.from_struct_array(pa.array(items))  # every key of every item
+        arrays = {
+            "id": _ids(raw),
+            "object": _text(raw, "object"),
+            "status": _text(raw, "status"),
+            "created_at": _timestamps(raw, "created_at", required=True),
+            "completed_at": _timestamps(raw, "completed_at", required=False),
+            **_counts(raw),
+        }
+    except (_NeedsRowByRowError, pa.ArrowException, OverflowError):
+        return None
+    schema = pa.schema(list(fields(columns).values()))
+    return pa.Table.from_arrays([arrays[name] for name in schema.names], schema=schema)
+
+
+def _ids(raw: pa.Table) -> pa.ChunkedArray:
+    if "id" not in raw.column_names:
+        raise _NeedsRowByRowError
+    ids = raw.column("id")
+    if not pa.types.is_string(ids.type) or ids.null_count or pc.any(pc.equal(ids, "")).as_py():
+        raise _NeedsRowByRowError
+    return ids
+
+
+def _text(raw: pa.Table, name: str) -> Any:
+    if name not in raw.column_names:
+        return pa.nulls(raw.num_rows, pa.string())
+    column = raw.column(name)
+    if not (pa.types.is_string(column.type) or pa.types.is_null(column.type)):
+        raise _NeedsRowByRowError
+    return pc.cast(column, pa.string())
+
+
+def _timestamps(raw: pa.Table, name: str, required: bool) -> Any:
+    if name not in raw.column_names or pa.types.is_null(raw.column(name).type):
+        if required:
+            raise _NeedsRowByRowError
+        return pa.nulls(raw.num_rows, _TIMESTAMP)
+    column = raw.column(name)
+    if not pa.types.is_string(column.type) or (required and column.null_count):
+        raise _NeedsRowByRowError
+    if not pc.all(pc.match_substring_regex(column, _WHOLE_TIMESTAMP)).as_py():
+        raise _NeedsRowByRowError
+    return pc.cast(column, _TIMESTAMP)  # ArrowInvalid on a date that does not exist
+
+
+def _counts(raw: pa.Table) -> Dict[str, Any]:
+    nothing = {f"counts__{name}": pa.nulls(raw.num_rows, pa.int64()) for name in COUNT_FIELDS}
+    if "counts" not in raw.column_names or pa.types.is_null(raw.column("counts").type):
+        return nothing
+    counts = raw.column("counts")
+    if not pa.types.is_struct(counts.type):
+        raise _NeedsRowByRowError
+    struct_type: pa.StructType = counts.type
+    names = [struct_type.field(index).name for index in range(struct_type.num_fields)]
+    if not set(names) <= set(COUNT_FIELDS):
+        raise _NeedsRowByRowError
+    arrays = dict(nothing)
+    for index, name in enumerate(names):
+        child = pc.struct_field(counts, [index])  # null where `counts` itself is null
+        if not (pa.types.is_int64(child.type) or pa.types.is_null(child.type)):
+            raise _NeedsRowByRowError
+        arrays[f"counts__{name}"] = pc.cast(child, pa.int64())
+    return arrays
+
+
+def concat(tables: Sequence[pa.Table]) -> pa.Table:
+    """Pages as one table; a column some pages lack (a field Resend added) is null there."""
+    return pa.concat_tables(tables, promote_options="default")
+
+
+def keep(table: pa.Table, kept: List[bool]) -> pa.Table:
+    return table if all(kept) else table.filter(pa.array(kept))
+
+
+def rows_at(table: pa.Table, indices: List[int]) -> List[Row]:
+    return table.take(pa.array(indices, pa.int64())).to_pylist() if indices else []
+
+
+def classify(table: pa.Table, previous: SyncState) -> Tuple[List[bool], List[Optional[str]], int]:
+    """Which rows a sync sees in a new state, with their status before, and how many are new.
+
+    The columnar twin of `SyncState.is_new` / `is_updated` over a whole page: an import is
+    new when created after the newest of the last run (or in the same instant under an
+    unseen id); one open at the last run is updated when its status or counts changed.
+    """
+    rows = table.num_rows
+    ids = table.column("id")
+    if not previous.open_imports and previous.newest_created_at is None:
+        return [True] * rows, [None] * rows, rows
+    was_open = pc.is_in(ids, value_set=pa.array(list(previous.open_imports), pa.string()))
+    if previous.newest_created_at is None:
+        is_new = pc.invert(was_open)
+    else:
+        newest = pa.scalar(datetime.fromisoformat(previous.newest_created_at), _TIMESTAMP)
+        created = table.column("created_at")
+        unseen_tie = pc.and_(
+            pc.equal(created, newest),
+            pc.invert(pc.is_in(ids, value_set=pa.array(previous.newest_ids, pa.string()))),
+        )
+        is_new = pc.and_(pc.invert(was_open), pc.or_(pc.greater(created, newest), unseen_tie))
+    observed: List[bool] = is_new.to_pylist()
+    previous_status: List[Optional[str]] = [None] * rows
+    known = pc.indices_nonzero(was_open).to_pylist()
+    for index, row in zip(known, rows_at(table, known), strict=True):
+        if previous.is_updated(row):
+            observed[index] = True
+            previous_status[index] = previous.open_imports[row["id"]].status
+    return observed, previous_status, sum(observed) - sum(s is not None for s in previous_status)
+
+
+def listing(table: pa.Table) -> Tuple[Optional[datetime], List[str], List[Tuple[int, Row]]]:
+    """The newest `created_at` of a page, the ids created then, and its open imports."""
+    if table.num_rows == 0:
+        return None, [], []
+    created = table.column("created_at")
+    newest = pc.max(created)
+    newest_ids: List[str] = table.column("id").filter(pc.equal(created, newest)).to_pylist()
+    terminal = pc.is_in(table.column("status"), value_set=pa.array(sorted(TERMINAL_STATUSES)))
+    open_at = pc.indices_nonzero(pc.invert(pc.fill_null(terminal, False))).to_pylist()
+    return newest.as_py(), newest_ids, list(zip(open_at, rows_at(table, open_at), strict=True))
+
+
+def unknown_statuses(table: pa.Table, known: Sequence[str]) -> List[Any]:
+    return sorted(set(pc.unique(table.column("status")).to_pylist()) - set(known), key=str)
 
 
 def with_dlt_columns(table: pa.Table) -> pa.Table:

@@ -8,13 +8,13 @@ import ipaddress
 import logging
 import random
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+import urllib.request
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterator, List, Optional
 from urllib.parse import urlsplit
 
 import orjson
-import requests
+import urllib3
 from tenacity import RetryCallState, Retrying, retry_if_exception_type
 
 from .errors import (
@@ -109,7 +109,7 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _header_float(response: requests.Response, name: str) -> Optional[float]:
+def _header_float(response: urllib3.BaseHTTPResponse, name: str) -> Optional[float]:
     value = response.headers.get(name)
     if value is None:
         return None
@@ -120,10 +120,10 @@ def _header_float(response: requests.Response, name: str) -> Optional[float]:
     return max(number, 0.0)
 
 
-def _error_fields(response: requests.Response) -> tuple[str, str]:
+def _error_fields(response: urllib3.BaseHTTPResponse) -> tuple[str, str]:
     """Resend's error `name` and `message`, or a summary of a body that is not JSON."""
     try:
-        body = response.json()
+        body = orjson.loads(response.data)
     except ValueError:
         body = None
     if isinstance(body, dict) and ("name" in body or "message" in body):
@@ -132,14 +132,27 @@ def _error_fields(response: requests.Response) -> tuple[str, str]:
     return "http_error", f"{response.reason or 'error'} ({content_type} body)"
 
 
-def _describe_transport_error(exc: requests.RequestException) -> str:
-    if isinstance(exc, requests.Timeout):
+def _describe_transport_error(exc: urllib3.exceptions.HTTPError) -> str:
+    if isinstance(exc, urllib3.exceptions.TimeoutError):
         return "timed out"
-    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+    if isinstance(exc, urllib3.exceptions.ProtocolError) and "IncompleteRead" in str(exc):
         return "response body cut short"
-    if isinstance(exc, requests.ConnectionError):
+    if isinstance(exc, (urllib3.exceptions.ProtocolError, urllib3.exceptions.NewConnectionError)):
         return "connection failed or was reset"
     return type(exc).__name__
+
+
+def _connection_pool(base_url: str) -> urllib3.PoolManager:
+    """Keep-alive connections to the API, through the proxy the environment names, if any.
+
+    The environment is read once here rather than on every request.
+    """
+    host = urlsplit(base_url).hostname or ""
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get(urlsplit(base_url).scheme)
+    if proxy and not urllib.request.proxy_bypass(host):
+        return urllib3.ProxyManager(proxy, maxsize=1)
+    return urllib3.PoolManager(maxsize=1)
 
 
 class ResendClient:
@@ -161,29 +174,24 @@ class ResendClient:
         self.base_url = validate_base_url(base_url)
         self.has_api_key = bool(api_key)
         self.retry_policy = retry_policy
-        self.timeout = (connect_timeout, read_timeout)
+        self.timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
         self.stats = RequestStats()
         self._sleep = sleep
         self._clock = clock
         self._rng = rng or random.Random()
         self._not_before = 0.0
-        self._session = requests.Session()
-        # proxies from the environment, read once rather than on every request
-        self._session.proxies = requests.utils.get_environ_proxies(self.base_url)
-        self._session.trust_env = False
-        self._session.headers.update(
-            {
-                "Authorization": f"Bearer {api_key}",
-                "User-Agent": user_agent,
-                "Accept": "application/json",
-            }
-        )
+        self._pool = _connection_pool(self.base_url)
+        self._headers = {
+            "Authorization": f"Bearer {api_key}",
+            "User-Agent": user_agent,
+            "Accept": "application/json",
+        }
 
     def __repr__(self) -> str:
         return f"ResendClient(base_url={self.base_url!r})"
 
     def close(self) -> None:
-        self._session.close()
+        self._pool.clear()
 
     def list_page(
         self, limit: int, after: Optional[str] = None, status: Optional[str] = None
@@ -211,12 +219,9 @@ class ResendClient:
             raise
 
     def iter_pages(
-        self, page_size: int, status: Optional[str] = None, prefetch: bool = False
+        self, page_size: int, status: Optional[str] = None
     ) -> Iterator[List[JSONObject]]:
         """Pages through the list, newest first, until `has_more` is false.
-
-        With `prefetch`, the next page is requested while the caller works on this one (one
-        request in flight at a time): for runs that read to the end, where it costs nothing.
 
         Raises:
             ResendDataError: `has_more` with an empty page, or a cursor that repeats.
@@ -224,27 +229,18 @@ class ResendClient:
         used_cursors: set[str] = set()
         items = 0
         last_report = self._clock()
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            pending: Optional[Future[JSONObject]] = None
-            cursor: Optional[str] = None
-            while True:
-                if pending is None:
-                    body = self.list_page(page_size, after=cursor, status=status)
-                else:
-                    body = pending.result()
-                    pending = None
-                data: List[JSONObject] = body["data"]
-                items += len(data)
-                if self._clock() - last_report >= PROGRESS_EVERY_SECONDS:
-                    last_report = self._clock()
-                    logger.info("listed %d contact imports so far", items)
-                if body["has_more"]:
-                    cursor = self._next_cursor(data, cursor, used_cursors)
-                    if prefetch:
-                        pending = pool.submit(self.list_page, page_size, cursor, status)
-                yield data
-                if not body["has_more"]:
-                    return
+        cursor: Optional[str] = None
+        while True:
+            body = self.list_page(page_size, after=cursor, status=status)
+            data: List[JSONObject] = body["data"]
+            items += len(data)
+            if self._clock() - last_report >= PROGRESS_EVERY_SECONDS:
+                last_report = self._clock()
+                logger.info("listed %d contact imports so far", items)
+            yield data
+            if not body["has_more"]:
+                return
+            cursor = self._next_cursor(data, cursor, used_cursors)
 
     @staticmethod
     def _next_cursor(data: List[JSONObject], cursor: Optional[str], used_cursors: set[str]) -> str:
@@ -289,14 +285,20 @@ class ResendClient:
         self._pace()
         self.stats.requests += 1
         try:
-            response = self._session.get(
-                self.base_url + path, params=params, timeout=self.timeout, allow_redirects=False
+            response = self._pool.request(
+                "GET",
+                self.base_url + path,
+                fields=params,
+                headers=self._headers,
+                timeout=self.timeout,
+                redirect=False,  # the key must not follow a redirect to another host
+                retries=False,  # tenacity retries, one request at a time
             )
             self._note_rate_limit(response)
-            status = response.status_code
+            status = response.status
             if 200 <= status < 300:
                 return self._json_object(response, path)
-        except requests.RequestException as exc:
+        except urllib3.exceptions.HTTPError as exc:
             raise RetryableResponseError(
                 None, "transport_error", _describe_transport_error(exc), path=path
             ) from None
@@ -315,18 +317,18 @@ class ResendClient:
         raise ResendAPIError(status, name, message, path=path)
 
     @staticmethod
-    def _json_object(response: requests.Response, path: str) -> JSONObject:
+    def _json_object(response: urllib3.BaseHTTPResponse, path: str) -> JSONObject:
         try:
-            body = orjson.loads(response.content)
+            body = orjson.loads(response.data)
         except ValueError:
             raise RetryableResponseError(
-                response.status_code, "invalid_json", "2xx body is not valid JSON", path=path
+                response.status, "invalid_json", "2xx body is not valid JSON", path=path
             ) from None
         if not isinstance(body, dict):
             raise ResendDataError(f"GET {path}: the response is not a JSON object")
         return body
 
-    def _note_rate_limit(self, response: requests.Response) -> None:
+    def _note_rate_limit(self, response: urllib3.BaseHTTPResponse) -> None:
         remaining = _header_float(response, "ratelimit-remaining")
         reset = _header_float(response, "ratelimit-reset")
         if remaining is not None and remaining < 1 and reset is not None:

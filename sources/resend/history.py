@@ -57,6 +57,16 @@ class Observations:
         self.previous_status.append(previous_status)
         self.observed_at.append(observed_at)
 
+    def extend(
+        self,
+        observed: List[bool],
+        previous_status: List[Optional[str]],
+        observed_at: List[datetime],
+    ) -> None:
+        self.observed += observed
+        self.previous_status += previous_status
+        self.observed_at += observed_at
+
     def rows(self, batch: Sequence[Row]) -> List[Dict[str, Any]]:
         """History rows for the observed rows of `batch` (the same rows, in order)."""
         return [

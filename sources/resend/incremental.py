@@ -124,6 +124,23 @@ class RunObserver:
             self._open_listed.append((self._position, row["id"], row))
         self._position += 1
 
+    def listed_page(
+        self,
+        newest: Optional[datetime],
+        newest_ids: List[str],
+        open_rows: List[tuple[int, Row]],
+        rows: int,
+    ) -> None:
+        """`listed` for a whole page: its newest instant and ids, its open rows by offset."""
+        if newest is not None:
+            if self.newest is None or newest > self.newest:
+                self.newest, self.newest_ids = newest, set(newest_ids)
+            elif newest == self.newest:
+                self.newest_ids.update(newest_ids)
+        for offset, row in open_rows:
+            self._open_listed.append((self._position + offset, row["id"], row))
+        self._position += rows
+
     def fetched(self, row: Row) -> None:
         if not is_terminal(row.get("status")):
             self._open_fetched.append(row)

@@ -8,9 +8,8 @@ from .errors import ResendDataError
 from .settings import COUNT_FIELDS, TERMINAL_STATUSES
 
 # PostgreSQL-style (`2026-05-15 18:32:37.823+00`) or ISO (`2026-05-15T18:32:37.823Z`).
-_TIMESTAMP = re.compile(
-    r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}(:?\d{2})?)",
-)
+TIMESTAMP_PATTERN = r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}(:?\d{2})?)"
+_TIMESTAMP = re.compile(TIMESTAMP_PATTERN)
 
 Row = Dict[str, Any]
 
