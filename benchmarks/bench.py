@@ -285,12 +285,12 @@ def report(
             f" | bound {limited['bound']:.2f}s | ≤ 1.1 x requests/10 + start-up, no 429 |"
         )
     if scaled:
-        lines += ["", "| imports | wall (s) | µs per import | peak RSS (MiB) | requests |"]
-        lines += ["| ---: | ---: | ---: | ---: | ---: |"]
+        lines += ["", "| imports | wall (s) | µs per import | peak RSS (MiB) | requests | ok |"]
+        lines += ["| ---: | ---: | ---: | ---: | ---: | --- |"]
         for size, run in scaled:
             lines.append(
                 f"| {size:,} | {run.wall:.2f} | {run.wall / size * 1e6:.0f}"
-                f" | {run.peak_rss_mib:.0f} | {run.requests} |"
+                f" | {run.peak_rss_mib:.0f} | {run.requests} | {'yes' if run.ok else 'FAILED'} |"
             )
     return lines
 
@@ -312,10 +312,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     quiet = quiet_run_requests()
     limited = None if args.no_rate_limit else rate_limited(start_up=quiet[1])
     sizes = [int(s) for s in args.scale.split(",") if s.strip()]
-    lines = report(args.imports, results, quiet, limited, scale(sizes))
+    scaled = scale(sizes)
+    lines = report(args.imports, results, quiet, limited, scaled)
     print("\n".join(lines))
     ours = results[OURS]
     good = all(ours.correct) and all(r.ok for r in ours.full + ours.incremental)
+    good = good and all(run.ok for _, run in scaled)
     good = good and ours.full[-1].requests == -(-args.imports // 100) and quiet[0] == 1
     return 0 if good or not args.check else 1
 

@@ -47,6 +47,12 @@ def explain(exc: BaseException) -> Optional[str]:
         message = _explain_one(cause)
         if message:
             return message
+    if type(exc).__name__ == "OutOfMemoryException":  # duckdb's, without importing duckdb
+        return (
+            "DuckDB ran out of memory while loading; raise memory_limit in"
+            " DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG and run again (nothing is lost:"
+            f" the extracted data loads on the next run): {str(exc).splitlines()[0]}"
+        )
     return None
 
 
@@ -77,5 +83,11 @@ def _explain_one(exc: BaseException) -> Optional[str]:
         return (
             f"the DuckDB file {locked.group(1)} is locked by another process; run again once"
             " it is closed (nothing is lost: anything already extracted loads on the next run)"
+        )
+    if type(exc).__name__ == "OutOfMemoryException":  # duckdb's, without importing duckdb
+        return (
+            "DuckDB ran out of memory while loading; raise memory_limit in"
+            " DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG and run again (nothing is lost:"
+            f" the extracted data loads on the next run): {str(exc).splitlines()[0]}"
         )
     return None

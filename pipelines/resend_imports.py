@@ -21,7 +21,7 @@ from .views import create_views
 logger = logging.getLogger("resend_imports")
 
 DUCKDB_CONFIG_ENV = "DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG"
-DEFAULT_DUCKDB_CONFIG = '{"memory_limit": "64MB", "preserve_insertion_order": false}'
+DEFAULT_DUCKDB_CONFIG = '{"memory_limit": "64MB", "threads": 1, "preserve_insertion_order": false}'
 # Arrow's default allocator keeps freed memory for reuse; the system one gives it back
 ARROW_POOL_ENV = "ARROW_DEFAULT_MEMORY_POOL"
 
@@ -60,10 +60,12 @@ def make_pipeline(
 ) -> dlt.Pipeline:
     """The dlt pipeline of this connector; DuckDB lands in `<pipeline_name>.duckdb` by default.
 
-    DuckDB gets a memory limit (64 MB, spilling to disk beyond, unless
-    DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG says otherwise): its merge of a large
-    first load would otherwise take hundreds of MB. Arrow uses the system allocator (unless
-    ARROW_DEFAULT_MEMORY_POOL says otherwise), so that memory freed after a batch is returned.
+    DuckDB gets a memory limit (64 MB, spilling to disk beyond) and one thread, unless
+    DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG says otherwise: its merge of a large
+    first load would otherwise take hundreds of MB (one thread is what lets the merge of a
+    million imports fit in 64 MB; it costs a few percent of a sync's time). Arrow uses the
+    system allocator (unless ARROW_DEFAULT_MEMORY_POOL says otherwise), so that memory freed
+    after a batch is returned.
     """
     os.environ.setdefault(DUCKDB_CONFIG_ENV, DEFAULT_DUCKDB_CONFIG)
     os.environ.setdefault(ARROW_POOL_ENV, "system")

@@ -194,3 +194,16 @@ def test_debug_logging_never_shows_the_key(account: Account) -> None:
     result = run_cli(account, "--log-level", "DEBUG", "sync")
     assert result.returncode == 0
     assert API_KEY not in result.stdout + result.stderr
+
+
+def test_duckdb_out_of_memory_is_one_line_and_nothing_is_lost(make_account: Any) -> None:
+    account: Account = make_account(imports=3000)
+    starved = '{"memory_limit": "1MB", "threads": 1}'
+    failed = run_cli(
+        account, "sync", env={"DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG": starved}
+    )
+    assert_one_line_error(failed, "DuckDB ran out of memory while loading; raise memory_limit")
+    assert failed.returncode == 1
+    recovered = run_cli(account, "sync")  # the default settings
+    assert recovered.returncode == 0, recovered.stderr
+    assert account.differences() == []

@@ -84,6 +84,13 @@ def test_to_row_keeps_unknown_fields_as_columns() -> None:
     assert row["counts__created"] is None
 
 
+def test_to_row_flattens_unknown_nested_fields() -> None:
+    row = to_row(_raw(source={"kind": "csv", "file": {"rows": 3}}, tags=["a", "b"], empty={}))
+    assert row["source__kind"] == "csv" and row["source__file__rows"] == 3
+    assert row["tags"] == '["a", "b"]'
+    assert "source" not in row and "empty" not in row
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [

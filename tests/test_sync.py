@@ -211,6 +211,41 @@ def test_unknown_fields_and_statuses_load_and_are_logged(
     assert target in resource_state(pipeline)["open_imports"]  # refreshed until terminal
 
 
+def test_a_nested_new_field_gets_the_same_columns_in_full_and_incremental_runs(
+    account: Account,
+) -> None:
+    def add_nested_fields(path: str, body: Any) -> Any:
+        for item in body.get("data", [body]):
+            item["source"] = {"kind": "csv", "file": {"rows": 3}}
+            item["tags"] = ["a", "b"]
+        return body
+
+    account.simulator.rewrite = add_nested_fields
+    pipeline = account.pipeline()
+    assert account.sync(pipeline).mode == "full"  # Arrow tables
+    account.store.advance(new=20, seconds=600)
+    assert account.sync(pipeline).mode == "incremental"  # plain rows
+    with duckdb.connect(str(account.duckdb_path), read_only=True) as con:
+        tables = {
+            row[0] for row in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()
+        }
+        columns = dict(
+            con.execute(
+                "SELECT column_name, data_type FROM information_schema.columns"
+                " WHERE table_schema = 'resend' AND table_name = 'contact_imports'"
+            ).fetchall()
+        )
+        loaded = con.execute(
+            "SELECT count(*) FROM resend.contact_imports"
+            " WHERE source__kind = 'csv' AND source__file__rows = 3 AND tags = '[\"a\", \"b\"]'"
+        ).fetchone()
+    assert not any(name.startswith("contact_imports__") for name in tables)  # no child table
+    assert columns["source__kind"] == "VARCHAR" and columns["tags"] == "VARCHAR"
+    assert columns["source__file__rows"] == "BIGINT"
+    assert loaded == (len(account.store),)
+    assert account.differences() == []
+
+
 def _corrupt_one(field: str, value: Any) -> Callable[[str, Any], Any]:
     def rewrite(path: str, body: Any) -> Any:
         if body.get("data"):

@@ -1,11 +1,12 @@
 """Turning one ContactImport from the API into one row of `contact_imports`."""
 
+import json
 import re
 from datetime import datetime
 from typing import Any, Dict, Mapping, Optional
 
 from .errors import ResendDataError
-from .settings import COUNT_FIELDS, TERMINAL_STATUSES
+from .settings import COUNT_FIELDS, KNOWN_FIELDS, TERMINAL_STATUSES
 
 # PostgreSQL-style (`2026-05-15 18:32:37.823+00`) or ISO (`2026-05-15T18:32:37.823Z`).
 TIMESTAMP_PATTERN = r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}(:?\d{2})?)"
@@ -56,8 +57,8 @@ def to_row(raw: Any) -> Row:
     """Validates one ContactImport and flattens it into a row.
 
     Timestamps become timezone-aware datetimes and `counts` becomes `counts__*` columns
-    (all None when `counts` is absent). Unknown fields are kept as they are, so that dlt
-    adds them as new columns.
+    (all None when `counts` is absent). Unknown fields become new columns: scalars as they
+    are, objects flattened into `field__key` columns, lists as JSON text.
 
     Raises:
         ResendDataError: no id, an unparseable timestamp, or a count that is not an integer.
@@ -70,8 +71,11 @@ def to_row(raw: Any) -> Row:
 
     row: Row = {}
     for key, value in raw.items():
-        if key != "counts":
-            row[key] = value
+        if key in KNOWN_FIELDS:
+            if key != "counts":
+                row[key] = value
+        else:
+            _flatten_unknown(key, value, row)
     row["created_at"] = _timestamp_field(raw, "created_at", import_id)
     row["completed_at"] = _timestamp_field(raw, "completed_at", import_id)
 
@@ -85,6 +89,18 @@ def to_row(raw: Any) -> Row:
     for field in counts.keys() - set(COUNT_FIELDS):
         row[f"counts__{field}"] = _count_field(counts, field, import_id)
     return row
+
+
+def _flatten_unknown(name: str, value: Any, row: Row) -> None:
+    """A field Resend adds later, as flat columns whichever way the run hands rows to dlt:
+    an object becomes `name__key` columns, a list one column of JSON text."""
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            _flatten_unknown(f"{name}__{key}", inner, row)
+    elif isinstance(value, list):
+        row[name] = json.dumps(value)
+    else:
+        row[name] = value
 
 
 def fingerprint(row: Mapping[str, Any]) -> str:
