@@ -1,6 +1,7 @@
 """The HTTP client against the simulator: retries, pacing, errors. Nothing really sleeps."""
 
 import random
+import re
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any, ClassVar, Iterator, List
@@ -253,3 +254,23 @@ def test_user_agent_names_the_connector(simulator: tuple[Simulator, str]) -> Non
     client = _client(simulator[1], Recorder())
     assert client._headers["User-Agent"] == user_agent()
     assert API_KEY not in repr(client)
+
+
+@pytest.mark.parametrize(
+    ("kind", "described"),
+    [
+        ("truncated", "transport_error: response body cut short"),
+        ("reset", "transport_error: connection failed or was reset"),
+        ("html_200", "invalid_json: 2xx body is not valid JSON"),
+        ("502_html", "http_error: Bad Gateway (text/html body)"),
+    ],
+)
+def test_exhausted_retries_say_what_went_wrong_last(
+    simulator: tuple[Simulator, str], kind: str, described: str
+) -> None:
+    sim, url = simulator
+    sim.faults = FaultPlan(queue=[kind])
+    with pytest.raises(
+        ResendAPIError, match=re.escape(f"gave up after 1 attempt, last: {described}")
+    ):
+        _client(url, Recorder(), attempts=1).list_page(10)

@@ -1,11 +1,13 @@
 """The columnar path of bulk runs gives the very table the row-by-row path gives."""
 
+from datetime import UTC, datetime
 from typing import Any, Dict, List
 
 import pytest
 
 from pipelines.simulator import ImportStore
 from sources.resend import COLUMNS, arrow
+from sources.resend.history import Observations
 from sources.resend.records import to_row
 
 
@@ -74,3 +76,22 @@ def test_anything_unusual_goes_row_by_row(change: Dict[str, Any]) -> None:
 def test_non_objects_go_row_by_row() -> None:
     assert arrow.page_table([{"id": "a"}, "not an import"], COLUMNS) is None
     assert arrow.page_table([], COLUMNS) is None
+
+
+def test_both_paths_key_history_rows_alike() -> None:
+    """A state observed by a full run and by a short one must be one history row, not two."""
+    items: List[Dict[str, Any]] = [
+        {"id": "a", "status": "queued", "created_at": "2026-05-15 18:32:37+00"},
+        {"id": "b", "status": "in_progress", "created_at": "2026-05-15 18:32:38+00",
+         "counts": {"total": 5, "created": 0}},
+        {"id": "c", "created_at": "2026-05-15 18:32:39+00"},  # no status
+    ]  # fmt: skip
+    observations = Observations()
+    at = datetime(2026, 5, 15, 19, tzinfo=UTC)
+    observations.extend([True] * 3, [None, "queued", None], [at] * 3)
+    rows = [to_row(item) for item in items]
+    table = arrow.page_table(items, COLUMNS)
+    assert table is not None
+    history = arrow.history_table(table, observations)
+    assert history is not None
+    assert history.to_pylist() == observations.rows(rows)

@@ -151,10 +151,11 @@ class _Intake:
         kept = arrow.keep(table, first)
         for status in arrow.unknown_statuses(kept, STATUSES):
             _notice_status(status, self.noticed)
-        observed, previous_status, new = arrow.classify(kept, self.previous)
+        observed, previous_status = arrow.classify(kept, self.previous)
+        updated = sum(status is not None for status in previous_status)
         self.report.rows += kept.num_rows
-        self.report.new += new
-        self.report.updated += sum(status is not None for status in previous_status)
+        self.report.new += sum(observed) - updated
+        self.report.updated += updated
         self.observations.extend(
             observed, previous_status, [at for at, keep in zip(seen_at, first, strict=True) if keep]
         )

@@ -148,8 +148,9 @@ def rows_at(table: pa.Table, indices: List[int]) -> List[Row]:
     return table.take(pa.array(indices, pa.int64())).to_pylist() if indices else []
 
 
-def classify(table: pa.Table, previous: SyncState) -> Tuple[List[bool], List[Optional[str]], int]:
-    """Which rows a sync sees in a new state, with their status before, and how many are new.
+def classify(table: pa.Table, previous: SyncState) -> Tuple[List[bool], List[Optional[str]]]:
+    """Which rows a sync sees in a new state, and the status before of those that changed
+    (None for new rows).
 
     The columnar twin of `SyncState.is_new` / `is_updated` over a whole page: an import is
     new when created after the newest of the last run (or in the same instant under an
@@ -158,7 +159,7 @@ def classify(table: pa.Table, previous: SyncState) -> Tuple[List[bool], List[Opt
     rows = table.num_rows
     ids = table.column("id")
     if not previous.open_imports and previous.newest_created_at is None:
-        return [True] * rows, [None] * rows, rows
+        return [True] * rows, [None] * rows
     was_open = pc.is_in(ids, value_set=pa.array(list(previous.open_imports), pa.string()))
     if previous.newest_created_at is None:
         is_new = pc.invert(was_open)
@@ -177,7 +178,7 @@ def classify(table: pa.Table, previous: SyncState) -> Tuple[List[bool], List[Opt
         if previous.is_updated(row):
             observed[index] = True
             previous_status[index] = previous.open_imports[row["id"]].status
-    return observed, previous_status, sum(observed) - sum(s is not None for s in previous_status)
+    return observed, previous_status
 
 
 def listing(table: pa.Table) -> Tuple[Optional[datetime], List[str], List[Tuple[int, Row]]]:

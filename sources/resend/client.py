@@ -10,6 +10,7 @@ import random
 import time
 import urllib.request
 from dataclasses import dataclass
+from http.client import IncompleteRead
 from typing import Any, Callable, Dict, Iterator, List, Optional
 from urllib.parse import urlsplit
 
@@ -135,7 +136,7 @@ def _error_fields(response: urllib3.BaseHTTPResponse) -> tuple[str, str]:
 def _describe_transport_error(exc: urllib3.exceptions.HTTPError) -> str:
     if isinstance(exc, urllib3.exceptions.TimeoutError):
         return "timed out"
-    if isinstance(exc, urllib3.exceptions.ProtocolError) and "IncompleteRead" in str(exc):
+    if any(isinstance(arg, IncompleteRead) for arg in exc.args):  # urllib3 wraps http.client's
         return "response body cut short"
     if isinstance(exc, (urllib3.exceptions.ProtocolError, urllib3.exceptions.NewConnectionError)):
         return "connection failed or was reset"
@@ -147,10 +148,9 @@ def _connection_pool(base_url: str) -> urllib3.PoolManager:
 
     The environment is read once here rather than on every request.
     """
-    host = urlsplit(base_url).hostname or ""
-    proxies = urllib.request.getproxies()
-    proxy = proxies.get(urlsplit(base_url).scheme)
-    if proxy and not urllib.request.proxy_bypass(host):
+    parts = urlsplit(base_url)
+    proxy = urllib.request.getproxies().get(parts.scheme)
+    if proxy and not urllib.request.proxy_bypass(parts.hostname or ""):
         return urllib3.ProxyManager(proxy, maxsize=1)
     return urllib3.PoolManager(maxsize=1)
 
