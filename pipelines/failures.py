@@ -12,6 +12,7 @@ from dlt.common.destination.exceptions import (
     InvalidDestinationReference,
     UnknownDestinationModule,
 )
+from dlt.load.exceptions import LoadClientJobFailed
 
 from sources.resend.errors import ResendAuthError, ResendError
 
@@ -34,6 +35,7 @@ def causes(exc: BaseException) -> Iterator[BaseException]:
         yield current
         for linked in (
             getattr(current, "exception", None),
+            getattr(current, "job_exception", None),  # dlt's LoadPackageAborted
             current.__cause__,
             current.__context__,
         ):
@@ -75,6 +77,15 @@ def _explain_one(exc: BaseException) -> Optional[str]:
         return (
             f"unknown destination {name!r}: use a dlt destination name such as duckdb,"
             " postgres, motherduck, bigquery or snowflake"
+        )
+    if isinstance(exc, LoadClientJobFailed):
+        table = exc.job_id.split(".")[0]
+        refusal = str(exc.client_exception or exc.failed_message).strip().splitlines()
+        return (
+            f"the destination refused the rows of {table}"
+            f" ({refusal[0] if refusal else 'no reason given'}); their load package was"
+            " discarded and the state rewound to the last load, so nothing is lost and the"
+            " next run extracts them again"
         )
     if isinstance(exc, DestinationUndefinedEntity):
         return f"destination error: {exc}".splitlines()[0]

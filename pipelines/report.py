@@ -8,9 +8,13 @@ from decimal import Decimal
 from typing import Any, Dict, List, Sequence
 
 import dlt
-from dlt.common.destination.exceptions import DestinationUndefinedEntity
+from dlt.common.destination.exceptions import (
+    DestinationTerminalException,
+    DestinationUndefinedEntity,
+)
 
 from sources.resend.errors import ResendConfigError
+from sources.resend.settings import TABLE_NAME
 
 from .views import DAILY_VIEW, ENRICHED_VIEW, create_views
 
@@ -31,12 +35,14 @@ DAILY_COLUMNS = (
     "median_duration_seconds",
 )
 WORST_COLUMNS = ("id", "status", "created_at", "counts__total", "counts__failed", "failure_rate")
+DELETED_COLUMNS = ("deleted_imports",)
 
 Table = List[Dict[str, Any]]
 
 
 def read_report(pipeline: dlt.Pipeline, days: int) -> Dict[str, Table]:
-    """The `days` most recent days with imports, and the worst imports among them.
+    """The `days` most recent days with imports, the worst imports among them, and how many
+    imports are marked deleted (left out of the other two).
 
     Creates the views first when the table was synced without them (an older version).
     """
@@ -70,7 +76,15 @@ def _query_report(pipeline: dlt.Pipeline, days: int) -> Dict[str, Table]:
                 datetime.combine(oldest_day, datetime.min.time()).isoformat() + "+00:00",
             )
             worst = [dict(zip(WORST_COLUMNS, row, strict=True)) for row in worst_rows or []]
-    return {"daily": daily, "worst_imports": worst}
+        table = client.make_qualified_table_name(TABLE_NAME)
+        try:
+            deleted_rows = client.execute_sql(
+                f"SELECT count(*) FROM {table} WHERE deleted_at IS NOT NULL"
+            )
+        except DestinationTerminalException:  # a table no sync of this version wrote yet
+            deleted_rows = [(0,)]
+        deleted = [{"deleted_imports": deleted_rows[0][0] if deleted_rows else 0}]
+    return {"daily": daily, "worst_imports": worst, "deleted": deleted}
 
 
 def _plain(value: Any) -> Any:
@@ -113,7 +127,11 @@ def render(report: Dict[str, Table], output_format: str) -> str:
         return json.dumps(plain, indent=2)
     if output_format == "csv":
         blocks = []
-        for columns, key in ((DAILY_COLUMNS, "daily"), (WORST_COLUMNS, "worst_imports")):
+        for columns, key in (
+            (DAILY_COLUMNS, "daily"),
+            (WORST_COLUMNS, "worst_imports"),
+            (DELETED_COLUMNS, "deleted"),
+        ):
             buffer = io.StringIO()
             writer = csv.writer(buffer, lineterminator="\n")
             writer.writerow(columns)
@@ -124,5 +142,7 @@ def render(report: Dict[str, Table], output_format: str) -> str:
         [
             _text_table("Contact imports per day (UTC)", DAILY_COLUMNS, report["daily"]),
             _text_table("Worst imports by failure rate", WORST_COLUMNS, report["worst_imports"]),
+            f"Imports deleted in Resend (kept in the table with deleted_at, left out above):"
+            f" {report['deleted'][0]['deleted_imports']}",
         ]
     )

@@ -13,7 +13,9 @@ from dlt.common.destination import Destination
 from dlt.common.destination.exceptions import SqlClientNotAvailable
 
 from sources.resend import SyncReport, resend_source
+from sources.resend.destination import committed_state, resource_state_of
 from sources.resend.errors import ResendConfigError
+from sources.resend.incremental import SyncState
 from sources.resend.settings import TABLE_NAME
 
 from .views import create_views
@@ -24,6 +26,17 @@ DUCKDB_CONFIG_ENV = "DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG"
 DEFAULT_DUCKDB_CONFIG = '{"memory_limit": "64MB", "threads": 1, "preserve_insertion_order": false}'
 # Arrow's default allocator keeps freed memory for reuse; the system one gives it back
 ARROW_POOL_ENV = "ARROW_DEFAULT_MEMORY_POOL"
+# A package the destination refuses for its data is aborted (local state rewound to the
+# committed one) instead of being retried, and failing, on every later run
+AUTO_ABORT_ENV = "LOAD__AUTO_ABORT_ON_TERMINAL_ERROR"
+
+MODE_TEXT = {
+    "first": "first run: no state in the destination, every import listed",
+    "full": "full refresh",
+    "scheduled full": "scheduled full listing",
+    "incremental": "incremental run",
+    "filtered": "filtered run",
+}
 
 PIPELINE_NAME = "resend_imports"
 DATASET_NAME = "resend"
@@ -40,11 +53,14 @@ class SyncSummary(SyncReport):
     table: str = ""
 
     def lines(self) -> list[str]:
+        deletions = ""
+        if self.deleted or self.not_found:
+            deletions = f"; marked deleted {self.deleted}, answered 404 {self.not_found}"
         return [
             f"synced {self.rows} contact imports into {self.table} on {self.destination}"
-            f" ({self.mode} run)",
+            f" ({MODE_TEXT.get(self.mode, self.mode)})",
             f"  new {self.new}, updated {self.updated}, unchanged"
-            f" {self.rows - self.new - self.updated}; still open {self.open_imports}",
+            f" {self.rows - self.new - self.updated}; still open {self.open_imports}{deletions}",
             f"  requests {self.requests} (by id {self.refreshed_by_get}), retries {self.retries},"
             f" rate-limited {self.rate_limited}; {self.elapsed_seconds:.2f}s",
         ]
@@ -69,6 +85,7 @@ def make_pipeline(
     """
     os.environ.setdefault(DUCKDB_CONFIG_ENV, DEFAULT_DUCKDB_CONFIG)
     os.environ.setdefault(ARROW_POOL_ENV, "system")
+    os.environ.setdefault(AUTO_ABORT_ENV, "true")
     options: Dict[str, Any] = {}
     if pipelines_dir is not None:
         options["pipelines_dir"] = pipelines_dir
@@ -102,6 +119,35 @@ def _check_duckdb_file(pipeline: dlt.Pipeline) -> None:
     duckdb.connect(database).close()  # raises at once when another process holds the lock
 
 
+def finish_or_discard_pending(pipeline: dlt.Pipeline) -> None:
+    """Loads the packages an interrupted run left, when they continue the state committed in
+    the destination; otherwise discards them.
+
+    dlt's run() would load pending packages and skip the new extract: they are finished
+    first, so that this run still ends with the imports as they are now. A package extracted
+    against another copy of the table (a restored backup, another dataset or destination
+    under this pipeline name) would commit a state that does not describe this table: it is
+    discarded, and this run lists again from the destination's state.
+    """
+    known, committed = committed_state(pipeline)
+    local = SyncState.load(resource_state_of(pipeline.state))
+    if not known or local.continues(SyncState.load(committed)):
+        logger.warning("loading data left by an interrupted run before syncing")
+        pipeline.run()
+        return
+    packages = len(pipeline.list_extracted_load_packages()) + len(
+        pipeline.list_normalized_load_packages()
+    )
+    logger.warning(
+        "discarding %d load package(s) left by an interrupted run: they were extracted"
+        " against another copy of %s (a restored backup, another dataset or destination);"
+        " this run lists again from the state the destination holds",
+        packages,
+        pipeline.dataset_name,
+    )
+    pipeline.abort_packages()
+
+
 def run_sync(
     pipeline: dlt.Pipeline,
     *,
@@ -128,10 +174,7 @@ def run_sync(
     if name == "duckdb":
         _check_duckdb_file(pipeline)
     if pipeline.has_pending_data:
-        # dlt's run() would load these and skip the new extract: finish them first, so that
-        # this run still ends with the imports as they are now
-        logger.warning("loading data left by an interrupted run before syncing")
-        pipeline.run()
+        finish_or_discard_pending(pipeline)
     load_info = pipeline.run(source)
     if any(package.schema_update for package in load_info.load_packages):
         # new tables or columns: (re)create the views over them; otherwise they stand

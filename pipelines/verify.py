@@ -1,4 +1,8 @@
-"""Comparing `contact_imports` in a destination with what the API returns."""
+"""Comparing `contact_imports` in a destination with what the API returns.
+
+Rows marked deleted (`deleted_at` set) stand for imports Resend no longer has: they must
+not be in the API's truth, and every live row must be.
+"""
 
 from datetime import UTC, datetime
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
@@ -32,23 +36,28 @@ def expected_records(truth: Iterable[Mapping[str, Any]]) -> Dict[str, Record]:
     return records
 
 
-def loaded_records(pipeline: dlt.Pipeline) -> Tuple[Dict[str, Record], int]:
-    """The table's rows as comparable tuples keyed by id, and the number of rows."""
+def loaded_records(pipeline: dlt.Pipeline) -> Tuple[Dict[str, Record], int, List[str]]:
+    """The table's live rows as comparable tuples keyed by id, the number of rows (deleted
+    ones included), and the ids of the rows marked deleted."""
     with pipeline.sql_client() as client:
         table = client.make_qualified_table_name(TABLE_NAME)
-        rows = client.execute_sql(f"SELECT id, {', '.join(COMPARED)} FROM {table}") or []
-    records = {row[0]: (row[1], _utc(row[2]), _utc(row[3]), *row[4:]) for row in rows}
-    return records, len(rows)
+        query = f"SELECT id, deleted_at IS NOT NULL, {', '.join(COMPARED)} FROM {table}"
+        rows = client.execute_sql(query) or []
+    records = {row[0]: (row[2], _utc(row[3]), _utc(row[4]), *row[5:]) for row in rows if not row[1]}
+    deleted = [row[0] for row in rows if row[1]]
+    return records, len(rows), deleted
 
 
 def differences(pipeline: dlt.Pipeline, truth: Iterable[Mapping[str, Any]]) -> List[str]:
     """Every way the table differs from the API's truth; empty when they are equal."""
     expected = expected_records(truth)
-    loaded, row_count = loaded_records(pipeline)
+    loaded, row_count, deleted = loaded_records(pipeline)
     problems: List[str] = []
-    if row_count != len(loaded):
-        problems.append(f"{row_count - len(loaded)} duplicate rows")
-    for missing in expected.keys() - loaded.keys():
+    if row_count != len(loaded) + len(set(deleted)):
+        problems.append(f"{row_count - len(loaded) - len(set(deleted))} duplicate rows")
+    for import_id in expected.keys() & set(deleted):
+        problems.append(f"import {import_id} is marked deleted but Resend has it")
+    for missing in expected.keys() - loaded.keys() - set(deleted):
         problems.append(f"missing import {missing}")
     for extra in loaded.keys() - expected.keys():
         problems.append(f"unexpected import {extra}")

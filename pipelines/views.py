@@ -1,5 +1,7 @@
 """SQL views over `contact_imports`, created after each successful sync on any SQL destination.
 
+The views leave out imports marked deleted (`deleted_at` set): they describe what Resend has.
+
 The views are written once, in DuckDB's dialect, and translated with sqlglot (which dlt
 ships) into the destination's dialect. Table names are filled in after translation, with
 the destination's own quoting and qualification.
@@ -9,21 +11,23 @@ from typing import Dict, List
 
 import dlt
 
-from sources.resend.settings import TABLE_NAME
+from sources.resend.settings import TABLE_NAME, TERMINAL_STATUSES
 
 ENRICHED_VIEW = "contact_imports_enriched"
 DAILY_VIEW = "contact_imports_daily"
 
 _SOURCE = "__resend_source_table__"
 _ENRICHED = "__resend_enriched_view__"
+_TERMINAL = ", ".join(f"'{status}'" for status in sorted(TERMINAL_STATUSES))
 
 VIEW_SQL: Dict[str, str] = {
     ENRICHED_VIEW: f"""
         SELECT *,
             date_diff('microsecond', created_at, completed_at) / 1000000.0 AS duration_seconds,
             CAST(counts__failed AS DOUBLE) / NULLIF(counts__total, 0) AS failure_rate,
-            status IN ('completed', 'failed') AS is_terminal
+            status IN ({_TERMINAL}) AS is_terminal
         FROM {_SOURCE}
+        WHERE deleted_at IS NULL
     """,
     DAILY_VIEW: f"""
         SELECT

@@ -36,10 +36,14 @@ class Account:
         self.duckdb_path = self.workdir / "imports.duckdb"
 
     def pipeline(
-        self, name: str = "resend_imports", duckdb_path: Optional[Path] = None
+        self,
+        name: str = "resend_imports",
+        duckdb_path: Optional[Path] = None,
+        dataset: str = "resend",
     ) -> dlt.Pipeline:
         return make_pipeline(
             dlt.destinations.duckdb(str(duckdb_path or self.duckdb_path)),
+            dataset,
             pipeline_name=name,
             pipelines_dir=str(self.workdir / "pipelines"),
         )
@@ -49,9 +53,9 @@ class Account:
         arguments = {"api_key": API_KEY, "base_url": self.url, **FAST_RETRIES, **options}
         return run_sync(pipeline or self.pipeline(), **arguments)
 
-    def differences(self, duckdb_path: Optional[Path] = None) -> List[str]:
+    def differences(self, duckdb_path: Optional[Path] = None, dataset: str = "resend") -> List[str]:
         """How the DuckDB file (by default the account's) differs from the simulator."""
-        checker = self.pipeline("truth_check", duckdb_path)
+        checker = self.pipeline("truth_check", duckdb_path, dataset)
         return differences(checker, self.store.truth())
 
     def requests(self, kind: str = "total") -> int:

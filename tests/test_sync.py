@@ -46,7 +46,7 @@ def test_full_sync_equals_truth_with_one_request_per_page(make_account: Any) -> 
     summary = account.sync()
     assert account.differences() == []
     assert account.requests("list") == math.ceil(1234 / 100) == summary.requests
-    assert (summary.mode, summary.rows, summary.new, summary.updated) == ("full", 1234, 1234, 0)
+    assert (summary.mode, summary.rows, summary.new, summary.updated) == ("first", 1234, 1234, 0)
 
 
 def test_incremental_runs_stay_equal_to_truth_and_cheap(make_account: Any) -> None:
@@ -222,9 +222,9 @@ def test_a_nested_new_field_gets_the_same_columns_in_full_and_incremental_runs(
 
     account.simulator.rewrite = add_nested_fields
     pipeline = account.pipeline()
-    assert account.sync(pipeline).mode == "full"  # Arrow tables
+    assert account.sync(pipeline).mode == "first"  # bulk path
     account.store.advance(new=20, seconds=600)
-    assert account.sync(pipeline).mode == "incremental"  # plain rows
+    assert account.sync(pipeline).mode == "incremental"  # row path
     with duckdb.connect(str(account.duckdb_path), read_only=True) as con:
         tables = {
             row[0] for row in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()

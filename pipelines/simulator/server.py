@@ -3,7 +3,8 @@
 Serves `GET /contacts/imports` and `GET /contacts/imports/{id}` as Resend does, plus a
 control API under `/_simulator/` for processes that do not share memory with it:
 `GET truth`, `GET stats`, `POST advance?new=&seconds=`, `POST faults` (JSON body of
-`FaultPlan` fields), `POST reset` (the account as seeded), `POST reset-stats`.
+`FaultPlan` fields), `POST delete?id=` (an import deleted in Resend), `POST reset` (the
+account as seeded), `POST reset-stats`.
 """
 
 import json
@@ -118,6 +119,10 @@ class Simulator:
         # Test hook: rewrites each successful API body (path, body) -> body, to serve
         # the malformed answers a real API might give.
         self.rewrite: Optional[Callable[[str, Any], Any]] = None
+        # Test hooks: imports that GET answers 404 for (so many more requests), and imports
+        # the list leaves out (from so many more pages that hold them): a flaky proxy
+        self.not_found_for: Counter[str] = Counter()
+        self.unlisted_for: Counter[str] = Counter()
         self._lock = threading.Lock()
 
     def stats(self) -> Dict[str, Any]:
@@ -132,6 +137,21 @@ class Simulator:
         with self._lock:
             for key in keys:
                 self.requests[key] += 1
+
+    def hidden_from_get(self, import_id: str) -> bool:
+        with self._lock:
+            if self.not_found_for[import_id] <= 0:
+                return False
+            self.not_found_for[import_id] -= 1
+            return True
+
+    def unlisted(self, ids: List[str]) -> set[str]:
+        """Which of these ids a page leaves out, counting the page against each."""
+        with self._lock:
+            left_out = {i for i in ids if self.unlisted_for[i] > 0}
+            for import_id in left_out:
+                self.unlisted_for[import_id] -= 1
+            return left_out
 
     def take_rate(self) -> Tuple[bool, int, float, int]:
         with self._lock:
@@ -196,6 +216,13 @@ class Handler(BaseHTTPRequestHandler):
             sim.store.reset()
             sim.store.warm()
             sim.reset_stats()
+            self._send(200, b"{}")
+        elif parts.path == CONTROL_PREFIX + "delete":
+            try:
+                sim.store.delete(query.get("id", ""))
+            except KeyError:
+                self._send(*_error(404, "not_found", "no such import"))
+                return
             self._send(200, b"{}")
         elif parts.path == CONTROL_PREFIX + "reset-stats":
             sim.reset_stats()
@@ -290,7 +317,8 @@ class Handler(BaseHTTPRequestHandler):
         if path == LIST_PATH:
             return self._list(sim, {k: v[-1] for k, v in query.items()})
         if path.startswith(LIST_PATH + "/") and path.count("/") == 3:
-            item = sim.store.get(path.rsplit("/", 1)[1])
+            import_id = path.rsplit("/", 1)[1]
+            item = None if sim.hidden_from_get(import_id) else sim.store.get(import_id)
             if item is None:
                 return _error(404, "not_found", "Contact import not found")
             return 200, _encode(sim, path, item)
@@ -310,6 +338,9 @@ class Handler(BaseHTTPRequestHandler):
             )
         except ValidationError as exc:
             return _error(422, "validation_error", str(exc))
+        if sim.unlisted_for:
+            left_out = sim.unlisted([item.id for item in page])
+            page = [item for item in page if item.id not in left_out]
         if sim.rewrite is not None:
             data = [item.to_json() for item in page]
             return 200, _encode(

@@ -104,6 +104,7 @@ class ImportStore:
         self._items: List[SimImport] = []  # newest first
         self._index: Dict[str, int] = {}
         self._stuck: set[str] = set()
+        self._deleted: Dict[str, SimImport] = {}
         self._seed_history(imports, imports // 2000 + 1 if stuck is None else stuck)
 
     # -- building the account -------------------------------------------------------
@@ -172,6 +173,7 @@ class ImportStore:
         with self.lock:
             self._rng = random.Random(seed)
             self._stuck = set()
+            self._deleted = {}
             self._seed_history(imports, imports // 2000 + 1 if stuck is None else stuck)
 
     def warm(self) -> None:
@@ -215,6 +217,27 @@ class ImportStore:
         """Forces a status, e.g. one Resend might add later; the import stays open."""
         with self.lock:
             self._items[self._index[import_id]].status = status
+
+    def delete(self, import_id: str) -> None:
+        """Deletes an import, as a user can in Resend: gone from the list and from GET."""
+        with self.lock:
+            item = self._items.pop(self._index[import_id])
+            self._deleted[import_id] = item
+            self._reindex()
+
+    def undelete(self, import_id: str) -> None:
+        """Brings a deleted import back, as it was."""
+        with self.lock:
+            item = self._deleted.pop(import_id)
+            self._items = sorted([item, *self._items], key=SimImport.sort_key, reverse=True)
+            self._reindex()
+
+    def set_field(self, import_id: str, **values: Any) -> None:
+        """Changes fields of an import in place, e.g. a terminal one that Resend corrected."""
+        with self.lock:
+            item = self._items[self._index[import_id]]
+            for name, value in values.items():
+                setattr(item, name, value)
 
     # -- reading ---------------------------------------------------------------------
     def __len__(self) -> int:

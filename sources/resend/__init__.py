@@ -3,18 +3,20 @@
 import logging
 import os
 from collections import deque
+from copy import deepcopy
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any, Deque, Dict, Iterator, List, Optional, Set
+from typing import Any, Deque, Dict, Iterator, List, Optional, Set, Tuple
 
 import dlt
 from dlt.common.typing import TSecretStrValue
 from dlt.sources import DltResource
 
+from . import destination
 from .client import ResendClient, RetryPolicy
 from .errors import ResendConfigError
-from .history import Observations, add_history_table, to_history_table
+from .history import Observations, add_history_table, deletion_rows, to_history_table
 from .incremental import RunObserver, SyncState
 from .records import Row, to_row
 from .settings import (
@@ -24,6 +26,8 @@ from .settings import (
     COUNT_FIELDS,
     DEFAULT_BASE_URL,
     DEFAULT_CONNECT_TIMEOUT_SECONDS,
+    DEFAULT_FULL_REFRESH_EVERY_DAYS,
+    DEFAULT_GONE_AFTER_RUNS,
     DEFAULT_INITIAL_BACKOFF_SECONDS,
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_MAX_BACKOFF_SECONDS,
@@ -32,6 +36,7 @@ from .settings import (
     DEFAULT_READ_TIMEOUT_SECONDS,
     KNOWN_FIELDS,
     MAX_PAGE_SIZE,
+    SOURCE_NAME,
     STATUSES,
     TABLE_NAME,
 )
@@ -47,6 +52,8 @@ COLUMNS: Any = {
     "created_at": {"data_type": "timestamp", "timezone": True},
     "completed_at": {"data_type": "timestamp", "timezone": True},
     **{f"counts__{name}": {"data_type": "bigint"} for name in COUNT_FIELDS},
+    # set when the connector concluded that Resend no longer has the import; NULL otherwise
+    "deleted_at": {"data_type": "timestamp", "timezone": True},
 }
 
 
@@ -66,6 +73,8 @@ class SyncReport:
     new: int = 0
     updated: int = 0
     refreshed_by_get: int = 0
+    not_found: int = 0
+    deleted: int = 0
     requests: int = 0
     retries: int = 0
     rate_limited: int = 0
@@ -77,7 +86,9 @@ class _Intake:
 
     A bulk run (one that reads to the end) collects whole pages and turns each batch of them
     into one Arrow table at once; a short incremental run takes plain rows one by one and
-    never imports pyarrow.
+    never imports pyarrow. Whatever the path, a row that carries a field this connector does
+    not know is handed to dlt as a plain row, so that dlt's normalizer types that field the
+    same way on every run (a variant column when its type changes), never Arrow batch by batch.
     """
 
     def __init__(
@@ -90,12 +101,14 @@ class _Intake:
         # ids of the last pages (batches, in a bulk run), against an API that repeats a row
         # across a page boundary; a set of every id would grow with the history
         self.recent: Deque[Set[str]] = deque([set(), set()], maxlen=2)
-        self.watched = set(previous.watched_ids())
-        self.watched_listed: Set[str] = set()
+        self.previously_open = set(previous.open_imports)
+        self.previously_open_seen: Set[str] = set()
         self.noticed: Set[str] = set()
         self.listed: List[Any] = []  # bulk: items of pages not yet turned into a table
         self.listed_at: List[datetime] = []
-        self.batch: List[Any] = []  # rows, or Arrow tables in a bulk run
+        self.listed_ids: List[Any] = []  # bulk: Arrow arrays of every id accepted
+        # rows, or in a bulk run (Arrow table, None or the same rows as dicts)
+        self.batch: List[Any] = []
         self.batch_rows = 0
         self.observations = Observations()
 
@@ -103,8 +116,8 @@ class _Intake:
         if any(import_id in ids for ids in self.recent):
             return False
         self.recent[-1].add(import_id)
-        if import_id in self.watched:
-            self.watched_listed.add(import_id)
+        if import_id in self.previously_open:
+            self.previously_open_seen.add(import_id)
         return True
 
     def accept(self, raw: Dict[str, Any], row: Row, seen_at: datetime) -> bool:
@@ -139,16 +152,18 @@ class _Intake:
             return
         from . import arrow
 
-        kept = self._accept_table(_listed_table(self.listed, self.noticed), self.listed_at)
+        table, rows = _listed_table(self.listed, self.noticed)
+        kept = self._accept_table(table, rows, self.listed_at)
         self.observer.listed_page(*arrow.listing(kept), kept.num_rows)
         self.listed, self.listed_at = [], []
         self.next_page()
 
-    def _accept_table(self, table: Any, seen_at: List[datetime]) -> Any:
+    def _accept_table(self, table: Any, rows: Optional[List[Row]], seen_at: List[datetime]) -> Any:
         from . import arrow
 
         first = [self._first_sighting(import_id) for import_id in table.column("id").to_pylist()]
         kept = arrow.keep(table, first)
+        kept_rows = None if rows is None else [r for r, k in zip(rows, first, strict=True) if k]
         for status in arrow.unknown_statuses(kept, STATUSES):
             _notice_status(status, self.noticed)
         observed, previous_status = arrow.classify(kept, self.previous)
@@ -159,7 +174,8 @@ class _Intake:
         self.observations.extend(
             observed, previous_status, [at for at, keep in zip(seen_at, first, strict=True) if keep]
         )
-        self.batch.append(kept)
+        self.listed_ids.append(kept.column("id"))
+        self.batch.append((kept, kept_rows))
         self.batch_rows += kept.num_rows
         return kept
 
@@ -170,7 +186,9 @@ class _Intake:
         from . import arrow
 
         _notice_fields(raw, self.noticed)
-        return bool(self._accept_table(arrow.to_arrow([row], COLUMNS), [seen_at]).num_rows)
+        extra = row if row.keys() - COLUMNS.keys() else None
+        table = arrow.to_arrow([row], COLUMNS)
+        return bool(self._accept_table(table, None if extra is None else [row], [seen_at]).num_rows)
 
     def next_page(self) -> None:
         self.recent.append(set())
@@ -185,8 +203,13 @@ class _Intake:
         if self.bulk:
             from . import arrow
 
-            imports = arrow.concat(self.batch)
-            yield arrow.with_dlt_columns(imports)
+            typed = [table for table, rows in self.batch if rows is None]
+            if typed:
+                yield arrow.with_dlt_columns(arrow.concat(typed))
+            plain = [row for _, rows in self.batch if rows is not None for row in rows]
+            if plain:
+                yield plain
+            imports = arrow.concat([table for table, _ in self.batch])
             history: Any = arrow.history_table(imports, self.observations)
             if history is not None:
                 history = arrow.with_dlt_columns(history)
@@ -198,17 +221,20 @@ class _Intake:
         self.batch, self.batch_rows, self.observations = [], 0, Observations()
 
 
-def _listed_table(items: List[Any], noticed: Set[str]) -> Any:
-    """Listed items as one Arrow table: in one columnar pass, or row by row if need be."""
+def _listed_table(items: List[Any], noticed: Set[str]) -> Tuple[Any, Optional[List[Row]]]:
+    """Listed items as one Arrow table of the known columns, in one columnar pass or row by
+    row if need be; and, when any item has a field this connector does not know, the rows
+    themselves, for dlt's normalizer to type."""
     from . import arrow
 
     table = arrow.page_table(items, COLUMNS)
     if table is not None:
-        return table
+        return table, None
     rows = [to_row(raw) for raw in items]  # validates: names the import of a malformed value
     for raw in items:
         _notice_fields(raw, noticed)
-    return arrow.to_arrow(rows, COLUMNS)
+    extra = any(row.keys() - COLUMNS.keys() for row in rows)
+    return arrow.to_arrow(rows, COLUMNS), rows if extra else None
 
 
 @dlt.resource(
@@ -223,12 +249,16 @@ def contact_imports(
     status: Optional[str] = None,
     full_refresh: bool = False,
     report: Optional[SyncReport] = None,
+    gone_after_runs: int = DEFAULT_GONE_AFTER_RUNS,
+    full_refresh_every_days: float = DEFAULT_FULL_REFRESH_EVERY_DAYS,
 ) -> Iterator[Any]:
     """Yields contact imports a page at a time; see `incremental` for what a run lists.
 
     Also yields, to `contact_import_status_history`, the imports this run saw in a new
     status or with new counts (see `history`), in the same load package.
 
+    The run starts from the state committed in the destination with the table (see
+    `destination`), and marks deleted (`deleted_at`) the imports it concludes are gone.
     With a `status` filter every matching import is listed and the incremental state is
     neither used nor changed (a filtered list cannot tell where history ends).
     """
@@ -240,18 +270,25 @@ def contact_imports(
         )
     report = report if report is not None else SyncReport()
     stored = dlt.current.resource_state()
+    pipeline = destination.running_pipeline()
+    if status is None and pipeline is not None:
+        _start_from_committed_state(pipeline, stored)
     previous = SyncState.load(stored)
+    started_at = datetime.now(UTC)
     if status is not None:
         report.mode = "filtered"
-    elif full_refresh or previous.is_empty:
+    elif previous.is_empty:
+        report.mode = "first"
+    elif full_refresh:
         report.mode = "full"
+    elif previous.complete_listing_due(started_at, full_refresh_every_days):
+        report.mode = "scheduled full"
     else:
         report.mode = "incremental"
     frontier = previous.frontier() if report.mode == "incremental" else None
     observer = RunObserver(page_size)
     intake = _Intake(previous, report, observer, bulk=frontier is None)
 
-    # a run that reads to the end fetches the next page while this one is processed
     for page in client.iter_pages(page_size, status=status):
         seen_at = datetime.now(UTC)
         if intake.bulk:
@@ -271,27 +308,134 @@ def contact_imports(
     intake.convert()  # the last pages, before the GETs below look at what was listed
 
     if report.mode != "filtered":
-        for import_id in previous.watched_ids():
-            if import_id in intake.watched_listed:
-                continue
-            fetched = client.get_import(import_id)
-            if fetched is None:
-                logger.warning("import %s is gone from Resend; no longer refreshed", import_id)
-                continue
-            row = to_row(fetched)
-            if intake.accept_fetched(fetched, row, datetime.now(UTC)):
-                report.refreshed_by_get += 1
-                observer.fetched(row)
-    yield from intake.emit(flush=True)
-
-    if report.mode != "filtered":
-        state = observer.next_state(previous)
+        complete = frontier is None
+        gone = _refresh_unlisted(client, intake, previous, gone_after_runs, complete)
+        if complete and pipeline is not None:
+            gone += _reconcile_with_table(client, intake, pipeline, previous, gone)
+        yield from intake.emit(flush=True)
+        yield from _mark_deleted(pipeline, gone, report)
+        state = observer.next_state(previous, started_at, complete_listing=complete)
         state.save(stored)
         report.open_imports = len(state.open_imports)
+    else:
+        yield from intake.emit(flush=True)
 
     report.requests = client.stats.requests
     report.retries = client.stats.retries
     report.rate_limited = client.stats.rate_limited
+
+
+def _start_from_committed_state(pipeline: dlt.Pipeline, stored: Dict[str, Any]) -> None:
+    """Makes the run continue from the state committed with the table it loads into.
+
+    The local copy differs after a restored backup, a run on another dataset or destination
+    under the same pipeline name, or a wiped working folder; the destination's wins, and a
+    destination that holds none makes this a first run.
+    """
+    known, committed = destination.committed_state(pipeline)
+    if not known or committed == dict(stored):
+        return
+    if stored or committed:
+        logger.warning(
+            "the incremental state in %s differs from the local copy (a restored backup,"
+            " another dataset or a wiped folder): continuing from the destination's%s",
+            pipeline.dataset_name,
+            "" if committed else " (none: this is a first run)",
+        )
+    stored.clear()
+    stored.update(deepcopy(committed))
+
+
+def _refresh_unlisted(
+    client: ResendClient,
+    intake: _Intake,
+    previous: SyncState,
+    gone_after_runs: int,
+    complete: bool,
+) -> List[str]:
+    """Fetches by id every import open at the last run that this listing did not return.
+
+    Returns the ids concluded gone: those that answered 404 on `gone_after_runs`
+    consecutive runs, or at once when a complete listing also omitted them.
+    """
+    gone: List[str] = []
+    for import_id, known in previous.open_imports.items():
+        if import_id in intake.previously_open_seen:
+            continue
+        fetched = client.get_import(import_id)
+        if fetched is not None:
+            _accept_fetched(intake, fetched)
+            continue
+        intake.report.not_found += 1
+        misses = known.missing_runs + 1
+        if complete or misses >= gone_after_runs:
+            gone.append(import_id)
+            continue
+        intake.observer.not_found(import_id, known)
+        logger.warning(
+            "import %s answered 404 (%d of %d runs before it is marked deleted)",
+            import_id,
+            misses,
+            gone_after_runs,
+        )
+    return gone
+
+
+def _reconcile_with_table(
+    client: ResendClient,
+    intake: _Intake,
+    pipeline: dlt.Pipeline,
+    previous: SyncState,
+    already: List[str],
+) -> List[str]:
+    """After a complete listing: imports the table holds that the listing did not return are
+    fetched by id; those that answer 404 are gone."""
+    from . import arrow
+
+    in_table = destination.live_ids(pipeline)
+    if not in_table:
+        return []
+    unlisted = arrow.not_in(in_table, intake.listed_ids)
+    gone: List[str] = []
+    for import_id in unlisted:
+        if import_id in previous.open_imports or import_id in already:
+            continue  # already fetched by `_refresh_unlisted`
+        fetched = client.get_import(import_id)
+        if fetched is None:
+            intake.report.not_found += 1
+            gone.append(import_id)
+        else:
+            _accept_fetched(intake, fetched)
+    return gone
+
+
+def _accept_fetched(intake: _Intake, fetched: Dict[str, Any]) -> None:
+    row = to_row(fetched)
+    if intake.accept_fetched(fetched, row, datetime.now(UTC)):
+        intake.report.refreshed_by_get += 1
+        intake.observer.fetched(row)
+
+
+def _mark_deleted(
+    pipeline: Optional[dlt.Pipeline], gone: List[str], report: SyncReport
+) -> Iterator[Any]:
+    """The last rows of imports concluded gone, with `deleted_at` set, and their history."""
+    if not gone:
+        return
+    rows = destination.last_rows(pipeline, gone) if pipeline is not None else []
+    deleted_at = datetime.now(UTC)
+    for row in rows:
+        row["deleted_at"] = deleted_at
+        logger.warning("import %s is gone from Resend: marked deleted", row["id"])
+    report.deleted += len(rows)
+    if len(rows) < len(gone):
+        logger.warning(
+            "%d gone imports could not be marked deleted: the destination cannot be read",
+            len(gone) - len(rows),
+        )
+    if rows:
+        yield rows
+        yield to_history_table(deletion_rows(rows, deleted_at))
 
 
 def _notice_fields(raw: Dict[str, Any], noticed: Set[str]) -> None:
@@ -311,7 +455,7 @@ def _notice_status(status: Any, noticed: Set[str]) -> None:
         )
 
 
-@dlt.source(name="resend")
+@dlt.source(name=SOURCE_NAME)
 def resend_source(
     api_key: Optional[TSecretStrValue] = dlt.secrets.value,
     base_url: Optional[str] = dlt.config.value,
@@ -324,6 +468,8 @@ def resend_source(
     connect_timeout_seconds: float = DEFAULT_CONNECT_TIMEOUT_SECONDS,
     read_timeout_seconds: float = DEFAULT_READ_TIMEOUT_SECONDS,
     full_refresh: bool = False,
+    gone_after_runs: int = DEFAULT_GONE_AFTER_RUNS,
+    full_refresh_every_days: float = DEFAULT_FULL_REFRESH_EVERY_DAYS,
     report: Optional[SyncReport] = None,
 ) -> DltResource:
     """Resend contact imports, merged on `id` and refreshed until terminal.
@@ -341,6 +487,10 @@ def resend_source(
         connect_timeout_seconds: TCP connect timeout of one request.
         read_timeout_seconds: Read timeout of one request.
         full_refresh: List every import again instead of starting from the state.
+        gone_after_runs: Consecutive runs an import must answer 404 before it is marked
+            deleted.
+        full_refresh_every_days: List every import again at least this often, to catch
+            what the frontier cannot see (deletions, changes deep in history); 0: never.
         report: Filled in with what the run did, for the caller's summary.
     """
     # a missing key fails the run when it starts, not here: a scheduler (Airflow) builds the
@@ -348,6 +498,12 @@ def resend_source(
     key = api_key or os.environ.get(API_KEY_ENV) or ""
     url = base_url or os.environ.get(API_URL_ENV) or DEFAULT_BASE_URL
     _check_settings(page_size, status, max_attempts, connect_timeout_seconds, read_timeout_seconds)
+    if gone_after_runs < 1:
+        raise ResendConfigError(f"gone_after_runs must be at least 1, got {gone_after_runs}")
+    if full_refresh_every_days < 0:
+        raise ResendConfigError(
+            f"full_refresh_every_days must be 0 (never) or more, got {full_refresh_every_days}"
+        )
     client = ResendClient(
         key,
         url,
@@ -358,7 +514,16 @@ def resend_source(
         connect_timeout=connect_timeout_seconds,
         read_timeout=read_timeout_seconds,
     )
-    return add_history_table(contact_imports(client, page_size, status, full_refresh, report))
+    resource = contact_imports(
+        client,
+        page_size,
+        status,
+        full_refresh,
+        report,
+        gone_after_runs=gone_after_runs,
+        full_refresh_every_days=full_refresh_every_days,
+    )
+    return add_history_table(resource)
 
 
 def _check_settings(

@@ -43,18 +43,14 @@ def fields(columns: Mapping[str, Mapping[str, Any]]) -> Dict[str, pa.Field]:
 
 
 def to_arrow(rows: Sequence[Mapping[str, Any]], columns: Mapping[str, Any]) -> pa.Table:
-    """Rows as one Arrow table: hinted columns typed, fields Resend adds later inferred."""
+    """Rows as one Arrow table of the hinted columns, typed as hinted.
+
+    Fields Resend adds later are left out: rows that have them reach dlt as plain rows, so
+    that dlt's normalizer, not a per-batch inference, decides their type.
+    """
     typed = fields(columns)
-    extra = sorted({key for row in rows for key in row.keys()} - typed.keys())
     arrays = [pa.array([row.get(name) for row in rows], type=typed[name].type) for name in typed]
-    arrays += [pa.array([row.get(name) for row in rows]) for name in extra]
-    schema = pa.schema(
-        [
-            *typed.values(),
-            *(pa.field(name, a.type) for name, a in zip(extra, arrays[len(typed) :], strict=True)),
-        ]
-    )
-    return pa.Table.from_arrays(arrays, schema=schema)
+    return pa.Table.from_arrays(arrays, schema=pa.schema(list(typed.values())))
 
 
 def page_table(items: Sequence[Any], columns: Mapping[str, Any]) -> Optional[pa.Table]:
@@ -77,6 +73,7 @@ def page_table(items: Sequence[Any], columns: Mapping[str, Any]) -> Optional[pa.
             "created_at": _timestamps(raw, "created_at", required=True),
             "completed_at": _timestamps(raw, "completed_at", required=False),
             **_counts(raw),
+            "deleted_at": pa.nulls(raw.num_rows, _TIMESTAMP),
         }
     except (_NeedsRowByRowError, pa.ArrowException, OverflowError):
         return None
@@ -142,6 +139,15 @@ def concat(tables: Sequence[pa.Table]) -> pa.Table:
 
 def keep(table: pa.Table, kept: List[bool]) -> pa.Table:
     return table if all(kept) else table.filter(pa.array(kept))
+
+
+def not_in(ids: Sequence[str], listed: Sequence[Any]) -> List[str]:
+    """The ids that none of the `listed` id arrays holds."""
+    if not listed:
+        return list(ids)
+    seen = pa.chunked_array(listed, pa.string()).combine_chunks()
+    candidates = pa.array(ids, pa.string())
+    return candidates.filter(pc.invert(pc.is_in(candidates, value_set=seen))).to_pylist()  # type: ignore[no-any-return]
 
 
 def rows_at(table: pa.Table, indices: List[int]) -> List[Row]:

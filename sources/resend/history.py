@@ -16,7 +16,7 @@ from dlt.extract.items import DataItemWithMeta
 from dlt.sources import DltResource
 
 from .records import Row
-from .settings import COUNT_FIELDS
+from .settings import COUNT_FIELDS, DELETED_STATUS
 
 HISTORY_TABLE = "contact_import_status_history"
 
@@ -91,6 +91,21 @@ def observation_key(row: Row) -> str:
         "" if row.get(f"counts__{f}") is None else str(row[f"counts__{f}"]) for f in COUNT_FIELDS
     )
     return "|".join([row["id"], row.get("status") or "", *counts])
+
+
+def deletion_rows(rows: Sequence[Row], deleted_at: datetime) -> List[Dict[str, Any]]:
+    """History rows recording that these imports (their last rows) are gone from Resend."""
+    return [
+        {
+            "observation_key": observation_key({**row, "status": DELETED_STATUS}),
+            "import_id": row["id"],
+            "status": DELETED_STATUS,
+            **{f"counts__{name}": row.get(f"counts__{name}") for name in COUNT_FIELDS},
+            "observed_at": deleted_at,
+            "previous_status": row.get("status"),
+        }
+        for row in rows
+    ]
 
 
 def to_history_table(item: Any) -> DataItemWithMeta:

@@ -6,11 +6,25 @@ refreshed by paging again down to the oldest of them (the *frontier*); open impo
 history are refreshed one by one with `GET /contacts/imports/{id}`, whichever costs fewer
 requests. With nothing open, the frontier is the newest `created_at` seen, so a quiet run
 costs one request.
+
+What this assumes, and what covers the rest:
+- A terminal import does not change, and imports are created newest first: the frontier
+  never re-reads history below it. A complete listing (the first run, `--full-refresh`, and
+  every `full_refresh_every_days`) re-reads everything and finds changed terminal imports
+  and deletions deep in history.
+- An open import the listing should have returned and did not, or that answers 404 when
+  fetched by id, is not dropped: it is fetched by id on every run until it answers again,
+  and concluded gone after `gone_after_runs` consecutive 404s (at once when a complete
+  listing also omits it).
+- The state belongs to the table: each run records its own id and the id of the run it
+  continued from, so a pending load package can be told apart from one extracted against
+  another copy of the table (see `destination`).
 """
 
 import math
+import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Dict, List, MutableMapping, Optional, Set
 
 from .records import Row, fingerprint, is_terminal
@@ -26,6 +40,7 @@ class OpenImport:
     status: str
     fingerprint: str
     by_get: bool
+    missing_runs: int = 0  # consecutive runs in which it answered 404
 
 
 @dataclass
@@ -35,10 +50,27 @@ class SyncState:
     newest_created_at: Optional[str] = None
     newest_ids: List[str] = field(default_factory=list)
     open_imports: Dict[str, OpenImport] = field(default_factory=dict)
+    run_id: Optional[str] = None  # the run that saved this state
+    parent_run_id: Optional[str] = None  # the run whose state that run started from
+    complete_listing_at: Optional[str] = None  # when a run last listed every import
 
     @property
     def is_empty(self) -> bool:
         return self.newest_created_at is None
+
+    def continues(self, committed: "SyncState") -> bool:
+        """Whether this (local) state was saved by the run that `committed` is, or by a run
+        that started from it: only then may a load package extracted with it be loaded."""
+        return committed.run_id in (self.run_id, self.parent_run_id)
+
+    def complete_listing_due(self, now: datetime, every_days: float) -> bool:
+        """Whether a periodic complete listing is due (never when `every_days` is 0)."""
+        if every_days <= 0 or self.is_empty:
+            return False
+        if self.complete_listing_at is None:
+            return True
+        last = datetime.fromisoformat(self.complete_listing_at)
+        return now - last >= timedelta(days=every_days)
 
     def frontier(self) -> Optional[datetime]:
         """Oldest `created_at` that the next listing must reach, inclusive."""
@@ -73,6 +105,9 @@ class SyncState:
             newest_created_at=stored.get("newest_created_at"),
             newest_ids=list(stored.get("newest_ids", [])),
             open_imports={k: OpenImport(**v) for k, v in stored.get("open_imports", {}).items()},
+            run_id=stored.get("run_id"),
+            parent_run_id=stored.get("parent_run_id"),
+            complete_listing_at=stored.get("complete_listing_at"),
         )
 
     def save(self, stored: MutableMapping[str, Any]) -> None:
@@ -83,6 +118,9 @@ class SyncState:
                 "newest_created_at": self.newest_created_at,
                 "newest_ids": self.newest_ids,
                 "open_imports": {k: vars(v) for k, v in self.open_imports.items()},
+                "run_id": self.run_id,
+                "parent_run_id": self.parent_run_id,
+                "complete_listing_at": self.complete_listing_at,
             }
         )
 
@@ -112,6 +150,7 @@ class RunObserver:
         self.newest_ids: Set[str] = set()
         self._open_listed: List[tuple[int, str, Row]] = []
         self._open_fetched: List[Row] = []
+        self._not_found: Dict[str, OpenImport] = {}
         self._position = 0
 
     def listed(self, row: Row) -> None:
@@ -145,12 +184,33 @@ class RunObserver:
         if not is_terminal(row.get("status")):
             self._open_fetched.append(row)
 
-    def next_state(self, previous: SyncState) -> SyncState:
+    def not_found(self, import_id: str, known: OpenImport) -> None:
+        """An open import that answered 404 and is not yet concluded gone: it stays watched
+        by id, one more consecutive 404 counted."""
+        self._not_found[import_id] = OpenImport(
+            known.created_at,
+            known.status,
+            known.fingerprint,
+            by_get=True,
+            missing_runs=known.missing_runs + 1,
+        )
+
+    def next_state(
+        self, previous: SyncState, now: Optional[datetime] = None, complete_listing: bool = False
+    ) -> SyncState:
         """The state after this run; keeps the previous newest when nothing was listed."""
         if self.newest is None:
             state = SyncState(previous.newest_created_at, previous.newest_ids)
         else:
             state = SyncState(self.newest.isoformat(), sorted(self.newest_ids))
+        state.run_id = uuid.uuid4().hex
+        state.parent_run_id = previous.run_id
+        state.complete_listing_at = (
+            (now or datetime.now(UTC)).isoformat()
+            if complete_listing
+            else previous.complete_listing_at
+        )
+        state.open_imports.update(self._not_found)
         positions = [position for position, _, _ in self._open_listed]
         paged_count = imports_to_page(positions, self.page_size)
         for index, (_, import_id, row) in enumerate(sorted(self._open_listed, key=lambda o: o[0])):

@@ -14,6 +14,8 @@ _TIMESTAMP = re.compile(TIMESTAMP_PATTERN)
 
 Row = Dict[str, Any]
 
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
 
 def parse_timestamp(value: str) -> datetime:
     """Parses a Resend timestamp into a timezone-aware datetime.
@@ -75,7 +77,7 @@ def to_row(raw: Any) -> Row:
             if key != "counts":
                 row[key] = value
         else:
-            _flatten_unknown(key, value, row)
+            _flatten_unknown(key, value, row, import_id)
     row["created_at"] = _timestamp_field(raw, "created_at", import_id)
     row["completed_at"] = _timestamp_field(raw, "completed_at", import_id)
 
@@ -91,14 +93,27 @@ def to_row(raw: Any) -> Row:
     return row
 
 
-def _flatten_unknown(name: str, value: Any, row: Row) -> None:
+def _flatten_unknown(name: str, value: Any, row: Row, import_id: str) -> None:
     """A field Resend adds later, as flat columns whichever way the run hands rows to dlt:
-    an object becomes `name__key` columns, a list one column of JSON text."""
+    an object becomes `name__key` columns, a list one column of JSON text.
+
+    Raises:
+        ResendDataError: a whole number no destination's integer column holds.
+    """
     if isinstance(value, dict):
         for key, inner in value.items():
-            _flatten_unknown(f"{name}__{key}", inner, row)
+            _flatten_unknown(f"{name}__{key}", inner, row, import_id)
     elif isinstance(value, list):
         row[name] = json.dumps(value)
+    elif (
+        isinstance(value, int)
+        and not isinstance(value, bool)
+        and not _INT64_MIN <= value <= _INT64_MAX
+    ):
+        raise ResendDataError(
+            f"import {import_id}: field {name.replace('__', '.')} = {value} does not fit a"
+            " 64-bit integer column; no table was changed"
+        )
     else:
         row[name] = value
 

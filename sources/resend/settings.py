@@ -36,4 +36,13 @@ BATCH_ROWS: Final = 5000
 # Log listing progress at most this often.
 PROGRESS_EVERY_SECONDS: Final = 10.0
 
+SOURCE_NAME: Final = "resend"
 TABLE_NAME: Final = "contact_imports"
+
+# An import that answers 404 on this many consecutive runs is concluded gone (soft-deleted).
+DEFAULT_GONE_AFTER_RUNS: Final = 3
+# A complete listing at least this often catches what the frontier cannot see (a terminal
+# import that changed, a deletion deep in history); 0 turns it off.
+DEFAULT_FULL_REFRESH_EVERY_DAYS: Final = 7.0
+# The status of the history row that records a deletion.
+DELETED_STATUS: Final = "deleted"

@@ -1,0 +1,104 @@
+"""What the destination already holds for this source, read by the run that loads into it.
+
+The incremental state that counts is the one committed with the table (dlt loads it in the
+same package as the rows); the local copy in the pipeline's working folder can be ahead of
+it, behind it, or belong to another dataset. A run also reads the ids of the imports the
+table holds, to find those a complete listing no longer returns, and the last rows of the
+imports it concludes are gone, to mark them deleted.
+
+Everything here goes through the pipeline that runs the source (`dlt.current.pipeline()`),
+so the source keeps these guarantees in any dlt pipeline. A destination without SQL or
+without state sync answers "unknown", and the run then behaves as dlt alone would.
+"""
+
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
+
+import dlt
+from dlt.common.configuration.container import Container
+from dlt.common.destination.client import WithStateSync
+from dlt.common.destination.exceptions import (
+    DestinationTerminalException,
+    DestinationUndefinedEntity,
+    SqlClientNotAvailable,
+)
+from dlt.common.pipeline import PipelineContext
+from dlt.pipeline.state_sync import load_pipeline_state_from_destination
+
+from .records import Row
+from .settings import SOURCE_NAME, TABLE_NAME
+
+_DLT_COLUMNS = ("_dlt_load_id", "_dlt_id")
+_ROWS_PER_QUERY = 500
+
+ResourceState = Dict[str, Any]
+
+
+def running_pipeline() -> Optional[dlt.Pipeline]:
+    """The pipeline that runs the source, or None when it runs outside one (a test, a list)."""
+    context = Container()[PipelineContext]
+    if not context.is_active():
+        return None
+    pipeline: dlt.Pipeline = context.pipeline()  # type: ignore[assignment]
+    return pipeline if pipeline.destination is not None else None
+
+
+def resource_state_of(pipeline_state: Mapping[str, Any]) -> ResourceState:
+    """The `contact_imports` resource state inside a whole dlt pipeline state."""
+    sources = pipeline_state.get("sources", {})
+    state: ResourceState = sources.get(SOURCE_NAME, {}).get("resources", {}).get(TABLE_NAME, {})
+    return state
+
+
+def committed_state(pipeline: dlt.Pipeline) -> Tuple[bool, ResourceState]:
+    """The resource state committed in the destination with the data: one query.
+
+    Returns:
+        (known, state): known is False when the destination keeps no state (dlt's state
+        sync is not supported there); state is empty when the dataset holds none.
+    """
+    try:
+        with pipeline.destination_client() as client:
+            if not isinstance(client, WithStateSync):
+                return False, {}
+            stored = load_pipeline_state_from_destination(pipeline.pipeline_name, client)
+    except DestinationUndefinedEntity:  # no dataset, or no state table yet
+        return True, {}
+    return True, resource_state_of(stored or {})
+
+
+def live_ids(pipeline: dlt.Pipeline) -> Optional[List[str]]:
+    """Ids of the table's imports not marked deleted; None when the table cannot be read."""
+    try:
+        with pipeline.sql_client() as client:
+            table = client.make_qualified_table_name(TABLE_NAME)
+            try:
+                rows = client.execute_sql(f"SELECT id FROM {table} WHERE deleted_at IS NULL")
+            except DestinationUndefinedEntity:
+                raise
+            except DestinationTerminalException:  # a table from before `deleted_at`
+                rows = client.execute_sql(f"SELECT id FROM {table}")
+    except (DestinationUndefinedEntity, SqlClientNotAvailable):
+        return None
+    return [row[0] for row in rows or []]
+
+
+def last_rows(pipeline: dlt.Pipeline, ids: Iterable[str]) -> List[Row]:
+    """The table's rows of these imports as they are now, without dlt's own columns."""
+    wanted = list(ids)
+    found: List[Row] = []
+    try:
+        with pipeline.sql_client() as client:
+            table = client.make_qualified_table_name(TABLE_NAME)
+            for start in range(0, len(wanted), _ROWS_PER_QUERY):
+                chunk = wanted[start : start + _ROWS_PER_QUERY]
+                marks = ", ".join(["%s"] * len(chunk))
+                with client.execute_query(
+                    f"SELECT * FROM {table} WHERE id IN ({marks})", *chunk
+                ) as cursor:
+                    names = [column[0] for column in cursor.description]
+                    for values in cursor.fetchall():
+                        row = dict(zip(names, values, strict=True))
+                        found.append({k: v for k, v in row.items() if k not in _DLT_COLUMNS})
+    except (DestinationUndefinedEntity, SqlClientNotAvailable):
+        return []
+    return found

@@ -1,0 +1,375 @@
+"""No silent divergence: the table equals the API after state mix-ups, 404s and deletions.
+
+Each scenario is one that used to leave the table wrong while every run exited 0: a state
+that belonged to another dataset or to a newer copy of the file, an import that answered
+404 once, an open import missing from one listing, imports deleted in Resend.
+"""
+
+import json
+import shutil
+from typing import Any, Dict, List
+
+import duckdb
+import pytest
+
+from pipelines.failures import explain
+from pipelines.simulator import ImportStore
+
+from .conftest import Account, run_cli
+from .test_sync import resource_state
+
+
+def deleted_rows(account: Account, dataset: str = "resend") -> Dict[str, Any]:
+    with duckdb.connect(str(account.duckdb_path), read_only=True) as con:
+        rows = con.execute(
+            f"SELECT id, deleted_at FROM {dataset}.contact_imports WHERE deleted_at IS NOT NULL"
+        ).fetchall()
+    return dict(rows)
+
+
+def history_of(account: Account, import_id: str) -> List[tuple[Any, ...]]:
+    with duckdb.connect(str(account.duckdb_path), read_only=True) as con:
+        return con.execute(
+            "SELECT previous_status, status FROM resend.contact_import_status_history"
+            " WHERE import_id = ? ORDER BY observed_at",
+            [import_id],
+        ).fetchall()
+
+
+def finish(store: ImportStore, import_id: str, status: str = "failed") -> None:
+    """Ends an open import (as Resend would), whatever the simulator's own schedule."""
+    item = store.get(import_id)
+    assert item is not None
+    store.set_field(
+        import_id,
+        status=status,
+        completed_at=store.now,
+        counts={"total": 10, "created": 4, "updated": 0, "skipped": 0, "failed": 6},
+    )
+
+
+def open_ids(account: Account, pipeline: Any, by_get: bool) -> List[str]:
+    state = resource_state(pipeline)["open_imports"]
+    return [k for k, v in state.items() if v["by_get"] == by_get]
+
+
+# -- 1. the state belongs to the table it describes ------------------------------------------
+
+
+def test_a_run_on_another_dataset_does_not_move_this_datasets_frontier(
+    make_account: Any,
+) -> None:
+    account: Account = make_account(imports=400)
+    account.sync(account.pipeline())
+    account.store.advance(new=300, seconds=600)
+    account.store.advance(new=0, seconds=600)  # the 300 finish
+    other = account.pipeline(dataset="other")
+    for _ in range(3):
+        assert account.sync(other).mode in ("first", "incremental")
+        account.store.advance(new=5, seconds=600)
+    summary = account.sync(account.pipeline())
+    assert summary.mode == "incremental"
+    assert account.differences() == []
+    assert account.differences(dataset="other") != []  # the last advance is not there yet
+
+
+def test_a_restored_backup_of_the_duckdb_file_is_brought_up_to_date(make_account: Any) -> None:
+    account: Account = make_account(imports=400)
+    pipeline = account.pipeline()
+    account.sync(pipeline)
+    backup = account.workdir / "backup.duckdb"
+    shutil.copy(account.duckdb_path, backup)
+    for _ in range(3):
+        account.store.advance(new=100, seconds=600)
+        account.sync(pipeline)
+    shutil.copy(backup, account.duckdb_path)  # the restore; DLT's local state stays newer
+    account.store.advance(new=10, seconds=600)
+    account.sync(account.pipeline())
+    assert account.differences() == []
+
+
+def test_switching_destination_under_one_pipeline_name_keeps_each_table_right(
+    make_account: Any,
+) -> None:
+    account: Account = make_account(imports=300)
+    second = account.workdir / "second.duckdb"
+    account.sync(account.pipeline())
+    account.store.advance(new=200, seconds=600)
+    first_run = account.sync(account.pipeline(duckdb_path=second))
+    assert first_run.mode == "first"  # nothing committed in the second file
+    account.store.advance(new=50, seconds=600)
+    account.sync(account.pipeline())
+    assert account.differences() == []
+    account.store.advance(new=50, seconds=600)
+    account.sync(account.pipeline(duckdb_path=second))
+    assert account.differences(second) == []
+
+
+def test_a_wiped_destination_makes_a_first_run(make_account: Any) -> None:
+    account: Account = make_account(imports=300)
+    account.sync(account.pipeline())
+    account.duckdb_path.unlink()
+    account.store.advance(new=20, seconds=600)
+    summary = account.sync(account.pipeline())
+    assert summary.mode == "first"
+    assert summary.rows == len(account.store)
+    assert account.differences() == []
+
+
+def test_a_pending_package_of_another_copy_is_discarded_not_loaded(
+    make_account: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    account: Account = make_account(imports=300)
+    pipeline = account.pipeline()
+    account.sync(pipeline)
+    backup = account.workdir / "backup.duckdb"
+    shutil.copy(account.duckdb_path, backup)
+    account.store.advance(new=100, seconds=600)
+    account.sync(pipeline)
+    account.store.advance(new=100, seconds=600)
+    pipeline.extract(_source(account))  # a run that stopped after extracting
+    assert pipeline.has_pending_data
+    shutil.copy(backup, account.duckdb_path)
+    account.sync(account.pipeline())
+    assert "discarding 1 load package(s)" in caplog.text
+    assert account.differences() == []
+
+
+def _source(account: Account) -> Any:
+    from sources.resend import resend_source
+
+    from .conftest import API_KEY, FAST_RETRIES
+
+    return resend_source(api_key=API_KEY, base_url=account.url, **FAST_RETRIES)
+
+
+# -- 2. 404s and deletions ---------------------------------------------------------------------
+
+
+def test_a_watched_import_that_answers_404_once_is_refreshed_when_it_answers_again(
+    make_account: Any,
+) -> None:
+    account: Account = make_account(imports=600, stuck=2)
+    pipeline = account.pipeline()
+    account.sync(pipeline)
+    target = open_ids(account, pipeline, by_get=True)[0]
+    account.simulator.not_found_for[target] = 1
+    summary = account.sync(pipeline)
+    assert summary.not_found == 1 and summary.deleted == 0
+    assert resource_state(pipeline)["open_imports"][target]["missing_runs"] == 1
+    finish(account.store, target)
+    account.sync(pipeline)
+    assert account.differences() == []
+    assert deleted_rows(account) == {}
+    assert resource_state(pipeline)["open_imports"].get(target) is None  # terminal now
+
+
+def test_an_open_import_left_out_of_one_listing_is_fetched_by_id(make_account: Any) -> None:
+    account: Account = make_account(imports=300, stuck=0)
+    pipeline = account.pipeline()
+    account.sync(pipeline)
+    account.store.advance(new=40, seconds=600)
+    account.sync(pipeline)
+    target = open_ids(account, pipeline, by_get=False)[0]
+    account.store.advance(new=10, seconds=600)
+    account.simulator.unlisted_for[target] = 1
+    summary = account.sync(pipeline)
+    assert summary.refreshed_by_get == 1 and account.requests("get") == 1
+    assert account.differences() == []
+    account.store.advance(new=10, seconds=600)
+    account.sync(pipeline)
+    assert account.differences() == []
+
+
+@pytest.mark.parametrize("kind", ["paged", "watched"])
+def test_a_deleted_open_import_is_marked_deleted_after_three_runs(
+    make_account: Any, kind: str
+) -> None:
+    account: Account = make_account(imports=600, stuck=2)
+    pipeline = account.pipeline()
+    account.sync(pipeline)
+    account.store.advance(new=40, seconds=600)
+    account.sync(pipeline)
+    target = open_ids(account, pipeline, by_get=kind == "watched")[0]
+    account.store.delete(target)
+    for run in (1, 2):
+        summary = account.sync(pipeline)
+        assert summary.not_found == 1 and summary.deleted == 0, run
+        assert resource_state(pipeline)["open_imports"][target]["missing_runs"] == run
+        assert deleted_rows(account) == {}
+    summary = account.sync(pipeline)
+    assert summary.deleted == 1
+    assert list(deleted_rows(account)) == [target]
+    assert target not in resource_state(pipeline)["open_imports"]
+    assert history_of(account, target)[-1][1] == "deleted"
+    assert account.differences() == []
+    account.store.advance(new=5, seconds=600)
+    assert account.sync(pipeline).deleted == 0  # marked once
+    assert account.differences() == []
+
+
+def test_gone_after_runs_is_a_setting(make_account: Any) -> None:
+    account: Account = make_account(imports=600, stuck=1)
+    pipeline = account.pipeline()
+    account.sync(pipeline)
+    target = open_ids(account, pipeline, by_get=True)[0]
+    account.store.delete(target)
+    assert account.sync(pipeline, gone_after_runs=1).deleted == 1
+    assert list(deleted_rows(account)) == [target]
+    with duckdb.connect(str(account.duckdb_path), read_only=True) as con:
+        in_view = con.execute("SELECT id FROM resend.contact_imports_enriched").fetchall()
+        daily = con.execute("SELECT sum(imports) FROM resend.contact_imports_daily").fetchone()
+    assert len(in_view) == len(account.store) and (target,) not in in_view
+    assert daily == (len(account.store),)
+    report = run_cli(account, "report", "--format", "json")
+    assert report.returncode == 0, report.stderr
+    assert json.loads(report.stdout)["deleted"] == [{"deleted_imports": 1}]
+
+
+def test_full_refresh_marks_deleted_what_no_listing_returns_and_clears_what_came_back(
+    make_account: Any,
+) -> None:
+    account: Account = make_account(imports=500, stuck=0)
+    pipeline = account.pipeline()
+    account.sync(pipeline)
+    deep = [item["id"] for item in account.store.truth()[-3:]]  # terminal, deep in history
+    for import_id in deep:
+        account.store.delete(import_id)
+    account.sync(pipeline)
+    assert deleted_rows(account) == {}  # the frontier cannot see them: documented
+    summary = account.sync(pipeline, full_refresh=True)
+    assert summary.deleted == 3 and account.requests("get") == 3
+    assert sorted(deleted_rows(account)) == sorted(deep)
+    assert account.differences() == []
+    account.store.undelete(deep[0])
+    account.sync(pipeline, full_refresh=True)
+    assert sorted(deleted_rows(account)) == sorted(deep[1:])
+    assert account.differences() == []
+
+
+def test_a_complete_listing_runs_on_schedule(make_account: Any) -> None:
+    account: Account = make_account(imports=300, stuck=0)
+    pipeline = account.pipeline()
+    account.sync(pipeline)
+    account.store.delete(account.store.truth()[-1]["id"])
+    assert account.sync(pipeline, full_refresh_every_days=1).mode == "incremental"
+    summary = account.sync(pipeline, full_refresh_every_days=1e-9)
+    assert (summary.mode, summary.deleted) == ("scheduled full", 1)
+    assert account.differences() == []
+
+
+def test_a_terminal_import_changed_deep_in_history_is_caught_by_a_full_listing(
+    make_account: Any,
+) -> None:
+    account: Account = make_account(imports=300, stuck=0)
+    pipeline = account.pipeline()
+    account.sync(pipeline)
+    deep = account.store.truth()[-1]["id"]
+    account.store.set_field(deep, status="failed")
+    account.sync(pipeline)
+    assert account.differences() != []  # what the frontier assumes: documented
+    account.sync(pipeline, full_refresh=True)
+    assert account.differences() == []
+
+
+# -- 3. one typing rule for fields Resend adds ------------------------------------------------
+
+
+def _with_field(values: Dict[str, Any], default: Any) -> Any:
+    def rewrite(path: str, body: Any) -> Any:
+        for item in body.get("data", [body]):
+            item["weight"] = values.get(item["id"], default)
+        return body
+
+    return rewrite
+
+
+def weight_columns(account: Account) -> Dict[str, str]:
+    with duckdb.connect(str(account.duckdb_path), read_only=True) as con:
+        return dict(
+            con.execute(
+                "SELECT column_name, data_type FROM information_schema.columns"
+                " WHERE table_schema = 'resend' AND table_name = 'contact_imports'"
+                " AND column_name LIKE 'weight%'"
+            ).fetchall()
+        )
+
+
+def weights(account: Account) -> Dict[str, tuple[Any, ...]]:
+    columns = sorted(weight_columns(account))
+    with duckdb.connect(str(account.duckdb_path), read_only=True) as con:
+        rows = con.execute(f"SELECT id, {', '.join(columns)} FROM resend.contact_imports")
+        return {row[0]: tuple(row[1:]) for row in rows.fetchall()}
+
+
+def test_int_then_float_across_batches_of_a_first_run_loads_like_a_row_by_row_run(
+    make_account: Any,
+) -> None:
+    account: Account = make_account(imports=6000, stuck=0)
+    ids = [item["id"] for item in account.store.truth()]
+    account.simulator.rewrite = _with_field({i: 0.5 for i in ids[5000:]}, 7)
+    summary = account.sync()
+    assert summary.mode == "first"
+    assert weight_columns(account) == {"weight": "BIGINT", "weight__v_double": "DOUBLE"}
+    loaded = weights(account)
+    assert {loaded[i] for i in ids[:5000]} == {(7, None)}
+    assert {loaded[i] for i in ids[5000:]} == {(None, 0.5)}
+    assert account.differences() == []
+
+
+@pytest.mark.parametrize(
+    ("later", "variant"), [(2.7, "weight__v_double"), ("7kg", "weight__v_text")]
+)
+def test_a_field_that_changes_type_loads_alike_incremental_and_full(
+    make_account: Any, later: Any, variant: str
+) -> None:
+    account: Account = make_account(imports=300, stuck=0)
+    pipeline = account.pipeline()
+    account.simulator.rewrite = _with_field({}, 7)
+    account.sync(pipeline)
+    account.store.advance(new=5, seconds=600)
+    newest = account.store.truth()[0]["id"]
+    account.simulator.rewrite = _with_field({newest: later}, 7)
+    assert account.sync(pipeline).mode == "incremental"
+    after_incremental = weights(account)
+    assert account.sync(pipeline, full_refresh=True).mode == "full"
+    assert weights(account) == after_incremental
+    columns = sorted(weight_columns(account))
+    assert weights(account)[newest][columns.index(variant)] == later
+    assert weights(account)[newest][columns.index("weight")] is None  # never 3, never cast
+    assert account.differences() == []
+
+
+def test_an_integer_no_column_holds_fails_in_one_line_naming_field_and_import(
+    make_account: Any,
+) -> None:
+    account: Account = make_account(imports=50)
+    target = account.store.truth()[3]["id"]
+    account.simulator.rewrite = _with_field({target: 2**63}, 1)
+    with pytest.raises(Exception) as failure:
+        account.sync()
+    message = explain(failure.value)
+    assert message is not None and target in message and "weight" in message
+    account.simulator.rewrite = None
+    account.sync()
+    assert account.differences() == []
+
+
+def test_rows_the_destination_refuses_do_not_wedge_the_pipeline(make_account: Any) -> None:
+    account: Account = make_account(imports=300, stuck=0)
+    pipeline = account.pipeline()
+    account.simulator.rewrite = _with_field({}, 1)
+    account.sync(pipeline)
+    account.store.advance(new=5, seconds=600)
+    newest = account.store.truth()[0]["id"]
+    # an integral float: dlt coerces it into the BIGINT column, which cannot hold it
+    account.simulator.rewrite = _with_field({newest: 1e40}, 1)
+    with pytest.raises(Exception) as failure:
+        account.sync(pipeline)
+    message = explain(failure.value)
+    assert message is not None and "refused the rows of contact_imports" in message
+    assert "out of range" in message and "nothing is lost" in message
+    assert not pipeline.has_pending_data  # discarded, not retried forever
+    account.simulator.rewrite = _with_field({}, 1)
+    assert account.sync(pipeline).mode == "incremental"
+    assert account.differences() == []
