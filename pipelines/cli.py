@@ -10,10 +10,12 @@ from typing import List, Optional
 from sources.resend.settings import STATUSES
 
 from .failures import explain
+from .locking import SyncLockedError, configured_wait_seconds
 from .resend_imports import DATASET_NAME, DEFAULT_DESTINATION, PROGRESS_CHOICES
 
 EXIT_FAILED = 1
 EXIT_UNEXPECTED = 3
+EXIT_LOCKED = 75  # EX_TEMPFAIL: another sync holds the lock; try again later
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,6 +44,14 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument(
         "--progress", choices=PROGRESS_CHOICES, default="none", help="dlt progress display"
     )
+    sync.add_argument(
+        "--wait",
+        type=_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="wait this long for another sync that holds the lock (default 0, or"
+        " wait_seconds under [resend_imports] / RESEND_IMPORTS__WAIT_SECONDS); then exit 75",
+    )
 
     report = commands.add_parser("report", help="daily summary and worst imports, from the table")
     report.add_argument("--destination", default=DEFAULT_DESTINATION, help="as for sync")
@@ -55,6 +65,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--imports", type=int, default=3000, help="imports in the simulated history")
     demo.add_argument("--file", default="demo.duckdb", help="DuckDB file to (re)create")
     return parser
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, 0 or more, got {text!r}")
+    return value
 
 
 def _positive_int(text: str) -> int:
@@ -90,9 +110,15 @@ def main(argv: Optional[List[str]] = None) -> int:
             print(render(read_report(pipeline, args.days), args.format))
             return 0
         pipeline = make_pipeline(args.destination, args.dataset, progress=args.progress)
-        summary = run_sync(pipeline, full_refresh=args.full_refresh, status=args.status)
+        wait = args.wait if args.wait is not None else configured_wait_seconds()
+        summary = run_sync(
+            pipeline, full_refresh=args.full_refresh, status=args.status, wait_seconds=wait
+        )
         print("\n".join(summary.lines()))
         return 0
+    except SyncLockedError as exc:
+        print(f"resend-imports: locked: {exc}", file=sys.stderr)
+        return EXIT_LOCKED
     except BrokenPipeError:  # the reader (say `| head`) stopped reading: not an error
         sys.stdout = open(os.devnull, "w")
         return 0

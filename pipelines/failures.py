@@ -1,7 +1,7 @@
 """One-line explanations of the failures a user can cause or meet."""
 
 import re
-from typing import Iterator, Optional
+from typing import Any, Iterator, List, Optional
 
 from dlt.common.configuration.exceptions import (
     ConfigFieldMissingException,
@@ -58,6 +58,30 @@ def explain(exc: BaseException) -> Optional[str]:
     return None
 
 
+def _missing_configuration(exc: ConfigFieldMissingException) -> str:
+    """Which field dlt could not find, and the environment variable it read for it."""
+    missing: List[str] = []
+    for field, traces in exc.traces.items():
+        for entry in traces:
+            inner = getattr(entry, "traces", None)  # dlt's LookupTraces of a nested spec
+            found: Any = inner.items() if isinstance(inner, dict) else [(field, [entry])]
+            for name, lookups in found:
+                keys = [
+                    t.key
+                    for t in lookups
+                    if t.provider == "Environment Variables"
+                    and t.key == "__".join([*t.sections, name]).upper()
+                ]
+                where = f" (e.g. {keys[0]})" if keys else ""
+                missing.append(f"{name}{where}")
+    if not missing:
+        missing = list(exc.fields)
+    text = f"missing configuration: {', '.join(dict.fromkeys(missing))}"
+    if any(name.startswith("password") for name in missing):
+        text += "; or put the password in the connection string (postgresql://user:PASSWORD@...)"
+    return text + " (see README, Configuration)"
+
+
 def _explain_one(exc: BaseException) -> Optional[str]:
     if isinstance(exc, ResendAuthError):
         return (
@@ -71,7 +95,7 @@ def _explain_one(exc: BaseException) -> Optional[str]:
         expected = getattr(exc.hint, "__name__", str(exc.hint))
         return f"config value {exc.field_name} = {shown} is not a valid {expected}"
     if isinstance(exc, ConfigFieldMissingException):
-        return f"missing configuration: {', '.join(exc.fields)} (see README, Configuration)"
+        return _missing_configuration(exc)
     if isinstance(exc, (UnknownDestinationModule, InvalidDestinationReference)):
         name = getattr(exc, "ref", None) or getattr(exc, "refs", None)
         return (

@@ -14,10 +14,13 @@ from dlt.common.destination.exceptions import SqlClientNotAvailable
 
 from sources.resend import SyncReport, resend_source
 from sources.resend.destination import committed_state, resource_state_of
-from sources.resend.errors import ResendConfigError
+from sources.resend.errors import ResendConfigError, ResendError
 from sources.resend.incremental import SyncState
 from sources.resend.settings import TABLE_NAME
 
+from .destination_faults import DestinationFaultError, describe_destination, destination_fault
+from .locking import writer_lock
+from .packages import repair_package_storage
 from .views import create_views
 
 logger = logging.getLogger("resend_imports")
@@ -153,18 +156,44 @@ def run_sync(
     *,
     full_refresh: bool = False,
     status: Optional[str] = None,
+    wait_seconds: float = 0.0,
     **source_options: Any,
 ) -> SyncSummary:
-    """Runs one sync and returns its summary.
+    """Runs one sync, holding the pipeline's writer lock throughout, and returns its summary.
 
     Args:
         pipeline: From `make_pipeline`.
         full_refresh: List every import again (merged: no duplicates).
         status: Only imports with this status; the incremental state is left alone.
+        wait_seconds: How long to wait for another run that holds the lock.
         **source_options: Arguments of `resend_source` given explicitly (api_key, base_url,
             page_size, retry settings); anything not given comes from dlt config.
+
+    Raises:
+        SyncLockedError: another run held the lock for longer than `wait_seconds`.
     """
     started = time.monotonic()
+    where = describe_destination(pipeline)
+    try:
+        with writer_lock(pipeline, wait_seconds):
+            return _run_locked(pipeline, started, where, full_refresh, status, source_options)
+    except ResendError:
+        raise
+    except Exception as exc:
+        fault = destination_fault(exc, where)
+        if fault is None:
+            raise
+        raise DestinationFaultError(fault) from exc
+
+
+def _run_locked(
+    pipeline: dlt.Pipeline,
+    started: float,
+    where: str,
+    full_refresh: bool,
+    status: Optional[str],
+    source_options: Dict[str, Any],
+) -> SyncSummary:
     report = SyncReport()
     if status is not None:  # else dlt config may set it: an explicit None would win over it
         source_options["status"] = status
@@ -173,6 +202,7 @@ def run_sync(
     name = destination.destination_name if isinstance(destination, Destination) else ""
     if name == "duckdb":
         _check_duckdb_file(pipeline)
+    repair_package_storage(pipeline)
     if pipeline.has_pending_data:
         finish_or_discard_pending(pipeline)
     load_info = pipeline.run(source)
@@ -185,6 +215,6 @@ def run_sync(
     return SyncSummary(
         **vars(report),
         elapsed_seconds=time.monotonic() - started,
-        destination=name,
+        destination=where,
         table=f"{pipeline.dataset_name}.{TABLE_NAME}",
     )

@@ -6,7 +6,7 @@ import sys
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import dlt
 import pytest
@@ -14,6 +14,8 @@ import pytest
 from pipelines.resend_imports import SyncSummary, make_pipeline, run_sync
 from pipelines.simulator import ImportStore, RunningSimulator, Simulator
 from pipelines.verify import differences
+
+from .throwaway_postgres import ThrowawayPostgres
 
 API_KEY = "re_test_Zq8xKEYdoNotLeak_41"
 RESTRICTED_KEY = "re_sending_only_key"
@@ -24,16 +26,27 @@ FAST_RETRIES: Dict[str, Any] = {"initial_backoff_seconds": 0.0, "max_backoff_sec
 
 @dataclass
 class Account:
-    """A simulated Resend account served on loopback, and the DuckDB file it syncs into."""
+    """A simulated Resend account served on loopback, and the destination it syncs into: a
+    DuckDB file, or the throwaway PostgreSQL server's database when `postgres` is set."""
 
     store: ImportStore
     simulator: Simulator
     url: str
     workdir: Path
+    postgres: Optional[ThrowawayPostgres] = None
     duckdb_path: Path = field(init=False)
 
     def __post_init__(self) -> None:
         self.duckdb_path = self.workdir / "imports.duckdb"
+
+    @property
+    def destination_name(self) -> str:
+        return "postgres" if self.postgres else "duckdb"
+
+    def destination(self, duckdb_path: Optional[Path] = None) -> Any:
+        if self.postgres is not None and duckdb_path is None:
+            return dlt.destinations.postgres(credentials=self.postgres.dsn())
+        return dlt.destinations.duckdb(str(duckdb_path or self.duckdb_path))
 
     def pipeline(
         self,
@@ -42,11 +55,20 @@ class Account:
         dataset: str = "resend",
     ) -> dlt.Pipeline:
         return make_pipeline(
-            dlt.destinations.duckdb(str(duckdb_path or self.duckdb_path)),
+            self.destination(duckdb_path),
             dataset,
             pipeline_name=name,
             pipelines_dir=str(self.workdir / "pipelines"),
         )
+
+    def query(self, sql: str, *args: Any, dataset: str = "resend") -> List[Tuple[Any, ...]]:
+        """Rows of a query on the account's destination; `{dataset}` names the dataset."""
+        checker = self.pipeline("truth_check", dataset=dataset)
+        with checker.sql_client() as client:
+            rows = client.execute_sql(
+                sql.format(dataset=client.fully_qualified_dataset_name()), *args
+            )
+        return [tuple(row) for row in rows or []]
 
     def sync(self, pipeline: Optional[dlt.Pipeline] = None, **options: Any) -> SyncSummary:
         self.simulator.reset_stats()
@@ -82,6 +104,8 @@ def cli_environment(
     }
     if key is not None:
         environment["RESEND_API_KEY"] = key
+    if account.postgres is not None:
+        environment.setdefault("DESTINATION__POSTGRES__CREDENTIALS", account.postgres.dsn())
     return environment
 
 
@@ -116,15 +140,47 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RUNTIME__DLTHUB_TELEMETRY", "false")
 
 
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[ThrowawayPostgres]:
+    """One throwaway PostgreSQL server for the session (fails, never skips, without one)."""
+    server = ThrowawayPostgres().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture
-def make_account(tmp_path: Path) -> Iterator[Any]:
-    """Factory of simulated accounts; every server stops with the test."""
+def postgres(postgres_server: ThrowawayPostgres) -> ThrowawayPostgres:
+    """The PostgreSQL server with an empty `analytics` database for this test."""
+    postgres_server.start_if_stopped()
+    postgres_server.reset_database()
+    return postgres_server
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def destination_name(request: pytest.FixtureRequest) -> str:
+    """Runs a test once on a DuckDB file and once on PostgreSQL."""
+    name: str = request.param
+    return name
+
+
+@pytest.fixture
+def make_account(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """Factory of simulated accounts; every server stops with the test. On PostgreSQL when
+    the test asks for `destination_name` and it is `postgres`, or passes `destination`."""
+    default = (
+        request.getfixturevalue("destination_name")
+        if "destination_name" in request.fixturenames
+        else "duckdb"
+    )
     with ExitStack() as stack:
 
         def make(
             imports: int = 250,
             seed: int = 1,
             rate_limit: Optional[int] = None,
+            destination: Optional[str] = None,
             **store_options: Any,
         ) -> Account:
             store = ImportStore(imports, seed=seed, **store_options)
@@ -137,7 +193,10 @@ def make_account(tmp_path: Path) -> Iterator[Any]:
             running = stack.enter_context(RunningSimulator(simulator))
             workdir = tmp_path / f"account{seed}"
             workdir.mkdir(exist_ok=True)
-            return Account(store, simulator, running.url, workdir)
+            server = None
+            if (destination or default) == "postgres":
+                server = request.getfixturevalue("postgres")
+            return Account(store, simulator, running.url, workdir, server)
 
         yield make
 

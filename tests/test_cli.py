@@ -25,7 +25,10 @@ def test_sync_runs_and_reruns_incrementally(make_account: Any) -> None:
     account: Account = make_account(imports=1500)
     first = run_cli(account, "sync")
     assert first.returncode == 0, first.stderr
-    assert "synced 1500 contact imports into resend.contact_imports on duckdb" in first.stdout
+    assert (
+        "synced 1500 contact imports into resend.contact_imports on DuckDB file"
+        f" {account.workdir / 'imports.duckdb'} (first run" in first.stdout
+    )
     assert "requests 15 " in first.stdout
     assert account.differences() == []
     account.store.advance(new=40, seconds=600)
