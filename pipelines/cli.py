@@ -90,7 +90,9 @@ def _configure_logging(level: str) -> None:
     logger.handlers[:] = [handler]
     logger.setLevel(level)
     logger.propagate = False
-    os.environ.setdefault("RUNTIME__LOG_LEVEL", "DEBUG" if level == "DEBUG" else "WARNING")
+    # dlt's own log lines (job tracebacks, internal warnings) are for debugging: every
+    # failure reaches the user as the one line of `explain`
+    os.environ.setdefault("RUNTIME__LOG_LEVEL", "DEBUG" if level == "DEBUG" else "CRITICAL")
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -52,7 +52,7 @@ def destination_fault(exc: BaseException, where: str) -> Optional[str]:
                 f"no space left on the device of {cause.filename or 'DLT_DATA_DIR'} while"
                 f" syncing into {where}: free some space and run again; {NOTHING_LOST}"
             )
-        if type(cause).__name__ == "IOException" and "No space left" in str(cause):
+        if _is_duckdb_error(cause) and "No space left on device" in str(cause):
             return (
                 f"no space left on the device of the {where} (DuckDB could not write):"
                 f" free some space and run again; {NOTHING_LOST}"
@@ -61,6 +61,10 @@ def destination_fault(exc: BaseException, where: str) -> Optional[str]:
         if message:
             return message
     return None
+
+
+def _is_duckdb_error(cause: BaseException) -> bool:
+    return type(cause).__module__.lstrip("_").startswith("duckdb")
 
 
 def _postgres_fault(cause: BaseException, where: str) -> Optional[str]:

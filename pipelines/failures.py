@@ -36,6 +36,7 @@ def causes(exc: BaseException) -> Iterator[BaseException]:
         for linked in (
             getattr(current, "exception", None),
             getattr(current, "job_exception", None),  # dlt's LoadPackageAborted
+            getattr(current, "client_exception", None),  # dlt's load job exceptions
             current.__cause__,
             current.__context__,
         ):

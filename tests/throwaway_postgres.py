@@ -94,6 +94,8 @@ class ThrowawayPostgres:
         return self
 
     def start_server(self) -> None:
+        if self.data_dir.joinpath("PG_VERSION").exists() and self.is_running():
+            return
         options = (
             f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.folder}"
             " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"

@@ -1,0 +1,302 @@
+"""The production path: one writer at a time, destination faults in one line with nothing
+lost, crashes that heal by themselves; on DuckDB and on a real PostgreSQL server."""
+
+import fcntl
+import json
+import os
+import socket
+import subprocess
+from contextlib import closing
+from pathlib import Path
+from typing import Any, Iterator
+
+import psycopg2
+import pytest
+from dlt.common.storages.load_package import PackageStorage
+from dlt.pipeline.exceptions import PipelineStepFailed
+
+from pipelines.destination_faults import DestinationFaultError
+from pipelines.locking import lock_key
+
+from .conftest import Account, assert_one_line_error, run_cli
+from .throwaway_postgres import ThrowawayPostgres, free_port
+
+EXIT_LOCKED = 75
+
+
+def sync_cli(account: Account, *args: str, env: Any = None) -> subprocess.CompletedProcess[str]:
+    return run_cli(account, "sync", "--destination", account.destination_name, *args, env=env)
+
+
+# -- one writer at a time ------------------------------------------------------------------
+
+
+def test_a_held_lock_file_makes_a_sync_decline_in_one_line(account: Account) -> None:
+    folder = account.workdir / "dlt" / "pipelines"
+    folder.mkdir(parents=True)
+    path = folder / "resend_imports.lock"
+    with open(path, "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        held.write(
+            json.dumps({"pid": 4242, "host": "cron-box", "since": "2026-11-26T10:00:00+00:00"})
+        )
+        held.flush()
+        result = sync_cli(account)
+        waited = sync_cli(account, "--wait", "0.5")
+    assert result.returncode == EXIT_LOCKED and waited.returncode == EXIT_LOCKED
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("resend-imports: locked: another sync")
+    assert "pid 4242 on cron-box since 2026-11-26T10:00:00+00:00" in lines[0]
+    assert account.requests() == 0
+    assert sync_cli(account).returncode == 0  # released: the next run syncs
+    assert account.differences() == []
+
+
+def test_an_advisory_lock_held_elsewhere_makes_a_sync_decline(
+    make_account: Any, postgres: ThrowawayPostgres
+) -> None:
+    account: Account = make_account(destination="postgres")
+    pipeline = account.pipeline()
+    holder = psycopg2.connect(postgres.dsn(), application_name="airflow worker 7")
+    with closing(holder), holder.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_lock(%s)", (lock_key(pipeline),))
+        result = sync_cli(account)
+    assert result.returncode == EXIT_LOCKED, result.stderr
+    assert "airflow worker 7" in result.stderr and "127.0.0.1" in result.stderr
+    assert account.requests() == 0
+    assert sync_cli(account).returncode == 0
+    assert account.differences() == []
+
+
+# -- destination faults --------------------------------------------------------------------
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A loopback port whose accept queue is full: a connection attempt gets no answer."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        fillers = []
+        for _ in range(4):
+            filler = socket.socket()
+            filler.setblocking(False)
+            filler.connect_ex(listener.getsockname())
+            fillers.append(filler)
+        yield listener.getsockname()[1]
+        for filler in fillers:
+            filler.close()
+
+
+def _grant_reader(postgres: ThrowawayPostgres) -> str:
+    with closing(postgres.admin()) as connection, connection.cursor() as cursor:
+        cursor.execute("DROP ROLE IF EXISTS reader")
+        cursor.execute("CREATE ROLE reader LOGIN PASSWORD 'reader-pw'")
+        cursor.execute("REVOKE CREATE ON DATABASE analytics FROM PUBLIC")
+    return postgres.dsn(user="reader", password="reader-pw")
+
+
+FAULTS = {
+    "refused": lambda pg, port: pg.dsn(port=free_port()),
+    "unknown host": lambda pg, port: pg.dsn(host="no-such-host.invalid"),
+    "connect timeout": lambda pg, port: pg.dsn(port=port) + "?connect_timeout=2",
+    "wrong password": lambda pg, port: pg.dsn(password="not-the-password"),
+    "password missing": lambda pg, port: pg.dsn(password=None),
+    "database missing": lambda pg, port: pg.dsn(database="analytcs"),
+    "no privilege": lambda pg, port: _grant_reader(pg),
+}
+EXPECTED = {
+    "refused": "connection refused",
+    "unknown host": "unknown host 'no-such-host.invalid'",
+    "connect timeout": "no answer within 2 s (connect timeout)",
+    "wrong password": "the server refused the login of user 'loader'",
+    "password missing": (
+        "missing configuration: password (e.g. DESTINATION__POSTGRES__CREDENTIALS__PASSWORD)"
+    ),
+    "database missing": "database 'analytcs' does not exist",
+    "no privilege": "may not create or write the dataset's schema",
+}
+
+
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+def test_each_postgres_fault_is_one_line_and_the_next_run_is_whole(
+    make_account: Any, postgres: ThrowawayPostgres, silent_port: int, fault: str
+) -> None:
+    account: Account = make_account(imports=300, destination="postgres")
+    assert sync_cli(account).returncode == 0
+    account.store.advance(new=40, seconds=600)
+    dsn: str = FAULTS[fault](postgres, silent_port)  # type: ignore[no-untyped-call]
+    failed = sync_cli(account, env={"DESTINATION__POSTGRES__CREDENTIALS": dsn})
+    assert failed.returncode == 1, failed.stderr
+    assert_one_line_error(failed, EXPECTED[fault])
+    if fault != "password missing":
+        assert "PostgreSQL 127.0.0.1:" in failed.stderr or "no-such-host" in failed.stderr
+    for secret in ("Loader-pw-doNotLeak-7", "not-the-password", "reader-pw"):
+        assert secret not in failed.stderr + failed.stdout
+    recovered = sync_cli(account)
+    assert recovered.returncode == 0, recovered.stderr
+    assert account.differences() == []
+
+
+def test_postgres_stopped_is_one_line_and_nothing_is_lost(
+    make_account: Any, postgres: ThrowawayPostgres
+) -> None:
+    account: Account = make_account(imports=300, destination="postgres")
+    assert sync_cli(account).returncode == 0
+    account.store.advance(new=40, seconds=600)
+    postgres.stop_server()
+    account.simulator.reset_stats()
+    try:
+        failed = sync_cli(account)
+    finally:
+        postgres.start_server()
+    assert failed.returncode == 1
+    assert_one_line_error(
+        failed, f"PostgreSQL 127.0.0.1:{postgres.port}/analytics: connection refused"
+    )
+    assert account.requests() == 0
+    assert sync_cli(account).returncode == 0
+    assert account.differences() == []
+
+
+def test_postgres_lost_after_paging_is_one_line_and_the_next_run_is_whole(
+    make_account: Any, postgres: ThrowawayPostgres
+) -> None:
+    from pipelines.failures import explain
+
+    account: Account = make_account(imports=300, destination="postgres")
+    pipeline = account.pipeline()
+    account.sync(pipeline)
+    account.store.advance(new=250, seconds=600)
+
+    def stop_while_paging(path: str, body: Any) -> Any:
+        if postgres.is_running():
+            postgres.stop_server("immediate")
+        return body
+
+    account.simulator.rewrite = stop_while_paging
+    try:
+        with pytest.raises(DestinationFaultError) as failure:
+            account.sync(pipeline)
+    finally:
+        account.simulator.rewrite = None
+        postgres.start_server()
+    message = explain(failure.value)
+    assert message is not None and "lost the connection" in message, failure.value
+    assert f"PostgreSQL 127.0.0.1:{postgres.port}/analytics" in message
+    assert pipeline.has_pending_data  # the extracted data waits for the next run
+    account.sync(account.pipeline())
+    assert account.differences() == []
+
+
+def test_postgres_lost_during_the_load_is_one_line_and_the_next_run_is_whole(
+    make_account: Any, postgres: ThrowawayPostgres, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dlt.destinations.impl.postgres.postgres import PostgresClient
+
+    from pipelines.failures import explain
+
+    account: Account = make_account(imports=300, destination="postgres")
+    pipeline = account.pipeline()
+    account.sync(pipeline)
+    account.store.advance(new=250, seconds=600)
+    original = PostgresClient.create_load_job
+    jobs: list[str] = []
+
+    def stop_after_the_first_job(
+        self: Any, table: Any, file_path: str, *args: Any, **kw: Any
+    ) -> Any:
+        jobs.append(file_path)
+        if len(jobs) == 2:
+            postgres.stop_server("immediate")
+        return original(self, table, file_path, *a, **kw)
+
+    monkeypatch.setattr(PostgresClient, "create_load_job", stop_after_the_first_job)
+    try:
+        with pytest.raises(DestinationFaultError) as failure:
+            account.sync(pipeline, full_refresh=True)
+    finally:
+        monkeypatch.undo()
+        postgres.start_server()
+    message = explain(failure.value)
+    assert message is not None and "lost the connection" in message, failure.value
+    account.sync(account.pipeline())
+    assert account.differences() == []
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 3 MiB tmpfs: a full disk on demand (needs root, as CI runs)."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    if os.geteuid() != 0:
+        pytest.fail("the full-disk tests mount a small tmpfs and need root (CI runs as root)")
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.mark.parametrize("full", ["DLT_DATA_DIR", "DuckDB file"])
+def test_a_full_disk_is_one_line_and_the_next_run_is_whole(
+    make_account: Any, tiny_disk: Path, full: str
+) -> None:
+    account: Account = make_account(imports=300)
+    assert sync_cli(account).returncode == 0
+    account.store.advance(new=8000, seconds=600)
+    env = {"DLT_DATA_DIR": str(tiny_disk / "dlt")}
+    if full == "DuckDB file":
+        small = tiny_disk / "imports.duckdb"
+        small.write_bytes(account.duckdb_path.read_bytes())
+        (tiny_disk / "ballast").write_bytes(b"\0" * (3 * 2**20 - small.stat().st_size - 65536))
+        env = {"DESTINATION__DUCKDB__CREDENTIALS": str(small)}
+    failed = sync_cli(account, "--full-refresh", env=env)
+    assert failed.returncode == 1, failed.stderr
+    assert_one_line_error(failed, "no space left on the device")
+    assert sync_cli(account).returncode == 0
+    assert account.differences() == []
+
+
+# -- crashes that heal by themselves ---------------------------------------------------------
+
+
+def test_a_package_left_extracted_and_normalized_heals_on_the_next_run(
+    make_account: Any,
+    destination_name: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A kill between dlt's rename of the normalized package and the deletion of its
+    extracted copy, forced: without the repair every later run failed (Directory not empty)."""
+    account: Account = make_account(imports=300)
+    pipeline = account.pipeline()
+    account.sync(pipeline)
+    account.store.advance(new=50, seconds=600)
+    original = PackageStorage.delete_package
+    normalized = Path(pipeline.working_dir) / "load" / "normalized"
+
+    def killed_before_deleting(
+        self: PackageStorage, load_id: str, not_exists_ok: bool = False
+    ) -> None:
+        extracted = Path(self.storage.storage_path).name == "extracted"
+        if extracted and (normalized / load_id).is_dir():
+            raise OSError("killed between the rename and the delete")
+        original(self, load_id, not_exists_ok)
+
+    monkeypatch.setattr(PackageStorage, "delete_package", killed_before_deleting)
+    with pytest.raises(PipelineStepFailed):
+        account.sync(pipeline)  # the package moved to normalized, its extracted copy left
+    monkeypatch.undo()
+    extracted = pipeline.list_extracted_load_packages()
+    assert extracted and set(extracted) <= set(pipeline.list_normalized_load_packages())
+    account.store.advance(new=5, seconds=600)
+    with monkeypatch.context() as without_repair:
+        without_repair.setattr("pipelines.resend_imports.repair_package_storage", lambda p: None)
+        with pytest.raises(PipelineStepFailed, match="Directory not empty"):
+            account.sync(account.pipeline())  # the wedge this repairs
+    account.sync(account.pipeline())
+    assert "discarding the extracted copy of load package" in caplog.text
+    assert account.differences() == []
+    assert not account.pipeline().has_pending_data
