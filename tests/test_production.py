@@ -210,7 +210,7 @@ def test_postgres_lost_during_the_load_is_one_line_and_the_next_run_is_whole(
         jobs.append(file_path)
         if len(jobs) == 2:
             postgres.stop_server("immediate")
-        return original(self, table, file_path, *a, **kw)
+        return original(self, table, file_path, *args, **kw)
 
     monkeypatch.setattr(PostgresClient, "create_load_job", stop_after_the_first_job)
     try:
