@@ -88,7 +88,7 @@ def test_both_paths_key_history_rows_alike() -> None:
     ]  # fmt: skip
     observations = Observations()
     at = datetime(2026, 5, 15, 19, tzinfo=UTC)
-    observations.extend([True] * 3, [None, "queued", None], [at] * 3)
+    observations.extend([True] * 3, [None, "queued", None], [at] * 3, ["", "", ""])
     rows = [to_row(item) for item in items]
     table = arrow.page_table(items, COLUMNS)
     assert table is not None

@@ -8,11 +8,14 @@ that belonged to another dataset or to a newer copy of the file, an import that 
 import json
 import shutil
 from contextlib import closing
+from pathlib import Path
 from typing import Any, Callable, Dict, List
 
+import dlt
 import pytest
 
 from pipelines.failures import explain
+from pipelines.resend_imports import make_pipeline
 from pipelines.simulator import ImportStore
 
 from .conftest import Account, run_cli
@@ -284,6 +287,87 @@ def test_a_complete_listing_runs_on_schedule(make_account: Any, destination_name
     summary = account.sync(pipeline, full_refresh_every_days=1e-9)
     assert (summary.mode, summary.deleted) == ("scheduled full", 1)
     assert account.differences() == []
+
+
+def test_a_filtered_run_on_another_dataset_keeps_that_datasets_state(
+    make_account: Any, destination_name: str
+) -> None:
+    account: Account = make_account(imports=300, stuck=0)
+    account.sync(account.pipeline(dataset="other"))
+    account.store.advance(new=100, seconds=600)
+    account.sync(account.pipeline())
+    account.store.advance(new=0, seconds=600)
+    account.store.advance(new=0, seconds=600)
+    account.sync(account.pipeline())  # the local state is now the newer, and `resend`'s
+    account.sync(account.pipeline(dataset="other"), status="failed")
+    account.store.advance(new=5, seconds=600)
+    account.sync(account.pipeline(dataset="other"))
+    assert account.differences(dataset="other") == []
+
+
+def test_an_import_that_comes_back_and_goes_again_is_in_the_history_each_time(
+    make_account: Any, destination_name: str
+) -> None:
+    account: Account = make_account(imports=500, stuck=0)
+    pipeline = account.pipeline()
+    account.sync(pipeline)
+    deep = account.store.truth()[-1]["id"]
+    account.store.delete(deep)
+    assert account.sync(pipeline, full_refresh=True).deleted == 1
+    account.store.undelete(deep)
+    account.sync(pipeline, full_refresh=True)
+    assert deleted_rows(account) == {}
+    account.store.delete(deep)
+    assert account.sync(pipeline, full_refresh=True).deleted == 1
+    assert account.differences() == []
+    steps = [(before, after) for before, after in history_of(account, deep)]
+    assert steps == [
+        (None, "completed"),
+        ("completed", "deleted"),
+        ("deleted", "completed"),
+        ("completed", "deleted"),
+    ] or steps == [
+        (None, "failed"),
+        ("failed", "deleted"),
+        ("deleted", "failed"),
+        ("failed", "deleted"),
+    ]
+
+
+def test_a_404_streak_that_was_no_deletion_heals_at_the_next_run(
+    make_account: Any, destination_name: str
+) -> None:
+    account: Account = make_account(imports=600, stuck=1)
+    pipeline = account.pipeline()
+    account.sync(pipeline)
+    target = open_ids(account, pipeline, by_get=True)[0]
+    account.simulator.not_found_for[target] = 3  # three runs of a flaky GET by id
+    for _ in range(3):
+        summary = account.sync(pipeline)
+    assert summary.deleted == 1 and list(deleted_rows(account)) == [target]
+    finish(account.store, target)
+    account.sync(pipeline)  # re-checked by id: it answers, so it was not deleted
+    assert deleted_rows(account) == {}
+    assert account.differences() == []
+    assert history_of(account, target)[-1][0] == "deleted"
+
+
+def test_a_filesystem_destination_syncs_on_though_it_cannot_reconcile(
+    make_account: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    account: Account = make_account(imports=300, stuck=0)
+
+    def pipeline() -> Any:
+        destination = dlt.destinations.filesystem(str(tmp_path / "bucket"))
+        return make_pipeline(destination, pipeline_name="files", pipelines_dir=str(tmp_path))
+
+    account.sync(pipeline())
+    account.store.advance(new=10, seconds=600)
+    assert account.sync(pipeline()).mode == "incremental"  # jsonl beside the parquet
+    for _ in range(2):
+        account.store.advance(new=1, seconds=600)
+        assert account.sync(pipeline(), full_refresh_every_days=1e-9).mode == "scheduled full"
+    assert account.sync(pipeline()).mode == "incremental"  # listed completely just now
 
 
 def test_a_terminal_import_changed_deep_in_history_is_caught_by_a_full_listing(

@@ -1,24 +1,31 @@
 """Hourly sync of Resend contact imports into DuckDB (or any dlt destination).
 
-Built with dlt's Airflow helper around the same source and pipeline as the CLI. Each task
-runs in a temporary dlt folder; the pipeline state comes back from the destination, so the
-DuckDB file must be an absolute path: `DESTINATION__DUCKDB__CREDENTIALS`, or by default
-`$AIRFLOW_HOME/data/resend_imports.duckdb`. With several workers, set
-`RESEND_IMPORTS_DESTINATION` to a warehouse (postgres, bigquery, snowflake...). The key comes
-from `RESEND_API_KEY`, `SOURCES__RESEND__API_KEY` or dlt's `dlt_secrets_toml` Variable.
+The sync task runs the same `run_sync` as the CLI: it holds the pipeline's writer lock (a
+file lock in the worker's DLT_DATA_DIR and, on PostgreSQL, an advisory lock keyed on pipeline
+and dataset), so a DAG run and a manual sync on another machine never write at once; one that
+finds the lock taken waits `wait_seconds` ([resend_imports] / RESEND_IMPORTS__WAIT_SECONDS),
+then fails and is retried. dlt's Airflow helper (`PipelineTasksGroup`) is not used because it
+runs the pipeline itself, with no way to hold a lock around the run. The incremental state
+comes back from the destination at every run, so the DuckDB file must be an absolute path:
+`DESTINATION__DUCKDB__CREDENTIALS`, or by default `$AIRFLOW_HOME/data/resend_imports.duckdb`.
+With several workers, set `RESEND_IMPORTS_DESTINATION` to a warehouse (postgres, bigquery,
+snowflake...). The key comes from `RESEND_API_KEY` or `SOURCES__RESEND__API_KEY`; every
+setting of the source (e.g. `full_refresh_every_days`) is read the dlt way, as for the CLI.
 """
 
+import logging
 import os
 from datetime import datetime, timedelta
 
 import dlt
 from airflow.sdk import dag, task
-from dlt.helpers.airflow_helper import PipelineTasksGroup
 
-from pipelines.resend_imports import PIPELINE_NAME, make_pipeline
+from pipelines.locking import configured_wait_seconds
+from pipelines.resend_imports import make_pipeline, run_sync
 from pipelines.scheduling import destination_for_scheduler, log_failure
 from pipelines.views import create_views
-from sources.resend import resend_source
+
+logger = logging.getLogger("resend_imports")
 
 
 def _pipeline() -> dlt.Pipeline:
@@ -30,10 +37,10 @@ def _pipeline() -> dlt.Pipeline:
     schedule="@hourly",
     start_date=datetime(2026, 1, 1),
     catchup=False,
-    max_active_runs=1,  # one writer per DuckDB file
+    max_active_runs=1,
     default_args={
         "owner": "data",
-        # a task retry after the client's own retries ran out; 0 in tests
+        # a task retry after the client's own retries ran out, or the lock was taken; 0 in tests
         "retries": int(os.environ.get("RESEND_IMPORTS_DAG_RETRIES", "2")),
         "retry_delay": timedelta(minutes=5),
         "retry_exponential_backoff": True,
@@ -43,17 +50,19 @@ def _pipeline() -> dlt.Pipeline:
     doc_md=__doc__,
 )
 def resend_contact_imports() -> None:
-    tasks = PipelineTasksGroup(
-        PIPELINE_NAME, use_data_folder=False, wipe_local_data=True, use_task_logger=True
-    )
-    sync = tasks.add_run(_pipeline(), resend_source(), decompose="none", trigger_rule="all_done")
+    @task
+    def sync() -> None:
+        """One sync, under the writer lock; its summary goes to the task log."""
+        summary = run_sync(_pipeline(), wait_seconds=configured_wait_seconds())
+        for line in summary.lines():
+            logger.info(line)
 
     @task
     def refresh_views() -> None:
         """The SQL views over the table, up to date with its columns."""
         create_views(_pipeline())
 
-    sync[-1] >> refresh_views()
+    sync() >> refresh_views()
 
 
 resend_contact_imports()

@@ -17,7 +17,7 @@ from . import destination
 from .client import ResendClient, RetryPolicy
 from .errors import ResendConfigError
 from .history import Observations, add_history_table, deletion_rows, to_history_table
-from .incremental import RunObserver, SyncState
+from .incremental import DeletedImport, RunObserver, SyncState
 from .records import Row, to_row
 from .settings import (
     API_KEY_ENV,
@@ -34,6 +34,7 @@ from .settings import (
     DEFAULT_MAX_RATE_LIMIT_WAIT_SECONDS,
     DEFAULT_PAGE_SIZE,
     DEFAULT_READ_TIMEOUT_SECONDS,
+    DELETED_STATUS,
     KNOWN_FIELDS,
     MAX_PAGE_SIZE,
     SOURCE_NAME,
@@ -106,7 +107,8 @@ class _Intake:
         self.noticed: Set[str] = set()
         self.listed: List[Any] = []  # bulk: items of pages not yet turned into a table
         self.listed_at: List[datetime] = []
-        self.listed_ids: List[Any] = []  # bulk: Arrow arrays of every id accepted
+        self.collect_ids = False  # set for a complete listing that reconciles the table
+        self.listed_ids: List[Any] = []  # then: Arrow arrays of every id accepted
         # rows, or in a bulk run (Arrow table, None or the same rows as dicts)
         self.batch: List[Any] = []
         self.batch_rows = 0
@@ -118,6 +120,8 @@ class _Intake:
         self.recent[-1].add(import_id)
         if import_id in self.previously_open:
             self.previously_open_seen.add(import_id)
+        if import_id in self.previous.deleted:
+            self.observer.back(import_id)
         return True
 
     def accept(self, raw: Dict[str, Any], row: Row, seen_at: datetime) -> bool:
@@ -134,7 +138,13 @@ class _Intake:
             self.observations.add(True, None, seen_at)
         elif self.previous.is_updated(row):
             self.report.updated += 1
-            self.observations.add(True, self.previous.open_imports[row["id"]].status, seen_at)
+            import_id = row["id"]
+            self.observations.add(
+                True,
+                self.previous.status_before(import_id),
+                seen_at,
+                self.previous.history_key_suffix(import_id),
+            )
         else:
             self.observations.add(False, None, seen_at)
         return True
@@ -171,10 +181,18 @@ class _Intake:
         self.report.rows += kept.num_rows
         self.report.new += sum(observed) - updated
         self.report.updated += updated
+        suffixes = [""] * kept.num_rows
+        if DELETED_STATUS in previous_status:
+            ids = kept.column("id").to_pylist()
+            suffixes = [self.previous.history_key_suffix(import_id) for import_id in ids]
         self.observations.extend(
-            observed, previous_status, [at for at, keep in zip(seen_at, first, strict=True) if keep]
+            observed,
+            previous_status,
+            [at for at, keep in zip(seen_at, first, strict=True) if keep],
+            suffixes,
         )
-        self.listed_ids.append(kept.column("id"))
+        if self.collect_ids:
+            self.listed_ids.append(kept.column("id"))
         self.batch.append((kept, kept_rows))
         self.batch_rows += kept.num_rows
         return kept
@@ -271,23 +289,22 @@ def contact_imports(
     report = report if report is not None else SyncReport()
     stored = dlt.current.resource_state()
     pipeline = destination.running_pipeline()
-    if status is None and pipeline is not None:
+    if pipeline is not None:
         _start_from_committed_state(pipeline, stored)
     previous = SyncState.load(stored)
     started_at = datetime.now(UTC)
-    if status is not None:
-        report.mode = "filtered"
-    elif previous.is_empty:
-        report.mode = "first"
-    elif full_refresh:
-        report.mode = "full"
-    elif previous.complete_listing_due(started_at, full_refresh_every_days):
-        report.mode = "scheduled full"
-    else:
-        report.mode = "incremental"
+    report.mode = _mode(previous, status, full_refresh, started_at, full_refresh_every_days)
     frontier = previous.frontier() if report.mode == "incremental" else None
+    complete = frontier is None and status is None
+    in_table = destination.deleted_ids(pipeline) if complete and pipeline else None
+    if in_table:  # imports the table holds as deleted: a listing that shows them is a return
+        previous.deleted = {
+            **{k: DeletedImport(at) for k, at in in_table.items()},
+            **previous.deleted,
+        }
     observer = RunObserver(page_size)
     intake = _Intake(previous, report, observer, bulk=frontier is None)
+    intake.collect_ids = in_table is not None
 
     for page in client.iter_pages(page_size, status=status):
         seen_at = datetime.now(UTC)
@@ -307,22 +324,40 @@ def contact_imports(
             break
     intake.convert()  # the last pages, before the GETs below look at what was listed
 
-    if report.mode != "filtered":
-        complete = frontier is None
+    if status is not None:
+        yield from intake.emit(flush=True)
+    else:
         gone = _refresh_unlisted(client, intake, previous, gone_after_runs, complete)
-        if complete and pipeline is not None:
+        _recheck_deleted(client, intake, previous, complete)
+        if in_table is not None and pipeline is not None:
             gone += _reconcile_with_table(client, intake, pipeline, previous, gone)
         yield from intake.emit(flush=True)
-        yield from _mark_deleted(pipeline, gone, report)
+        yield from _mark_deleted(pipeline, gone, report, observer)
         state = observer.next_state(previous, started_at, complete_listing=complete)
         state.save(stored)
         report.open_imports = len(state.open_imports)
-    else:
-        yield from intake.emit(flush=True)
 
     report.requests = client.stats.requests
     report.retries = client.stats.retries
     report.rate_limited = client.stats.rate_limited
+
+
+def _mode(
+    previous: SyncState,
+    status: Optional[str],
+    full_refresh: bool,
+    now: datetime,
+    full_refresh_every_days: float,
+) -> str:
+    if status is not None:
+        return "filtered"
+    if previous.is_empty:
+        return "first"
+    if full_refresh:
+        return "full"
+    if previous.complete_listing_due(now, full_refresh_every_days):
+        return "scheduled full"
+    return "incremental"
 
 
 def _start_from_committed_state(pipeline: dlt.Pipeline, stored: Dict[str, Any]) -> None:
@@ -381,6 +416,23 @@ def _refresh_unlisted(
     return gone
 
 
+def _recheck_deleted(
+    client: ResendClient, intake: _Intake, previous: SyncState, complete: bool
+) -> None:
+    """Fetches by id the imports marked deleted lately that this run has not read: one that
+    answers again was not deleted (its row and history say so); a 404 keeps it deleted."""
+    if complete:
+        return  # the complete listing has shown every import that exists
+    for import_id in previous.deleted:
+        if import_id in intake.observer.returned:
+            continue
+        fetched = client.get_import(import_id)
+        if fetched is None:
+            intake.report.not_found += 1
+        else:
+            _accept_fetched(intake, fetched)
+
+
 def _reconcile_with_table(
     client: ResendClient,
     intake: _Intake,
@@ -392,10 +444,9 @@ def _reconcile_with_table(
     fetched by id; those that answer 404 are gone."""
     from . import arrow
 
-    in_table = destination.live_ids(pipeline)
-    if not in_table:
-        return []
-    unlisted = arrow.not_in(in_table, intake.listed_ids)
+    listed = arrow.combined(intake.listed_ids)
+    intake.listed_ids = []
+    unlisted = destination.unlisted_live_ids(pipeline, listed)
     gone: List[str] = []
     for import_id in unlisted:
         if import_id in previous.open_imports or import_id in already:
@@ -417,7 +468,7 @@ def _accept_fetched(intake: _Intake, fetched: Dict[str, Any]) -> None:
 
 
 def _mark_deleted(
-    pipeline: Optional[dlt.Pipeline], gone: List[str], report: SyncReport
+    pipeline: Optional[dlt.Pipeline], gone: List[str], report: SyncReport, observer: RunObserver
 ) -> Iterator[Any]:
     """The last rows of imports concluded gone, with `deleted_at` set, and their history."""
     if not gone:
@@ -426,6 +477,7 @@ def _mark_deleted(
     deleted_at = datetime.now(UTC)
     for row in rows:
         row["deleted_at"] = deleted_at
+        observer.deleted(row["id"], deleted_at)
         logger.warning("import %s is gone from Resend: marked deleted", row["id"])
     report.deleted += len(rows)
     if len(rows) < len(gone):

@@ -141,13 +141,16 @@ def keep(table: pa.Table, kept: List[bool]) -> pa.Table:
     return table if all(kept) else table.filter(pa.array(kept))
 
 
-def not_in(ids: Sequence[str], listed: Sequence[Any]) -> List[str]:
-    """The ids that none of the `listed` id arrays holds."""
-    if not listed:
-        return list(ids)
-    seen = pa.chunked_array(listed, pa.string()).combine_chunks()
+def combined(arrays: Sequence[Any]) -> pa.Array:
+    """Id arrays (or chunked arrays) as one array of strings."""
+    return pa.chunked_array(arrays, pa.string()).combine_chunks()
+
+
+def not_in(ids: Sequence[str], listed: pa.Array) -> List[str]:
+    """The ids that `listed` does not hold."""
     candidates = pa.array(ids, pa.string())
-    return candidates.filter(pc.invert(pc.is_in(candidates, value_set=seen))).to_pylist()  # type: ignore[no-any-return]
+    unlisted = candidates.filter(pc.invert(pc.is_in(candidates, value_set=listed)))
+    return unlisted.to_pylist()  # type: ignore[no-any-return]
 
 
 def rows_at(table: pa.Table, indices: List[int]) -> List[Row]:
@@ -164,9 +167,9 @@ def classify(table: pa.Table, previous: SyncState) -> Tuple[List[bool], List[Opt
     """
     rows = table.num_rows
     ids = table.column("id")
-    if not previous.open_imports and previous.newest_created_at is None:
+    if not previous.known_ids() and previous.newest_created_at is None:
         return [True] * rows, [None] * rows
-    was_open = pc.is_in(ids, value_set=pa.array(list(previous.open_imports), pa.string()))
+    was_open = pc.is_in(ids, value_set=pa.array(previous.known_ids(), pa.string()))
     if previous.newest_created_at is None:
         is_new = pc.invert(was_open)
     else:
@@ -183,7 +186,7 @@ def classify(table: pa.Table, previous: SyncState) -> Tuple[List[bool], List[Opt
     for index, row in zip(known, rows_at(table, known), strict=True):
         if previous.is_updated(row):
             observed[index] = True
-            previous_status[index] = previous.open_imports[row["id"]].status
+            previous_status[index] = previous.status_before(row["id"])
     return observed, previous_status
 
 
@@ -228,6 +231,9 @@ def history_table(imports: pa.Table, observations: Observations) -> Optional[pa.
         ),
         "|",
     )
+    suffixes = [observations.key_suffix[i] for i in chosen]
+    if any(suffixes):
+        key = pc.binary_join_element_wise(key, pa.array(suffixes, pa.string()), "")
     typed = fields(HISTORY_COLUMNS)
     columns: Dict[str, Any] = {
         "observation_key": key,

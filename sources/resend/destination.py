@@ -2,22 +2,25 @@
 
 The incremental state that counts is the one committed with the table (dlt loads it in the
 same package as the rows); the local copy in the pipeline's working folder can be ahead of
-it, behind it, or belong to another dataset. A run also reads the ids of the imports the
-table holds, to find those a complete listing no longer returns, and the last rows of the
-imports it concludes are gone, to mark them deleted.
+it, behind it, or belong to another dataset. A complete listing also reads the ids of the
+imports the table holds, to find those it no longer returns (in chunks: memory stays flat),
+and a run reads the last rows of the imports it concludes are gone, to mark them deleted. A
+table that cannot be read (a destination without SQL, files DuckDB cannot scan) is logged
+and not reconciled; the run goes on.
 
 Everything here goes through the pipeline that runs the source (`dlt.current.pipeline()`),
 so the source keeps these guarantees in any dlt pipeline. A destination without SQL or
 without state sync answers "unknown", and the run then behaves as dlt alone would.
 """
 
+import logging
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 import dlt
 from dlt.common.configuration.container import Container
 from dlt.common.destination.client import WithStateSync
 from dlt.common.destination.exceptions import (
-    DestinationTerminalException,
+    DestinationException,
     DestinationUndefinedEntity,
     SqlClientNotAvailable,
 )
@@ -29,6 +32,9 @@ from .settings import SOURCE_NAME, TABLE_NAME
 
 _DLT_COLUMNS = ("_dlt_load_id", "_dlt_id")
 _ROWS_PER_QUERY = 500
+_IDS_PER_CHUNK = 100_000
+
+logger = logging.getLogger("resend_imports")
 
 ResourceState = Dict[str, Any]
 
@@ -66,20 +72,46 @@ def committed_state(pipeline: dlt.Pipeline) -> Tuple[bool, ResourceState]:
     return True, resource_state_of(stored or {})
 
 
-def live_ids(pipeline: dlt.Pipeline) -> Optional[List[str]]:
-    """Ids of the table's imports not marked deleted; None when the table cannot be read."""
+def deleted_ids(pipeline: dlt.Pipeline) -> Optional[Dict[str, str]]:
+    """Ids of the table's rows marked deleted, with when; None when the table does not exist
+    or cannot be read here (then a complete listing cannot reconcile it either)."""
     try:
         with pipeline.sql_client() as client:
             table = client.make_qualified_table_name(TABLE_NAME)
             try:
-                rows = client.execute_sql(f"SELECT id FROM {table} WHERE deleted_at IS NULL")
+                rows = client.execute_sql(
+                    f"SELECT id, deleted_at FROM {table} WHERE deleted_at IS NOT NULL"
+                )
             except DestinationUndefinedEntity:
                 raise
-            except DestinationTerminalException:  # a table from before `deleted_at`
-                rows = client.execute_sql(f"SELECT id FROM {table}")
-    except (DestinationUndefinedEntity, SqlClientNotAvailable):
+            except DestinationException:  # a table from before `deleted_at`
+                client.execute_sql(f"SELECT id FROM {table} WHERE 1 = 0")
+                rows = []
+    except DestinationUndefinedEntity:
         return None
-    return [row[0] for row in rows or []]
+    except (DestinationException, SqlClientNotAvailable) as exc:
+        _cannot_read(pipeline, exc)
+        return None
+    return {row[0]: _isoformat(row[1]) for row in rows or []}
+
+
+def unlisted_live_ids(pipeline: dlt.Pipeline, listed: Any) -> List[str]:
+    """Ids of the table's live rows that the Arrow array `listed` does not hold, read in
+    chunks so that memory stays flat whatever the size of the table."""
+    from . import arrow
+
+    unlisted: List[str] = []
+    try:
+        with pipeline.sql_client() as client:
+            table = client.make_qualified_table_name(TABLE_NAME)
+            query = f"SELECT id FROM {table} WHERE deleted_at IS NULL"
+            with client.execute_query(query) as cursor:
+                for chunk in cursor.iter_fetch(_IDS_PER_CHUNK):
+                    unlisted += arrow.not_in([row[0] for row in chunk], listed)
+    except (DestinationException, SqlClientNotAvailable) as exc:
+        _cannot_read(pipeline, exc)
+        return []
+    return unlisted
 
 
 def last_rows(pipeline: dlt.Pipeline, ids: Iterable[str]) -> List[Row]:
@@ -95,10 +127,26 @@ def last_rows(pipeline: dlt.Pipeline, ids: Iterable[str]) -> List[Row]:
                 with client.execute_query(
                     f"SELECT * FROM {table} WHERE id IN ({marks})", *chunk
                 ) as cursor:
-                    names = [column[0] for column in cursor.description]
+                    names = [column[0].lower() for column in cursor.description]
                     for values in cursor.fetchall():
                         row = dict(zip(names, values, strict=True))
                         found.append({k: v for k, v in row.items() if k not in _DLT_COLUMNS})
-    except (DestinationUndefinedEntity, SqlClientNotAvailable):
+    except (DestinationException, SqlClientNotAvailable) as exc:
+        _cannot_read(pipeline, exc)
         return []
     return found
+
+
+def _isoformat(value: Any) -> str:
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
+def _cannot_read(pipeline: dlt.Pipeline, exc: BaseException) -> None:
+    if isinstance(exc, DestinationUndefinedEntity):
+        return
+    logger.warning(
+        "cannot read %s.%s on this destination (%s): deletions are not reconciled in this run",
+        pipeline.dataset_name,
+        TABLE_NAME,
+        type(exc).__name__,
+    )

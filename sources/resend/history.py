@@ -51,35 +51,51 @@ class Observations:
     observed: List[bool] = field(default_factory=list)
     previous_status: List[Optional[str]] = field(default_factory=list)
     observed_at: List[datetime] = field(default_factory=list)
+    # appended to the observation key: keeps an import's return after a deletion apart
+    key_suffix: List[str] = field(default_factory=list)
 
-    def add(self, observed: bool, previous_status: Optional[str], observed_at: datetime) -> None:
+    def add(
+        self,
+        observed: bool,
+        previous_status: Optional[str],
+        observed_at: datetime,
+        key_suffix: str = "",
+    ) -> None:
         self.observed.append(observed)
         self.previous_status.append(previous_status)
         self.observed_at.append(observed_at)
+        self.key_suffix.append(key_suffix)
 
     def extend(
         self,
         observed: List[bool],
         previous_status: List[Optional[str]],
         observed_at: List[datetime],
+        key_suffix: List[str],
     ) -> None:
         self.observed += observed
         self.previous_status += previous_status
         self.observed_at += observed_at
+        self.key_suffix += key_suffix
 
     def rows(self, batch: Sequence[Row]) -> List[Dict[str, Any]]:
         """History rows for the observed rows of `batch` (the same rows, in order)."""
         return [
             {
-                "observation_key": observation_key(row),
+                "observation_key": observation_key(row) + suffix,
                 "import_id": row["id"],
                 "status": row.get("status"),
                 **{f"counts__{name}": row.get(f"counts__{name}") for name in COUNT_FIELDS},
                 "observed_at": observed_at,
                 "previous_status": previous_status,
             }
-            for row, observed, previous_status, observed_at in zip(
-                batch, self.observed, self.previous_status, self.observed_at, strict=True
+            for row, observed, previous_status, observed_at, suffix in zip(
+                batch,
+                self.observed,
+                self.previous_status,
+                self.observed_at,
+                self.key_suffix,
+                strict=True,
             )
             if observed
         ]
@@ -97,7 +113,8 @@ def deletion_rows(rows: Sequence[Row], deleted_at: datetime) -> List[Dict[str, A
     """History rows recording that these imports (their last rows) are gone from Resend."""
     return [
         {
-            "observation_key": observation_key({**row, "status": DELETED_STATUS}),
+            "observation_key": observation_key({**row, "status": DELETED_STATUS})
+            + f"|at {deleted_at.isoformat()}",
             "import_id": row["id"],
             "status": DELETED_STATUS,
             **{f"counts__{name}": row.get(f"counts__{name}") for name in COUNT_FIELDS},

@@ -16,6 +16,9 @@ What this assumes, and what covers the rest:
   fetched by id, is not dropped: it is fetched by id on every run until it answers again,
   and concluded gone after `gone_after_runs` consecutive 404s (at once when a complete
   listing also omits it).
+- An import concluded gone is re-checked by id on every run for `RECHECK_DELETED_DAYS`, so
+  that a 404 streak that was not a deletion heals within a run; if it comes back, the history
+  records it (previous status `deleted`).
 - The state belongs to the table: each run records its own id and the id of the run it
   continued from, so a pending load package can be told apart from one extracted against
   another copy of the table (see `destination`).
@@ -28,8 +31,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Dict, List, MutableMapping, Optional, Set
 
 from .records import Row, fingerprint, is_terminal
+from .settings import DELETED_STATUS
 
 STATE_VERSION = 1
+RECHECK_DELETED_DAYS = 7
 
 
 @dataclass
@@ -44,12 +49,20 @@ class OpenImport:
 
 
 @dataclass
+class DeletedImport:
+    """An import this connector marked deleted, re-checked by id for a while."""
+
+    deleted_at: str
+
+
+@dataclass
 class SyncState:
     """What one run leaves for the next, stored in dlt resource state (plain JSON)."""
 
     newest_created_at: Optional[str] = None
     newest_ids: List[str] = field(default_factory=list)
     open_imports: Dict[str, OpenImport] = field(default_factory=dict)
+    deleted: Dict[str, DeletedImport] = field(default_factory=dict)
     run_id: Optional[str] = None  # the run that saved this state
     parent_run_id: Optional[str] = None  # the run whose state that run started from
     complete_listing_at: Optional[str] = None  # when a run last listed every import
@@ -64,11 +77,10 @@ class SyncState:
         return committed.run_id in (self.run_id, self.parent_run_id)
 
     def complete_listing_due(self, now: datetime, every_days: float) -> bool:
-        """Whether a periodic complete listing is due (never when `every_days` is 0)."""
-        if every_days <= 0 or self.is_empty:
+        """Whether a periodic complete listing is due (never when `every_days` is 0; the
+        clock starts at the first run that records it, so an upgrade does not list all)."""
+        if every_days <= 0 or self.is_empty or self.complete_listing_at is None:
             return False
-        if self.complete_listing_at is None:
-            return True
         last = datetime.fromisoformat(self.complete_listing_at)
         return now - last >= timedelta(days=every_days)
 
@@ -82,8 +94,12 @@ class SyncState:
         """Open imports refreshed one by one rather than by paging."""
         return [import_id for import_id, o in self.open_imports.items() if o.by_get]
 
+    def known_ids(self) -> List[str]:
+        """Ids whose next sighting is compared with what the state remembers of them."""
+        return [*self.open_imports, *self.deleted]
+
     def is_new(self, row: Row) -> bool:
-        if row["id"] in self.open_imports:
+        if row["id"] in self.open_imports or row["id"] in self.deleted:
             return False
         if self.newest_created_at is None:
             return True
@@ -94,8 +110,30 @@ class SyncState:
         )
 
     def is_updated(self, row: Row) -> bool:
+        """Open at the last run and changed since, or marked deleted and back."""
+        if row["id"] in self.deleted:
+            return True
         known = self.open_imports.get(row["id"])
         return known is not None and known.fingerprint != fingerprint(row)
+
+    def status_before(self, import_id: str) -> Optional[str]:
+        """The status the state remembers (`deleted` for an import marked deleted)."""
+        if import_id in self.deleted:
+            return DELETED_STATUS
+        known = self.open_imports.get(import_id)
+        return known.status if known else None
+
+    def history_key_suffix(self, import_id: str) -> str:
+        """What keeps the history row of an import's return apart from the row of the same
+        status and counts observed before its deletion."""
+        deleted = self.deleted.get(import_id)
+        return f"|back after {deleted.deleted_at}" if deleted else ""
+
+    def changes_from(self, other: "SyncState") -> bool:
+        """Whether this state says something `other` does not (run ids aside)."""
+        mine = {k: v for k, v in vars(self).items() if k not in ("run_id", "parent_run_id")}
+        theirs = {k: v for k, v in vars(other).items() if k not in ("run_id", "parent_run_id")}
+        return mine != theirs
 
     @classmethod
     def load(cls, stored: MutableMapping[str, Any]) -> "SyncState":
@@ -105,6 +143,7 @@ class SyncState:
             newest_created_at=stored.get("newest_created_at"),
             newest_ids=list(stored.get("newest_ids", [])),
             open_imports={k: OpenImport(**v) for k, v in stored.get("open_imports", {}).items()},
+            deleted={k: DeletedImport(**v) for k, v in stored.get("deleted", {}).items()},
             run_id=stored.get("run_id"),
             parent_run_id=stored.get("parent_run_id"),
             complete_listing_at=stored.get("complete_listing_at"),
@@ -118,6 +157,7 @@ class SyncState:
                 "newest_created_at": self.newest_created_at,
                 "newest_ids": self.newest_ids,
                 "open_imports": {k: vars(v) for k, v in self.open_imports.items()},
+                "deleted": {k: vars(v) for k, v in self.deleted.items()},
                 "run_id": self.run_id,
                 "parent_run_id": self.parent_run_id,
                 "complete_listing_at": self.complete_listing_at,
@@ -151,6 +191,8 @@ class RunObserver:
         self._open_listed: List[tuple[int, str, Row]] = []
         self._open_fetched: List[Row] = []
         self._not_found: Dict[str, OpenImport] = {}
+        self._deleted: Dict[str, DeletedImport] = {}
+        self._back: Set[str] = set()
         self._position = 0
 
     def listed(self, row: Row) -> None:
@@ -195,21 +237,39 @@ class RunObserver:
             missing_runs=known.missing_runs + 1,
         )
 
+    def deleted(self, import_id: str, deleted_at: datetime) -> None:
+        """An import this run marked deleted."""
+        self._deleted[import_id] = DeletedImport(deleted_at.isoformat())
+
+    def back(self, import_id: str) -> None:
+        """An import marked deleted that this run read again."""
+        self._back.add(import_id)
+
+    @property
+    def returned(self) -> Set[str]:
+        return self._back
+
     def next_state(
         self, previous: SyncState, now: Optional[datetime] = None, complete_listing: bool = False
     ) -> SyncState:
         """The state after this run; keeps the previous newest when nothing was listed."""
+        now = now or datetime.now(UTC)
         if self.newest is None:
             state = SyncState(previous.newest_created_at, previous.newest_ids)
         else:
             state = SyncState(self.newest.isoformat(), sorted(self.newest_ids))
-        state.run_id = uuid.uuid4().hex
-        state.parent_run_id = previous.run_id
         state.complete_listing_at = (
-            (now or datetime.now(UTC)).isoformat()
-            if complete_listing
+            now.isoformat()
+            if complete_listing or previous.complete_listing_at is None
             else previous.complete_listing_at
         )
+        recheck_since = now - timedelta(days=RECHECK_DELETED_DAYS)
+        state.deleted = {
+            import_id: deleted
+            for import_id, deleted in {**previous.deleted, **self._deleted}.items()
+            if import_id not in self._back
+            and datetime.fromisoformat(deleted.deleted_at) >= recheck_since
+        }
         state.open_imports.update(self._not_found)
         positions = [position for position, _, _ in self._open_listed]
         paged_count = imports_to_page(positions, self.page_size)
@@ -217,6 +277,13 @@ class RunObserver:
             state.open_imports[import_id] = _open_import(row, by_get=index >= paged_count)
         for row in self._open_fetched:
             state.open_imports[row["id"]] = _open_import(row, by_get=True)
+        for import_id in self._deleted:
+            state.open_imports.pop(import_id, None)
+        # a new run id only when something changed: a quiet run commits no new state
+        if state.changes_from(previous):
+            state.run_id, state.parent_run_id = uuid.uuid4().hex, previous.run_id
+        else:
+            state.run_id, state.parent_run_id = previous.run_id, previous.parent_run_id
         return state
 
 

@@ -17,6 +17,7 @@ import pytest
 from pipelines.simulator import FaultPlan
 
 from ..conftest import API_KEY, Account
+from ..throwaway_postgres import ThrowawayPostgres
 
 pytestmark = pytest.mark.airflow
 
@@ -38,6 +39,7 @@ def airflow_env(account: Account) -> Iterator[Dict[str, str]]:
         "RESEND_API_URL": account.url,
         "DESTINATION__DUCKDB__CREDENTIALS": str(account.duckdb_path),
         "RESEND_IMPORTS_DAG_RETRIES": "0",
+        "DLT_DATA_DIR": str(account.workdir / "worker1"),
     }
     migrate = subprocess.run(
         [AIRFLOW, "db", "migrate"], env=env, capture_output=True, text=True, timeout=300
@@ -66,10 +68,12 @@ def test_two_dag_runs_equal_truth_and_the_second_is_incremental(
 
     account.store.advance(new=30, seconds=600)
     account.simulator.reset_stats()
-    second = dags_test(airflow_env)
+    # another worker: nothing local, the state comes back from the DuckDB file
+    second = dags_test(airflow_env, DLT_DATA_DIR=str(account.workdir / "worker2"))
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert account.differences() == []
-    assert account.requests("list") == 1  # the state came back from the DuckDB file
+    assert account.requests("list") == 1
+    assert "incremental run" in second.stdout + second.stderr  # the summary in the task log
     for output in (first, second):
         assert API_KEY not in output.stdout + output.stderr
     with duckdb.connect(str(account.duckdb_path), read_only=True) as con:
@@ -77,6 +81,29 @@ def test_two_dag_runs_equal_truth_and_the_second_is_incremental(
             0,
         )
     assert days > 0  # the refresh_views task ran
+
+
+def test_two_dag_runs_on_postgres_restore_the_state_from_postgres(
+    make_account: Any, airflow_env: Dict[str, str], postgres: ThrowawayPostgres
+) -> None:
+    account: Account = make_account(seed=2, destination="postgres")
+    env = {
+        **airflow_env,
+        "RESEND_API_URL": account.url,
+        "RESEND_IMPORTS_DESTINATION": "postgres",
+        "DESTINATION__POSTGRES__CREDENTIALS": postgres.dsn(),
+    }
+    first = dags_test(env)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert account.differences() == []
+    account.store.advance(new=30, seconds=600)
+    account.simulator.reset_stats()
+    second = dags_test(env, DLT_DATA_DIR=str(account.workdir / "worker2"))
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert account.differences() == []
+    assert account.requests("list") == 1  # the state came back from PostgreSQL
+    for output in (first, second):
+        assert "Loader-pw-doNotLeak-7" not in output.stdout + output.stderr
 
 
 def test_a_transient_fault_is_absorbed_inside_the_task(
