@@ -42,6 +42,14 @@ CONTENDERS: Dict[str, List[str]] = {
     REST_API: [PYTHON, "-m", "benchmarks.rest_api_sync", "{db}", "jsonl"],
     HAND_LOOP: [PYTHON, "-m", "benchmarks.hand_loop", "{db}"],
 }
+# ours into a throwaway PostgreSQL server: dlt's csv (COPY) for bulk runs, as shipped, and
+# every run as INSERT statements (dlt's default format for PostgreSQL), for the choice
+OURS_POSTGRES = "resend-imports → PostgreSQL (csv)"
+OURS_POSTGRES_INSERTS = "resend-imports → PostgreSQL (insert_values)"
+POSTGRES_CONTENDERS: Dict[str, List[str]] = {
+    OURS_POSTGRES: [RESEND_IMPORTS, "sync", "--destination", "postgres"],
+    OURS_POSTGRES_INSERTS: [PYTHON, "-m", "benchmarks.postgres_sync", "insert_values"],
+}
 REST_API_DEFAULT = "rest_api (default)"
 REST_API_DEFAULT_COMMAND = [PYTHON, "-m", "benchmarks.rest_api_sync", "{db}", "default"]
 
@@ -102,11 +110,17 @@ def _peak_rss_mib(pid: int, previous: float) -> float:
     return previous
 
 
-def run_contender(command: Sequence[str], workdir: Path, sim: SimulatorProcess) -> Run:
+def run_contender(
+    command: Sequence[str],
+    workdir: Path,
+    sim: SimulatorProcess,
+    extra_env: Optional[Dict[str, str]] = None,
+) -> Run:
     """Runs one contender process to its end, sampling its peak RSS while it runs."""
     database = workdir / "bench.duckdb"
     env = {
         **os.environ,
+        **(extra_env or {}),
         "RESEND_API_KEY": API_KEY,
         "RESEND_API_URL": sim.url,
         "DESTINATION__DUCKDB__CREDENTIALS": str(database),
@@ -164,7 +178,26 @@ def table_is_correct(database: Path, truth: List[Dict[str, Any]]) -> bool:
     return len(rows) == len(loaded) and loaded == expected
 
 
-def compare(imports: int, rounds: int, contenders: Dict[str, List[str]]) -> Dict[str, Results]:
+def postgres_table_is_correct(dsn: str, workdir: Path, truth: List[Dict[str, Any]]) -> bool:
+    import dlt
+
+    from pipelines.resend_imports import make_pipeline
+    from pipelines.verify import differences
+
+    checker = make_pipeline(
+        dlt.destinations.postgres(credentials=dsn),
+        pipeline_name="bench_check",
+        pipelines_dir=str(workdir / "check"),
+    )
+    return differences(checker, truth) == []
+
+
+def compare(
+    imports: int,
+    rounds: int,
+    contenders: Dict[str, List[str]],
+    postgres: Optional[Any] = None,
+) -> Dict[str, Results]:
     """Full sync, then an incremental run after 30 new imports and open ones progressing."""
     results = {name: Results() for name in contenders}
     names = list(contenders)
@@ -174,12 +207,22 @@ def compare(imports: int, rounds: int, contenders: Dict[str, List[str]]) -> Dict
             for name in order:
                 workdir = Path(scratch) / f"{round_number}-{name.replace(' ', '_')}"
                 workdir.mkdir()
+                extra_env: Dict[str, str] = {}
+                if name in POSTGRES_CONTENDERS:
+                    assert postgres is not None
+                    postgres.reset_database()
+                    extra_env["DESTINATION__POSTGRES__CREDENTIALS"] = postgres.dsn()
                 sim.call("POST", "reset")
-                results[name].full.append(run_contender(contenders[name], workdir, sim))
+                command = contenders[name]
+                results[name].full.append(run_contender(command, workdir, sim, extra_env))
                 sim.call("POST", "advance?new=30&seconds=600")
-                results[name].incremental.append(run_contender(contenders[name], workdir, sim))
+                results[name].incremental.append(run_contender(command, workdir, sim, extra_env))
                 truth = sim.call("GET", "truth")
-                results[name].correct.append(table_is_correct(workdir / "bench.duckdb", truth))
+                if postgres is not None and name in POSTGRES_CONTENDERS:
+                    correct = postgres_table_is_correct(postgres.dsn(), workdir, truth)
+                else:
+                    correct = table_is_correct(workdir / "bench.duckdb", truth)
+                results[name].correct.append(correct)
                 print(f"  round {round_number + 1}: {name} done", file=sys.stderr)
     return results
 
@@ -278,6 +321,16 @@ def report(
         f"| requests, full sync: ours | {ours.full[-1].requests} | {-(-imports // 100)} |",
         f"| requests, run with nothing new or open: ours | {quiet[0]} | 1 |",
     ]
+    if OURS_POSTGRES in results:
+        on_postgres, inserts = results[OURS_POSTGRES], results[OURS_POSTGRES_INSERTS]
+        full_postgres = _median([r.wall for r in on_postgres.full])
+        lines += [
+            f"| PostgreSQL full sync: csv / DuckDB | {full_postgres / full_ours:.2f}"
+            f" ({full_postgres:.2f}s, {max(r.peak_rss_mib for r in on_postgres.full):.0f} MiB)"
+            " | for information |",
+            f"| PostgreSQL full sync: csv / insert_values |"
+            f" {full_postgres / _median([r.wall for r in inserts.full]):.2f} | ≤ 0.8 keeps csv |",
+        ]
     if limited:
         lines.append(
             f"| rate-limited (10/s, 5,000 imports): wall {limited['wall']:.2f}s,"
@@ -309,12 +362,25 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--with-rest-api-default", action="store_true", help="slow: ~3 GiB")
     parser.add_argument("--no-rate-limit", action="store_true")
     parser.add_argument("--check", action="store_true", help="exit 1 unless ours is correct")
+    parser.add_argument(
+        "--no-postgres", action="store_true", help="skip ours on a throwaway PostgreSQL server"
+    )
     args = parser.parse_args(argv)
 
     contenders = dict(CONTENDERS)
     if args.with_rest_api_default:
         contenders[REST_API_DEFAULT] = REST_API_DEFAULT_COMMAND
-    results = compare(args.imports, args.rounds, contenders)
+    postgres = None
+    if not args.no_postgres:
+        from tests.throwaway_postgres import ThrowawayPostgres
+
+        postgres = ThrowawayPostgres().start()
+        contenders.update(POSTGRES_CONTENDERS)
+    try:
+        results = compare(args.imports, args.rounds, contenders, postgres)
+    finally:
+        if postgres is not None:
+            postgres.stop()
     quiet = quiet_run_requests()
     limited = None if args.no_rate_limit else rate_limited(start_up=quiet[1])
     sizes = [int(s) for s in args.scale.split(",") if s.strip()]
@@ -323,6 +389,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     print("\n".join(lines))
     ours = results[OURS]
     good = all(ours.correct) and all(r.ok for r in ours.full + ours.incremental)
+    for name in POSTGRES_CONTENDERS:
+        if name in results:
+            on_postgres = results[name]
+            good = good and all(on_postgres.correct)
+            good = good and all(r.ok for r in on_postgres.full + on_postgres.incremental)
     good = good and all(run.ok for _, run in scaled)
     good = good and ours.full[-1].requests == -(-args.imports // 100) and quiet[0] == 1
     return 0 if good or not args.check else 1

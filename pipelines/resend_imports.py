@@ -157,6 +157,7 @@ def run_sync(
     full_refresh: bool = False,
     status: Optional[str] = None,
     wait_seconds: float = 0.0,
+    loader_file_format: Optional[str] = None,
     **source_options: Any,
 ) -> SyncSummary:
     """Runs one sync, holding the pipeline's writer lock throughout, and returns its summary.
@@ -166,6 +167,8 @@ def run_sync(
         full_refresh: List every import again (merged: no duplicates).
         status: Only imports with this status; the incremental state is left alone.
         wait_seconds: How long to wait for another run that holds the lock.
+        loader_file_format: A dlt file format for every load package (default: dlt's
+            choice per item: parquet or csv for Arrow batches, INSERTs for plain rows).
         **source_options: Arguments of `resend_source` given explicitly (api_key, base_url,
             page_size, retry settings); anything not given comes from dlt config.
 
@@ -176,7 +179,9 @@ def run_sync(
     where = describe_destination(pipeline)
     try:
         with writer_lock(pipeline, wait_seconds):
-            return _run_locked(pipeline, started, where, full_refresh, status, source_options)
+            return _run_locked(
+                pipeline, started, where, full_refresh, status, loader_file_format, source_options
+            )
     except ResendError:
         raise
     except Exception as exc:
@@ -192,6 +197,7 @@ def _run_locked(
     where: str,
     full_refresh: bool,
     status: Optional[str],
+    loader_file_format: Optional[str],
     source_options: Dict[str, Any],
 ) -> SyncSummary:
     report = SyncReport()
@@ -205,7 +211,7 @@ def _run_locked(
     repair_package_storage(pipeline)
     if pipeline.has_pending_data:
         finish_or_discard_pending(pipeline)
-    load_info = pipeline.run(source)
+    load_info = pipeline.run(source, loader_file_format=loader_file_format)  # type: ignore[arg-type]
     if any(package.schema_update for package in load_info.load_packages):
         # new tables or columns: (re)create the views over them; otherwise they stand
         try:

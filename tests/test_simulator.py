@@ -18,7 +18,7 @@ from sources.resend.records import parse_timestamp
 
 from .conftest import API_KEY
 
-SPEC_PATH = Path(__file__).resolve().parents[1] / ".." / "shared" / "resend" / "openapi.yaml"
+SPEC_PATH = Path(__file__).resolve().parent / "spec" / "resend-openapi.yaml"
 PUBLIC_API = "https://api.resend.com"
 HEADERS = {"Authorization": f"Bearer {API_KEY}", "User-Agent": "resend-imports-tests"}
 
