@@ -11,6 +11,8 @@ import dlt
 import duckdb
 from dlt.common.destination import Destination
 from dlt.common.destination.exceptions import SqlClientNotAvailable
+from dlt.load.exceptions import LoadClientJobFailed, LoadPackageAborted
+from dlt.pipeline.exceptions import PipelineStepFailed
 
 from sources.resend import SyncReport, resend_source
 from sources.resend.destination import committed_state, resource_state_of
@@ -19,6 +21,7 @@ from sources.resend.incremental import SyncState
 from sources.resend.settings import TABLE_NAME
 
 from .destination_faults import DestinationFaultError, describe_destination, destination_fault
+from .failures import causes, explain
 from .locking import writer_lock
 from .packages import repair_package_storage
 from .views import create_views
@@ -136,7 +139,27 @@ def finish_or_discard_pending(pipeline: dlt.Pipeline) -> None:
     local = SyncState.load(resource_state_of(pipeline.state))
     if not known or local.continues(SyncState.load(committed)):
         logger.warning("loading data left by an interrupted run before syncing")
-        pipeline.run()
+        try:
+            pipeline.run()
+        except PipelineStepFailed as exc:
+            refused = next(
+                (
+                    c
+                    for c in causes(exc)
+                    if isinstance(c, (LoadPackageAborted, LoadClientJobFailed))
+                ),
+                None,
+            )
+            if refused is None:
+                raise
+            # e.g. a kill between a job's commit and dlt's record of it: the job cannot run
+            # twice (`_dlt_pipeline_state` keeps `_dlt_id` unique). dlt aborted the package
+            # and rewound the local state; this run lists again from the committed one
+            logger.warning(
+                "the data left by an interrupted run could not be finished and was discarded"
+                " (%s); this run lists again from the state the destination holds",
+                explain(exc) or type(refused).__name__,
+            )
         return
     packages = len(pipeline.list_extracted_load_packages()) + len(
         pipeline.list_normalized_load_packages()

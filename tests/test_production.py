@@ -13,6 +13,7 @@ from typing import Any, Iterator
 import psycopg2
 import pytest
 from dlt.common.storages.load_package import PackageStorage
+from dlt.destinations.exceptions import DatabaseTerminalException
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from pipelines.destination_faults import DestinationFaultError
@@ -300,3 +301,44 @@ def test_a_package_left_extracted_and_normalized_heals_on_the_next_run(
     assert "discarding the extracted copy of load package" in caplog.text
     assert account.differences() == []
     assert not account.pipeline().has_pending_data
+
+
+def test_a_pending_package_that_cannot_be_finished_is_discarded_in_the_same_run(
+    make_account: Any,
+    destination_name: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Seen in the SIGKILL trials on PostgreSQL: a kill after the server committed the state
+    job and before dlt recorded it; the retried job breaks `_dlt_pipeline_state`'s unique
+    `_dlt_id`. Forced here: the run is killed while recording a job, then the destination
+    refuses a job of the left package. The next run discards it and lists again, exit 0."""
+    account: Account = make_account(imports=300)
+    pipeline = account.pipeline()
+    account.sync(pipeline)
+    account.store.advance(new=50, seconds=600)
+    original_complete = PackageStorage.complete_job
+
+    def killed_while_recording(self: PackageStorage, load_id: str, file_name: str) -> str:
+        raise KeyboardInterrupt  # the process dies here
+
+    monkeypatch.setattr(PackageStorage, "complete_job", killed_while_recording)
+    with pytest.raises((PipelineStepFailed, KeyboardInterrupt)):
+        account.sync(pipeline)
+    monkeypatch.setattr(PackageStorage, "complete_job", original_complete)
+    left = set(pipeline.list_normalized_load_packages())
+    assert left
+    client_class = type(pipeline.destination_client())
+    original_job = client_class.create_load_job
+
+    def refuses_the_left_package(self: Any, table: Any, file_path: str, *a: Any, **k: Any) -> Any:
+        if any(load_id in file_path for load_id in left):
+            raise DatabaseTerminalException(Exception("duplicate key value violates unique"))
+        return original_job(self, table, file_path, *a, **k)
+
+    monkeypatch.setattr(client_class, "create_load_job", refuses_the_left_package)
+    account.store.advance(new=5, seconds=600)
+    summary = account.sync(account.pipeline())
+    assert "could not be finished and was discarded" in caplog.text
+    assert summary.mode == "incremental"
+    assert account.differences() == []

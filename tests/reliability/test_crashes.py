@@ -32,16 +32,23 @@ def _packages(pipeline_dir: Path, folder: str) -> list[Path]:
     return list((pipeline_dir / folder).glob("*"))
 
 
-def _completed_jobs(pipeline_dir: Path) -> list[Path]:
-    return list((pipeline_dir / "load" / "normalized").glob("*/completed_jobs/*"))
+def _jobs(pipeline_dir: Path, state: str) -> list[Path]:
+    return list((pipeline_dir / "load" / "normalized").glob(f"*/{state}/*"))
+
+
+def _all_jobs_done(pipeline_dir: Path) -> bool:
+    """Every job of the package loaded; dlt is recording the load (`_dlt_loads`, the state
+    it carries) and moving the package: the commit of the run."""
+    return bool(_jobs(pipeline_dir, "completed_jobs")) and not (
+        _jobs(pipeline_dir, "new_jobs") or _jobs(pipeline_dir, "started_jobs")
+    )
 
 
 def phase_left_behind(pipeline_dir: Path) -> str:
     """Where the killed run was, judged by the load packages it left in dlt's working dir."""
-    completed = [job.name for job in _completed_jobs(pipeline_dir)]
-    if any(name.startswith("_dlt_pipeline_state") for name in completed):
+    if _all_jobs_done(pipeline_dir):
         return "state commit"
-    if completed:
+    if _jobs(pipeline_dir, "completed_jobs"):
         return "load, after the first job"
     if _packages(pipeline_dir, "load/normalized"):
         return "load, before the first job"
@@ -66,10 +73,8 @@ def kill_condition(
     if target == "load, before the first job":
         return lambda: bool(_packages(pipeline_dir, "load/normalized"))
     if target == "load, after the first job":
-        return lambda: bool(_completed_jobs(pipeline_dir))
-    return lambda: any(
-        job.name.startswith("_dlt_pipeline_state") for job in _completed_jobs(pipeline_dir)
-    )
+        return lambda: bool(_jobs(pipeline_dir, "completed_jobs"))
+    return lambda: _all_jobs_done(pipeline_dir)
 
 
 def test_sigkill_at_chosen_phases_never_loses_or_duplicates_rows(
