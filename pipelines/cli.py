@@ -3,38 +3,80 @@
 import argparse
 import logging
 import os
+import signal
 import sys
 import traceback
-from typing import List, Optional
+from types import FrameType
+from typing import Any, Dict, List, Optional
 
 from sources.resend.settings import STATUSES
 
-from .failures import explain
+from .failures import causes, explain
 from .locking import SyncLockedError, configured_wait_seconds
-from .resend_imports import DATASET_NAME, DEFAULT_DESTINATION, PROGRESS_CHOICES
+from .resend_imports import DATASET_NAME, DEFAULT_DESTINATION
 
 EXIT_FAILED = 1
+EXIT_USAGE = 2
 EXIT_UNEXPECTED = 3
 EXIT_LOCKED = 75  # EX_TEMPFAIL: another sync holds the lock; try again later
+EXIT_INTERRUPTED = 130  # 128 + SIGINT
+EXIT_TERMINATED = 143  # 128 + SIGTERM
+PROGRESS_CHOICES = ("auto", "lines", "none")
+LINES_EVERY_SECONDS = 2.0  # progress on a terminal, or with --progress lines
+LOG_EVERY_SECONDS = 10.0  # progress in a log (cron, Airflow)
+
+SETTINGS_HELP = """settings it reads (variables win over .dlt/config.toml and .dlt/secrets.toml):
+  API key         RESEND_API_KEY, SOURCES__RESEND__API_KEY, or api_key under [sources.resend]
+  API URL         RESEND_API_URL or SOURCES__RESEND__BASE_URL (default https://api.resend.com)
+  DuckDB file     --duckdb PATH or DESTINATION__DUCKDB__CREDENTIALS
+                  (default ./resend_imports.duckdb)
+  PostgreSQL      DESTINATION__POSTGRES__CREDENTIALS=postgresql://user:password@host:5432/db
+  working folder  DLT_DATA_DIR (default ~/.dlt): local state, pending loads, the lock file"""
+SYNC_EPILOG = f"""{SETTINGS_HELP}
+  source          SOURCES__RESEND__PAGE_SIZE, ..._MAX_ATTEMPTS, ..._GONE_AFTER_RUNS,
+                  ..._FULL_REFRESH_EVERY_DAYS and the others in README, Configuration
+  lock wait       --wait, or RESEND_IMPORTS__WAIT_SECONDS
+
+exit codes: 0 synced, 1 failed (one line says why), 2 bad command line, 3 bug,
+75 another sync holds the lock, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM)"""
+REPORT_EPILOG = f"""{SETTINGS_HELP}
+
+Times are UTC. Imports marked deleted are left out of both tables and counted below them."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, like Ctrl-C's KeyboardInterrupt."""
+
+
+def _raise_terminated(signum: int, frame: Optional[FrameType]) -> None:
+    raise Terminated
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="resend-imports", description=__doc__)
-    parser.add_argument(
+    common = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    common.add_argument(
         "--log-level",
-        default="INFO",
+        default=argparse.SUPPRESS,
         choices=("DEBUG", "INFO", "WARNING", "ERROR"),
-        help="log level of the connector (default INFO)",
+        help="log level of the connector (default INFO; DEBUG also shows dlt's own log)",
     )
+    parser = argparse.ArgumentParser(
+        prog="resend-imports", description=__doc__, parents=[common], allow_abbrev=False
+    )
+    parser.set_defaults(log_level="INFO")
     commands = parser.add_subparsers(dest="command", required=True)
+    formatter = argparse.RawDescriptionHelpFormatter
 
-    sync = commands.add_parser("sync", help="one sync of contact imports into the destination")
-    sync.add_argument(
-        "--destination",
-        default=DEFAULT_DESTINATION,
-        help="any dlt destination (default duckdb: ./resend_imports.duckdb)",
+    sync = commands.add_parser(
+        "sync",
+        help="one sync of contact imports into the destination",
+        description="One sync of contact imports into the destination.",
+        epilog=SYNC_EPILOG,
+        formatter_class=formatter,
+        parents=[common],
+        allow_abbrev=False,
     )
-    sync.add_argument("--dataset", default=DATASET_NAME, help="dataset/schema (default resend)")
+    _add_destination_options(sync)
     sync.add_argument(
         "--full-refresh", action="store_true", help="list every import again and merge"
     )
@@ -42,29 +84,59 @@ def build_parser() -> argparse.ArgumentParser:
         "--status", choices=STATUSES, help="only imports with this status (state left alone)"
     )
     sync.add_argument(
-        "--progress", choices=PROGRESS_CHOICES, default="none", help="dlt progress display"
+        "--progress",
+        choices=PROGRESS_CHOICES,
+        default="auto",
+        help="a progress line every 2 s (auto: on a terminal; every 10 s in a log)",
     )
     sync.add_argument(
         "--wait",
         type=_seconds,
         default=None,
         metavar="SECONDS",
-        help="wait this long for another sync that holds the lock (default 0, or"
-        " wait_seconds under [resend_imports] / RESEND_IMPORTS__WAIT_SECONDS); then exit 75",
+        help="wait this long for another sync that holds the lock (default 0), then exit 75",
     )
 
-    report = commands.add_parser("report", help="daily summary and worst imports, from the table")
-    report.add_argument("--destination", default=DEFAULT_DESTINATION, help="as for sync")
-    report.add_argument("--dataset", default=DATASET_NAME, help="as for sync")
+    report = commands.add_parser(
+        "report",
+        help="daily summary and worst imports, from the table",
+        description="Daily summary of the most recent days with imports, and the worst"
+        " finished imports by failure rate among them, read from the table.",
+        epilog=REPORT_EPILOG,
+        formatter_class=formatter,
+        parents=[common],
+        allow_abbrev=False,
+    )
+    _add_destination_options(report)
     report.add_argument(
         "--days", type=_positive_int, default=14, help="most recent days with imports (14)"
     )
     report.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    report.add_argument("--wide", action="store_true", help="every column (wider than 100)")
 
-    demo = commands.add_parser("demo", help="sync the bundled simulator into demo.duckdb")
-    demo.add_argument("--imports", type=int, default=3000, help="imports in the simulated history")
+    demo = commands.add_parser(
+        "demo",
+        help="sync the bundled simulator into demo.duckdb",
+        parents=[common],
+        allow_abbrev=False,
+    )
+    demo.add_argument(
+        "--imports", type=_positive_int, default=3000, help="imports in the simulated history"
+    )
     demo.add_argument("--file", default="demo.duckdb", help="DuckDB file to (re)create")
     return parser
+
+
+def _add_destination_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--destination",
+        default=DEFAULT_DESTINATION,
+        help="a dlt destination name: duckdb (default), postgres, motherduck, bigquery, ...",
+    )
+    command.add_argument(
+        "--duckdb", metavar="PATH", help="the DuckDB file (default ./resend_imports.duckdb)"
+    )
+    command.add_argument("--dataset", default=DATASET_NAME, help="dataset/schema (default resend)")
 
 
 def _seconds(text: str) -> float:
@@ -83,6 +155,18 @@ def _positive_int(text: str) -> int:
     return int(text)
 
 
+def parse(argv: Optional[List[str]]) -> argparse.Namespace:
+    """The arguments; an unknown one is reported with the usage of its own command."""
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        commands: Any = next(
+            action for action in parser._actions if isinstance(action, argparse._SubParsersAction)
+        )
+        commands.choices[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
+    return args
+
+
 def _configure_logging(level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
@@ -95,39 +179,101 @@ def _configure_logging(level: str) -> None:
     os.environ.setdefault("RUNTIME__LOG_LEVEL", "DEBUG" if level == "DEBUG" else "CRITICAL")
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    _configure_logging(args.log_level)
-    try:
-        if args.command == "demo":
-            from .demo import run_demo
+def _destination(args: argparse.Namespace) -> Any:
+    from .resend_imports import duckdb_destination
 
-            return run_demo(args.imports, args.file)
-        from .resend_imports import make_pipeline, run_sync
+    if args.duckdb is not None:
+        if args.destination not in (DEFAULT_DESTINATION, "duckdb"):
+            raise _usage(f"--duckdb goes with --destination duckdb, not {args.destination}")
+        return duckdb_destination(args.duckdb)
+    return args.destination
 
-        if args.command == "report":
-            from .report import read_report, render
 
-            pipeline = make_pipeline(args.destination, args.dataset)
-            print(render(read_report(pipeline, args.days), args.format))
-            return 0
-        pipeline = make_pipeline(args.destination, args.dataset, progress=args.progress)
-        wait = args.wait if args.wait is not None else configured_wait_seconds()
-        summary = run_sync(
-            pipeline, full_refresh=args.full_refresh, status=args.status, wait_seconds=wait
-        )
-        print("\n".join(summary.lines()))
+class _UsageError(Exception):
+    pass
+
+
+def _usage(message: str) -> _UsageError:
+    return _UsageError(message)
+
+
+def _progress_every(choice: str) -> Optional[float]:
+    if choice == "none":
+        return None
+    if choice == "lines" or sys.stderr.isatty():
+        return LINES_EVERY_SECONDS
+    return LOG_EVERY_SECONDS
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "demo":
+        from .demo import run_demo
+
+        return run_demo(args.imports, args.file)
+    from .resend_imports import make_pipeline, run_sync
+
+    pipeline = make_pipeline(_destination(args), args.dataset)
+    if args.command == "report":
+        from .report import read_report, render
+
+        print(render(read_report(pipeline, args.days), args.format, wide=args.wide))
         return 0
+    options: Dict[str, Any] = {}
+    every = _progress_every(args.progress)
+    if every is not None:
+        options["progress_every_seconds"] = every
+    wait = args.wait if args.wait is not None else configured_wait_seconds()
+    summary = run_sync(
+        pipeline,
+        full_refresh=args.full_refresh,
+        status=args.status,
+        wait_seconds=wait,
+        **options,
+    )
+    print("\n".join(summary.lines()))
+    return 0
+
+
+def _interruption(exc: BaseException) -> Optional[KeyboardInterrupt]:
+    """The Ctrl-C or SIGTERM behind a failure, also when dlt wrapped it in its own error."""
+    for cause in causes(exc):
+        if isinstance(cause, KeyboardInterrupt):
+            return cause
+    return None
+
+
+def _interrupted(interruption: KeyboardInterrupt) -> int:
+    terminated = isinstance(interruption, Terminated)
+    print(
+        f"resend-imports: {'terminated (SIGTERM)' if terminated else 'interrupted (Ctrl-C)'}:"
+        " nothing was half-committed; the table and its state are as the last good run left"
+        " them, and what this run extracted loads on the next run",
+        file=sys.stderr,
+    )
+    return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse(argv)
+    _configure_logging(args.log_level)
+    previous_handler = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        return _run(args)
+    except _UsageError as exc:
+        print(f"resend-imports {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except SyncLockedError as exc:
         print(f"resend-imports: locked: {exc}", file=sys.stderr)
         return EXIT_LOCKED
     except BrokenPipeError:  # the reader (say `| head`) stopped reading: not an error
         sys.stdout = open(os.devnull, "w")
         return 0
-    except KeyboardInterrupt:
-        print("resend-imports: interrupted; run again to finish", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        return _interrupted(exc)
     except Exception as exc:  # noqa: BLE001  (every failure ends in one line)
+        interruption = _interruption(exc)
+        if interruption is not None:
+            return _interrupted(interruption)
         message = explain(exc)
         if message is None:
             traceback.print_exc()
@@ -135,6 +281,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             return EXIT_UNEXPECTED
         print(f"resend-imports: error: {message}", file=sys.stderr)
         return EXIT_FAILED
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
 
 
 def entry_point() -> None:

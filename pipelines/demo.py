@@ -2,6 +2,9 @@
 
 import logging
 import os
+import shlex
+import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -21,6 +24,23 @@ SELECT status, count(*) AS imports, sum(counts__total) AS rows_total,
        sum(counts__failed) AS rows_failed, max(created_at) AS newest
 FROM {table} GROUP BY status ORDER BY imports DESC
 """
+
+
+def _shown(path: Path) -> str:
+    """`path` relative to the working directory when it is below it."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _command() -> str:
+    """This command as the user can run it from here (`.venv/bin/resend-imports` after
+    `make install`, or the bare name when it is on the PATH)."""
+    program = Path(sys.argv[0])
+    if program.name == "resend-imports" and shutil.which("resend-imports") != str(program):
+        return shlex.quote(_shown(program.resolve()))
+    return "resend-imports"
 
 
 def run_demo(imports: int, file: str) -> int:
@@ -59,5 +79,5 @@ def run_demo(imports: int, file: str) -> int:
     print(f"  {'status':<12}{'imports':>8}{'rows total':>12}{'rows failed':>12}  newest")
     for status, count, total, failed, newest in rows:
         print(f"  {status:<12}{count:>8}{total or 0:>12}{failed or 0:>12}  {newest:%Y-%m-%d %H:%M}")
-    print(f"\nexplore it: DESTINATION__DUCKDB__CREDENTIALS={path} resend-imports report")
+    print(f"\nexplore it: {_command()} report --duckdb {shlex.quote(_shown(path))}")
     return 0 if correct else 1

@@ -1,5 +1,6 @@
 """One-line explanations of the failures a user can cause or meet."""
 
+import errno
 import re
 from typing import Any, Iterator, List, Optional
 
@@ -16,6 +17,7 @@ from dlt.load.exceptions import LoadClientJobFailed
 
 from sources.resend.errors import ResendAuthError, ResendError
 
+_FILE_ERRORS = (errno.EACCES, errno.EROFS, errno.ENOENT, errno.EPERM, errno.ENOTDIR)
 KEY_SOURCES = (
     "RESEND_API_KEY, SOURCES__RESEND__API_KEY or api_key under [sources.resend]"
     " in .dlt/secrets.toml"
@@ -99,9 +101,18 @@ def _explain_one(exc: BaseException) -> Optional[str]:
         return _missing_configuration(exc)
     if isinstance(exc, (UnknownDestinationModule, InvalidDestinationReference)):
         name = getattr(exc, "ref", None) or getattr(exc, "refs", None)
-        return (
+        text = (
             f"unknown destination {name!r}: use a dlt destination name such as duckdb,"
             " postgres, motherduck, bigquery or snowflake"
+        )
+        if isinstance(name, str) and (name.endswith(".duckdb") or "/" in name):
+            text += f"; for a DuckDB file, --duckdb {name} (or DESTINATION__DUCKDB__CREDENTIALS)"
+        return text
+    if isinstance(exc, OSError) and exc.errno in _FILE_ERRORS and exc.filename:
+        return (
+            f"cannot write {exc.filename} ({exc.strerror.lower() if exc.strerror else 'error'}):"
+            " dlt keeps its working folder in DLT_DATA_DIR (default ~/.dlt); point it at a"
+            " writable folder. Nothing was synced"
         )
     if isinstance(exc, LoadClientJobFailed):
         table = exc.job_id.split(".")[0]

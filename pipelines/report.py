@@ -16,6 +16,7 @@ from dlt.common.destination.exceptions import (
 from sources.resend.errors import ResendConfigError
 from sources.resend.settings import TABLE_NAME
 
+from .resend_imports import check_duckdb_folder, duckdb_file
 from .views import DAILY_VIEW, ENRICHED_VIEW, create_views
 
 FORMATS = ("table", "csv", "json")
@@ -44,8 +45,17 @@ def read_report(pipeline: dlt.Pipeline, days: int) -> Dict[str, Table]:
     """The `days` most recent days with imports, the worst imports among them, and how many
     imports are marked deleted (left out of the other two).
 
-    Creates the views first when the table was synced without them (an older version).
+    Creates the views first when the table was synced without them (an older version). A
+    DuckDB file that does not exist is an error, never a new empty file.
     """
+    path = duckdb_file(pipeline)
+    if path is not None:
+        if not path.exists():
+            raise ResendConfigError(
+                f"no DuckDB file at {path}: run `resend-imports sync` first, or name the file"
+                " with --duckdb PATH (or DESTINATION__DUCKDB__CREDENTIALS)"
+            )
+        check_duckdb_folder(path)
     try:
         return _query_report(pipeline, days)
     except DestinationUndefinedEntity:
@@ -87,6 +97,31 @@ def _query_report(pipeline: dlt.Pipeline, days: int) -> Dict[str, Table]:
     return {"daily": daily, "worst_imports": worst, "deleted": deleted}
 
 
+# The terminal table: short headers that fit 100 columns; --wide shows every column.
+DAILY_HEADERS = {
+    "day": "day (UTC)",
+    "imports": "imports",
+    "completed_imports": "completed",
+    "failed_imports": "failed",
+    "open_imports": "open",
+    "rows_total": "rows",
+    "rows_created": "created",
+    "rows_updated": "updated",
+    "rows_skipped": "skipped",
+    "rows_failed": "rows failed",
+    "median_duration_seconds": "median s",
+}
+DAILY_NARROW = tuple(c for c in DAILY_COLUMNS if c not in ("rows_updated", "rows_skipped"))
+WORST_HEADERS = {
+    "id": "id",
+    "status": "status",
+    "created_at": "created (UTC)",
+    "counts__total": "rows",
+    "counts__failed": "failed",
+    "failure_rate": "failed %",
+}
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, datetime) and value.tzinfo is not None:
         return value.astimezone(UTC).isoformat()
@@ -97,29 +132,35 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _cell(value: Any, for_terminal: bool = False) -> str:
+def _cell(value: Any, column: str = "", for_terminal: bool = False) -> str:
     if for_terminal and isinstance(value, datetime):
-        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
     value = _plain(value)
     if value is None:
         return ""
+    if for_terminal and column == "failure_rate":
+        return f"{100 * value:.1f}%"
+    if for_terminal and isinstance(value, float):
+        return f"{value:,.1f}"
     if isinstance(value, float):
-        return f"{value:.3f}"
+        return f"{value:.6g}"
     return str(value)
 
 
-def _text_table(title: str, columns: Sequence[str], rows: Table) -> str:
-    cells = [[_cell(row[c], for_terminal=True) for c in columns] for row in rows]
-    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
-    lines = [title, "  ".join(c.rjust(w) for c, w in zip(columns, widths, strict=True))]
+def _text_table(title: str, columns: Sequence[str], headers: Dict[str, str], rows: Table) -> str:
+    cells = [[_cell(row[c], c, for_terminal=True) for c in columns] for row in rows]
+    names = [headers[c] for c in columns]
+    widths = [max([len(n)] + [len(r[i]) for r in cells]) for i, n in enumerate(names)]
+    lines = [title, "  ".join(n.rjust(w) for n, w in zip(names, widths, strict=True))]
     lines += ["  ".join(v.rjust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
     if not rows:
         lines.append("(none)")
     return "\n".join(lines)
 
 
-def render(report: Dict[str, Table], output_format: str) -> str:
-    """The report as a terminal table, CSV (two blocks, a blank line apart) or JSON."""
+def render(report: Dict[str, Table], output_format: str, wide: bool = False) -> str:
+    """The report as a terminal table (100 columns, or every column with `wide`), CSV (the
+    blocks a blank line apart) or JSON."""
     if output_format == "json":
         plain = {
             k: [{c: _plain(v) for c, v in row.items()} for row in t] for k, t in report.items()
@@ -135,14 +176,20 @@ def render(report: Dict[str, Table], output_format: str) -> str:
             buffer = io.StringIO()
             writer = csv.writer(buffer, lineterminator="\n")
             writer.writerow(columns)
-            writer.writerows([[_cell(row[c]) for c in columns] for row in report[key]])
+            writer.writerows([[_cell(row[c], c) for c in columns] for row in report[key]])
             blocks.append(buffer.getvalue())
         return "\n".join(blocks).rstrip("\n")
+    daily = DAILY_COLUMNS if wide else DAILY_NARROW
     return "\n\n".join(
         [
-            _text_table("Contact imports per day (UTC)", DAILY_COLUMNS, report["daily"]),
-            _text_table("Worst imports by failure rate", WORST_COLUMNS, report["worst_imports"]),
-            f"Imports deleted in Resend (kept in the table with deleted_at, left out above):"
+            _text_table("Contact imports per day", daily, DAILY_HEADERS, report["daily"]),
+            _text_table(
+                "Worst finished imports by failure rate",
+                WORST_COLUMNS,
+                WORST_HEADERS,
+                report["worst_imports"],
+            ),
+            "Imports deleted in Resend (kept in the table with deleted_at, left out above):"
             f" {report['deleted'][0]['deleted_imports']}",
         ]
     )

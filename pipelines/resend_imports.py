@@ -47,7 +47,6 @@ MODE_TEXT = {
 PIPELINE_NAME = "resend_imports"
 DATASET_NAME = "resend"
 DEFAULT_DESTINATION = "duckdb"
-PROGRESS_CHOICES = ("log", "tqdm", "none")
 
 
 @dataclass
@@ -59,16 +58,32 @@ class SyncSummary(SyncReport):
     table: str = ""
 
     def lines(self) -> list[str]:
+        """The summary: where the data went and what changed, then what it cost."""
+        where = f"{self.table} on {self.destination}"
+        mode = MODE_TEXT.get(self.mode, self.mode)
+        unchanged = self.rows - self.new - self.updated
         deletions = ""
         if self.deleted or self.not_found:
             deletions = f"; marked deleted {self.deleted}, answered 404 {self.not_found}"
+        if self.mode == "filtered":
+            first = f"listed {self.rows} contact imports with status {self.status} into {where}"
+            second = f"  new {self.new}, updated {self.updated}, unchanged {unchanged}"
+            mode = "filtered run: the incremental state is left alone"
+        elif self.new == self.updated == self.deleted == 0:
+            first = f"nothing changed in {where}: {self.rows} contact imports read, all as before"
+            second = f"  still open {self.open_imports}{deletions}"
+        else:
+            first = f"synced {self.rows} contact imports into {where}"
+            second = (
+                f"  new {self.new}, updated {self.updated}, unchanged {unchanged};"
+                f" still open {self.open_imports}{deletions}"
+            )
         return [
-            f"synced {self.rows} contact imports into {self.table} on {self.destination}"
-            f" ({MODE_TEXT.get(self.mode, self.mode)})",
-            f"  new {self.new}, updated {self.updated}, unchanged"
-            f" {self.rows - self.new - self.updated}; still open {self.open_imports}{deletions}",
-            f"  requests {self.requests} (by id {self.refreshed_by_get}), retries {self.retries},"
-            f" rate-limited {self.rate_limited}; {self.elapsed_seconds:.2f}s",
+            f"{first} ({mode})",
+            second,
+            f"  requests {self.requests} (by id {self.refreshed_by_get + self.not_found}),"
+            f" retries {self.retries}, rate-limited {self.rate_limited};"
+            f" {self.elapsed_seconds:.2f}s",
         ]
 
 
@@ -78,7 +93,6 @@ def make_pipeline(
     *,
     pipeline_name: str = PIPELINE_NAME,
     pipelines_dir: Optional[str] = None,
-    progress: str = "none",
 ) -> dlt.Pipeline:
     """The dlt pipeline of this connector; DuckDB lands in `<pipeline_name>.duckdb` by default.
 
@@ -95,8 +109,6 @@ def make_pipeline(
     options: Dict[str, Any] = {}
     if pipelines_dir is not None:
         options["pipelines_dir"] = pipelines_dir
-    if progress != "none":
-        options["progress"] = progress
     pipeline: dlt.Pipeline = dlt.pipeline(
         pipeline_name=pipeline_name,
         destination=destination,
@@ -106,18 +118,53 @@ def make_pipeline(
     return pipeline
 
 
+def duckdb_destination(path: str) -> Any:
+    """dlt's DuckDB destination on the file at `path` (`--duckdb`)."""
+    return dlt.destinations.duckdb(str(Path(path).expanduser().resolve()))
+
+
+def duckdb_file(pipeline: dlt.Pipeline) -> Optional[Path]:
+    """The DuckDB file a pipeline writes, or None for another destination (or in memory)."""
+    destination = pipeline.destination
+    if not isinstance(destination, Destination) or destination.destination_name != "duckdb":
+        return None
+    credentials = pipeline.destination_client().config.credentials
+    database = str(getattr(credentials, "database", ""))
+    if not database or database.startswith(":"):
+        return None
+    return Path(database).resolve()
+
+
+def check_duckdb_folder(path: Path) -> None:
+    """Fails in one line when DuckDB could not create or write `path` (and its .wal)."""
+    if not path.parent.is_dir():
+        raise ResendConfigError(
+            f"the folder of the DuckDB file {path} does not exist: create it, or give another"
+            " path with --duckdb or DESTINATION__DUCKDB__CREDENTIALS"
+        )
+    if not os.access(path.parent, os.W_OK | os.X_OK) or (
+        path.exists() and not os.access(path, os.W_OK)
+    ):
+        raise ResendConfigError(
+            f"cannot write the DuckDB file {path} (DuckDB writes it and a .wal beside it):"
+            " make the folder writable, or give another path with --duckdb or"
+            " DESTINATION__DUCKDB__CREDENTIALS"
+        )
+
+
 def _check_duckdb_file(pipeline: dlt.Pipeline) -> None:
     """Fails before any request when the DuckDB file cannot take this load.
 
     DuckDB names its catalog after the file, so `resend.duckdb` with dataset `resend` makes
-    every query ambiguous; and a file locked by another process would fail the load after
-    the API has been paged for nothing.
+    every query ambiguous; a folder that does not exist or cannot be written, or a file
+    locked by another process, would fail the load after the API has been paged for nothing.
     """
-    credentials = pipeline.destination_client().config.credentials
-    database = str(getattr(credentials, "database", ""))
-    if not database or database.startswith(":"):
+    path = duckdb_file(pipeline)
+    if path is None:
         return
-    if Path(database).stem == pipeline.dataset_name:
+    database = str(path)
+    check_duckdb_folder(path)
+    if path.stem == pipeline.dataset_name:
         raise ResendConfigError(
             f"the DuckDB file {database} is named like the dataset {pipeline.dataset_name!r},"
             " which DuckDB cannot tell apart in queries; rename the file or pass --dataset"
@@ -229,8 +276,7 @@ def _run_locked(
     source = resend_source(full_refresh=full_refresh, report=report, **source_options)
     destination = pipeline.destination
     name = destination.destination_name if isinstance(destination, Destination) else ""
-    if name == "duckdb":
-        _check_duckdb_file(pipeline)
+    _check_duckdb_file(pipeline)
     repair_package_storage(pipeline)
     if pipeline.has_pending_data:
         finish_or_discard_pending(pipeline)

@@ -37,6 +37,7 @@ from .settings import (
     DELETED_STATUS,
     KNOWN_FIELDS,
     MAX_PAGE_SIZE,
+    PROGRESS_EVERY_SECONDS,
     SOURCE_NAME,
     STATUSES,
     TABLE_NAME,
@@ -70,6 +71,7 @@ class SyncReport:
     """What one run of the resource did; filled in when the listing has been consumed."""
 
     mode: str = ""
+    status: Optional[str] = None  # the filter of a filtered run
     rows: int = 0
     new: int = 0
     updated: int = 0
@@ -294,6 +296,7 @@ def contact_imports(
     previous = SyncState.load(stored)
     started_at = datetime.now(UTC)
     report.mode = _mode(previous, status, full_refresh, started_at, full_refresh_every_days)
+    report.status = status
     frontier = previous.frontier() if report.mode == "incremental" else None
     complete = frontier is None and status is None
     in_table = destination.deleted_ids(pipeline) if complete and pipeline else None
@@ -306,7 +309,8 @@ def contact_imports(
     intake = _Intake(previous, report, observer, bulk=frontier is None)
     intake.collect_ids = in_table is not None
 
-    for page in client.iter_pages(page_size, status=status):
+    expected = destination.row_count(pipeline) if in_table is not None and pipeline else None
+    for page in client.iter_pages(page_size, status=status, expected=expected):
         seen_at = datetime.now(UTC)
         if intake.bulk:
             intake.take_page(page, seen_at)
@@ -519,6 +523,7 @@ def resend_source(
     max_rate_limit_wait_seconds: float = DEFAULT_MAX_RATE_LIMIT_WAIT_SECONDS,
     connect_timeout_seconds: float = DEFAULT_CONNECT_TIMEOUT_SECONDS,
     read_timeout_seconds: float = DEFAULT_READ_TIMEOUT_SECONDS,
+    progress_every_seconds: float = PROGRESS_EVERY_SECONDS,
     full_refresh: bool = False,
     gone_after_runs: int = DEFAULT_GONE_AFTER_RUNS,
     full_refresh_every_days: float = DEFAULT_FULL_REFRESH_EVERY_DAYS,
@@ -538,6 +543,7 @@ def resend_source(
             count as attempts) before the run fails.
         connect_timeout_seconds: TCP connect timeout of one request.
         read_timeout_seconds: Read timeout of one request.
+        progress_every_seconds: How often a long listing logs its progress.
         full_refresh: List every import again instead of starting from the state.
         gone_after_runs: Consecutive runs an import must answer 404 before it is marked
             deleted.
@@ -565,6 +571,7 @@ def resend_source(
         ),
         connect_timeout=connect_timeout_seconds,
         read_timeout=read_timeout_seconds,
+        progress_every=progress_every_seconds,
     )
     resource = contact_imports(
         client,

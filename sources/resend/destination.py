@@ -95,6 +95,17 @@ def deleted_ids(pipeline: dlt.Pipeline) -> Optional[Dict[str, str]]:
     return {row[0]: _isoformat(row[1]) for row in rows or []}
 
 
+def row_count(pipeline: dlt.Pipeline) -> Optional[int]:
+    """How many rows the table holds (for a complete listing's progress), or None."""
+    try:
+        with pipeline.sql_client() as client:
+            table = client.make_qualified_table_name(TABLE_NAME)
+            rows = client.execute_sql(f"SELECT count(*) FROM {table}")
+    except (DestinationException, SqlClientNotAvailable):
+        return None
+    return int(rows[0][0]) if rows else None
+
+
 def unlisted_live_ids(pipeline: dlt.Pipeline, listed: Any) -> List[str]:
     """Ids of the table's live rows that the Arrow array `listed` does not hold, read in
     chunks so that memory stays flat whatever the size of the table."""

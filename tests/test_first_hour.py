@@ -1,0 +1,257 @@
+"""The first hour of a new user: every command run as a subprocess, its output and exit code
+asserted. Each test names the item of the first-hour report it covers."""
+
+import itertools
+import os
+import re
+import shlex
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from .conftest import COMMAND, Account, assert_one_line_error, cli_environment, run_cli
+from .throwaway_postgres import free_port
+
+
+def test_1_ctrl_c_and_sigterm_end_in_one_line_and_nothing_is_lost(make_account: Any) -> None:
+    account: Account = make_account(imports=2000, rate_limit=20)
+    for sent, code, word in (
+        (signal.SIGINT, 130, "interrupted"),
+        (signal.SIGTERM, 143, "terminated"),
+    ):
+        account.simulator.reset_stats()
+        process = subprocess.Popen(
+            [COMMAND, "sync", "--full-refresh"],
+            env=cli_environment(account, env={"SOURCES__RESEND__PAGE_SIZE": "20"}),
+            cwd=account.workdir,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 60
+        while account.requests("list") < 5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        process.send_signal(sent)
+        _, stderr = process.communicate(timeout=60)
+        assert process.returncode == code, stderr
+        assert "Traceback" not in stderr
+        last = stderr.strip().splitlines()[-1]
+        assert last.startswith(f"resend-imports: {word}") and "nothing was half-committed" in last
+    assert run_cli(account, "sync").returncode == 0
+    assert account.differences() == []
+
+
+def test_2_a_refused_connection_is_called_refused(account: Account) -> None:
+    closed = f"http://127.0.0.1:{free_port()}"
+    result = run_cli(
+        account,
+        "sync",
+        env={
+            "RESEND_API_URL": closed,
+            "SOURCES__RESEND__MAX_ATTEMPTS": "2",
+            "SOURCES__RESEND__INITIAL_BACKOFF_SECONDS": "0",
+        },
+    )
+    assert_one_line_error(result, "connection refused")
+    assert "timed out" not in result.stderr
+
+
+@pytest.fixture
+def read_only_folder(tmp_path: Path) -> Iterator[Path]:
+    """A read-only folder holding `x.duckdb` (root needs a read-only mount; CI runs as root)."""
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    if os.geteuid() != 0:
+        pytest.fail("a read-only folder for root needs a read-only mount (CI runs as root)")
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(folder)], check=True)
+    try:
+        import duckdb
+
+        duckdb.connect(str(folder / "x.duckdb")).close()
+        subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True)
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def test_3_local_file_faults_are_one_line_and_report_creates_no_file(
+    account: Account, read_only_folder: Path
+) -> None:
+    missing = account.workdir / "no-such-folder" / "x.duckdb"
+    result = run_cli(account, "sync", "--duckdb", str(missing))
+    assert_one_line_error(result, f"the folder of the DuckDB file {missing} does not exist")
+    assert account.requests() == 0
+    locked = read_only_folder / "x.duckdb"
+    for command in ("sync", "report"):
+        result = run_cli(account, command, env={"DESTINATION__DUCKDB__CREDENTIALS": str(locked)})
+        assert_one_line_error(result, f"cannot write the DuckDB file {locked}")
+    typo = account.workdir / "imprts.duckdb"
+    result = run_cli(account, "report", "--duckdb", str(typo))
+    assert_one_line_error(result, f"no DuckDB file at {typo}: run `resend-imports sync` first")
+    assert not typo.exists()
+    result = run_cli(account, "sync", env={"DLT_DATA_DIR": str(read_only_folder / "dlt")})
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+
+
+def test_4_where_the_data_went_and_where_settings_come_from(
+    account: Account, tmp_path: Path
+) -> None:
+    mine = account.workdir / "mine.duckdb"
+    synced = run_cli(account, "sync", "--duckdb", str(mine))
+    assert synced.returncode == 0, synced.stderr
+    assert f"on DuckDB file {mine} (first run" in synced.stdout.splitlines()[0]
+    wrong = run_cli(account, "report", "--destination", "mine.duckdb")
+    assert_one_line_error(wrong, "for a DuckDB file, --duckdb mine.duckdb")
+    assert run_cli(account, "report", "--duckdb", str(mine)).returncode == 0
+    help_text = run_cli(account, "sync", "--help").stdout
+    for variable in (
+        "RESEND_API_KEY",
+        "RESEND_API_URL",
+        "DESTINATION__DUCKDB__CREDENTIALS",
+        "DESTINATION__POSTGRES__CREDENTIALS",
+        "DLT_DATA_DIR",
+    ):
+        assert variable in help_text
+    demo = subprocess.run(
+        [COMMAND, "demo", "--imports", "60", "--file", "try.duckdb"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert demo.returncode == 0, demo.stderr
+    hint = demo.stdout.strip().splitlines()[-1]
+    assert hint.startswith("explore it: ")
+    explore = subprocess.run(
+        shlex.split(hint.removeprefix("explore it: ")),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert explore.returncode == 0, explore.stderr
+    assert "Contact imports per day" in explore.stdout
+
+
+def test_5_summaries_say_what_happened(make_account: Any) -> None:
+    account: Account = make_account(imports=300, stuck=0)
+    assert run_cli(account, "sync").returncode == 0
+    account.store.advance(new=0, seconds=3600)
+    account.store.advance(new=0, seconds=3600)
+    assert run_cli(account, "sync").returncode == 0
+    quiet = run_cli(account, "sync")
+    assert quiet.stdout.startswith("nothing changed in resend.contact_imports on DuckDB file")
+    account.store.advance(new=12, seconds=60)
+    queued = sum(item["status"] == "queued" for item in account.store.truth())
+    filtered = run_cli(account, "sync", "--status", "queued")
+    first = filtered.stdout.splitlines()[0]
+    assert first.startswith(f"listed {queued} contact imports with status queued")
+    assert "filtered run" in first and "still open" not in filtered.stdout
+
+
+def test_6_progress_every_two_seconds_with_an_estimate(make_account: Any) -> None:
+    account: Account = make_account(imports=3000, rate_limit=20)
+    assert run_cli(account, "sync", "--progress", "none").returncode == 0
+    result = run_cli(
+        account,
+        "sync",
+        "--full-refresh",
+        "--progress",
+        "lines",
+        env={"SOURCES__RESEND__PAGE_SIZE": "25"},
+    )
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stderr.splitlines() if "listed " in line]
+    assert len(lines) >= 2, result.stderr
+    times = [time.mktime(time.strptime(line[:19], "%Y-%m-%d %H:%M:%S")) for line in lines]
+    assert all(b - a <= 3 for a, b in itertools.pairwise(times))
+    assert re.search(
+        r"listed [\d,]+ contact imports \([\d,]+ requests, [\d,]+/s, [\d.]+ s;", lines[0]
+    )
+    assert "of the 3,000 the table holds" in lines[0]
+
+
+def test_7_dlt_warnings_a_user_cannot_act_on_stay_at_debug(
+    make_account: Any, postgres: Any
+) -> None:
+    account: Account = make_account(imports=100)
+    assert (
+        run_cli(
+            account,
+            "sync",
+            "--destination",
+            "postgres",
+            env={"DESTINATION__POSTGRES__CREDENTIALS": postgres.dsn()},
+        ).returncode
+        == 0
+    )
+    assert run_cli(account, "sync").returncode == 0
+    report = run_cli(account, "report")
+    assert report.returncode == 0 and report.stderr == "", report.stderr
+
+
+def test_8_flags_after_the_command_and_no_abbreviations(account: Account) -> None:
+    debug = run_cli(account, "sync", "--log-level", "DEBUG")
+    assert debug.returncode == 0 and "DEBUG" in debug.stderr
+    typo = run_cli(account, "sync", "--ful-refresh")
+    assert typo.returncode == 2
+    assert "usage: resend-imports sync" in typo.stderr and "--ful-refresh" in typo.stderr
+    abbreviated = run_cli(account, "sync", "--full")
+    assert abbreviated.returncode == 2 and "--full" in abbreviated.stderr
+
+
+def test_9_report_fits_100_columns_with_percentages_in_utc(make_account: Any) -> None:
+    account: Account = make_account(imports=1500)
+    assert run_cli(account, "sync").returncode == 0
+    narrow = run_cli(account, "report")
+    assert narrow.returncode == 0, narrow.stderr
+    assert max(len(line) for line in narrow.stdout.splitlines()) <= 100
+    assert "day (UTC)" in narrow.stdout and "created (UTC)" in narrow.stdout
+    assert re.search(r" \d+\.\d%$", narrow.stdout.split("failure rate")[1].splitlines()[2])
+    wide = run_cli(account, "report", "--wide")
+    assert max(len(line) for line in wide.stdout.splitlines()) > 100
+    assert "skipped" in wide.stdout
+
+
+def test_10_demo_refuses_zero_imports_and_keeps_the_file(tmp_path: Path) -> None:
+    existing = tmp_path / "demo.duckdb"
+    existing.write_bytes(b"keep me")
+    result = subprocess.run(
+        [COMMAND, "demo", "--imports", "0"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert result.returncode == 2 and "at least 1" in result.stderr
+    assert existing.read_bytes() == b"keep me"
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_readme_queries_return_rows_on_synced_data(make_account: Any) -> None:
+    import duckdb
+
+    account: Account = make_account(imports=1500, stuck=2)
+    pipeline = account.pipeline()
+    account.sync(pipeline)
+    for _ in range(3):
+        account.store.advance(new=40, seconds=900)
+        account.sync(pipeline)
+    text = README.read_text()
+    block = text.split("## Example queries", 1)[1].split("```sql", 1)[1].split("```", 1)[0]
+    queries = [q.strip() for q in re.split(r"^-- \d+\..*$", block, flags=re.M) if q.strip()]
+    assert len(queries) == 5
+    with duckdb.connect(str(account.duckdb_path), read_only=True) as con:
+        for number, query in enumerate(queries, start=1):
+            assert con.execute(query).fetchall(), f"README query {number} returns no row"
+
+
+def test_readme_usage_names_only_options_the_cli_has(account: Account) -> None:
+    usage = README.read_text().split("## Real use", 1)[1].split("## Configuration", 1)[0]
+    for command in ("sync", "report", "demo"):
+        lines = usage.split(f"resend-imports {command} ", 1)[1].split("resend-imports ", 1)[0]
+        help_text = run_cli(account, command, "--help").stdout
+        for option in set(re.findall(r"\[(--[a-z-]+)", lines)):
+            assert option in help_text, f"{command} {option}"
