@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "resend-imports needs Python 3.11 or newer (set PYTHON=...)")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade "pip>=24"
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,postgres]'
+	PYTHONWARNINGS=ignore $(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,postgres]'
 	touch $(STAMP)
 
 demo: install
@@ -41,7 +41,7 @@ bench-smoke: install
 $(AIRFLOW_STAMP): pyproject.toml constraints-airflow.txt
 	test -x $(AIRFLOW_VENV)/bin/python || $(PYTHON) -m venv $(AIRFLOW_VENV)
 	$(AIRFLOW_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --upgrade "pip>=24"
-	$(AIRFLOW_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -c constraints-airflow.txt -e '.[airflow,dev,postgres]'
+	PYTHONWARNINGS=ignore $(AIRFLOW_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -c constraints-airflow.txt -e '.[airflow,dev,postgres]'
 	touch $(AIRFLOW_STAMP)
 
 # The DAG on a real Airflow 3 (throwaway SQLite AIRFLOW_HOME per test), run by CI too.

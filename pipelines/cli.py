@@ -243,7 +243,10 @@ def _interruption(exc: BaseException) -> Optional[KeyboardInterrupt]:
 
 
 def _interrupted(interruption: KeyboardInterrupt) -> int:
-    terminated = isinstance(interruption, Terminated)
+    # ours for SIGTERM, or dlt's SignalReceivedException when dlt had taken the signal over
+    terminated = isinstance(interruption, Terminated) or (
+        getattr(interruption, "signal_code", None) == signal.SIGTERM
+    )
     print(
         f"resend-imports: {'terminated (SIGTERM)' if terminated else 'interrupted (Ctrl-C)'}:"
         " nothing was half-committed; the table and its state are as the last good run left"
@@ -286,4 +289,11 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 def entry_point() -> None:
-    sys.exit(main())
+    code = main()
+    if code in (EXIT_INTERRUPTED, EXIT_TERMINATED):
+        # an interrupted run can leave dlt's load threads behind: do not wait for them (what
+        # is committed is committed; the rest loads on the next run)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)

@@ -260,7 +260,7 @@ def test_user_agent_names_the_connector(simulator: tuple[Simulator, str]) -> Non
     ("kind", "described"),
     [
         ("truncated", "transport_error: response body cut short"),
-        ("reset", "transport_error: connection failed or was reset"),
+        ("reset", "transport_error: connection reset or closed"),
         ("html_200", "invalid_json: 2xx body is not valid JSON"),
         ("502_html", "http_error: Bad Gateway (text/html body)"),
     ],

@@ -233,14 +233,15 @@ def test_report_command_reads_the_views(account: Account) -> None:
     assert as_csv.stdout.startswith("day,imports,completed_imports")
     assert "\n\nid,status,created_at,counts__total,counts__failed,failure_rate" in as_csv.stdout
     as_table = run_cli(account, "report")
-    assert "Contact imports per day (UTC)" in as_table.stdout
-    assert "Worst imports by failure rate" in as_table.stdout
+    assert "Contact imports per day" in as_table.stdout and "day (UTC)" in as_table.stdout
+    assert "Worst finished imports by failure rate" in as_table.stdout
 
 
 def test_report_before_any_sync_is_one_line(account: Account) -> None:
     result = run_cli(account, "report")
     assert result.returncode == 1
     assert result.stderr.strip() == (
-        "resend-imports: error: no dataset 'resend' in the destination:"
-        " run `resend-imports sync` first"
+        f"resend-imports: error: no DuckDB file at {account.duckdb_path}: run `resend-imports"
+        " sync` first, or name the file with --duckdb PATH (or DESTINATION__DUCKDB__CREDENTIALS)"
     )
+    assert not account.duckdb_path.exists()
