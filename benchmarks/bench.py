@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import duckdb
 
 from pipelines.verify import COMPARED, expected_records
-from sources.resend.records import parse_timestamp
+from sources.resend_imports.records import parse_timestamp
 
 API_KEY = "re_bench_key"
 REPO = Path(__file__).resolve().parents[1]

@@ -9,7 +9,7 @@ import traceback
 from types import FrameType
 from typing import Any, Dict, List, Optional
 
-from sources.resend.settings import STATUSES
+from sources.resend_imports.settings import STATUSES
 
 from .failures import causes, explain
 from .locking import SyncLockedError, configured_wait_seconds

@@ -13,7 +13,7 @@ from typing import Any, Optional
 
 import dlt
 
-from sources.resend.errors import ResendError
+from sources.resend_imports.errors import ResendError
 
 from .failures import causes
 

@@ -15,7 +15,7 @@ from dlt.common.destination.exceptions import (
 )
 from dlt.load.exceptions import LoadClientJobFailed
 
-from sources.resend.errors import ResendAuthError, ResendError
+from sources.resend_imports.errors import ResendAuthError, ResendError
 
 _FILE_ERRORS = (errno.EACCES, errno.EROFS, errno.ENOENT, errno.EPERM, errno.ENOTDIR)
 KEY_SOURCES = (

@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterator, Optional
 
 import dlt
 
-from sources.resend.errors import ResendError
+from sources.resend_imports.errors import ResendError
 
 POLL_SECONDS = 0.2
 

@@ -15,7 +15,7 @@ import dlt
 import psycopg2
 import psycopg2.extensions
 
-from sources.resend.errors import ResendError
+from sources.resend_imports.errors import ResendError
 
 from .locking import describe_holder, holder_text, wait_for
 

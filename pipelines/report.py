@@ -13,8 +13,8 @@ from dlt.common.destination.exceptions import (
     DestinationUndefinedEntity,
 )
 
-from sources.resend.errors import ResendConfigError
-from sources.resend.settings import TABLE_NAME
+from sources.resend_imports.errors import ResendConfigError
+from sources.resend_imports.settings import TABLE_NAME
 
 from .resend_imports import check_duckdb_folder, duckdb_file
 from .views import DAILY_VIEW, ENRICHED_VIEW, create_views

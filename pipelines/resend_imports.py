@@ -14,11 +14,11 @@ from dlt.common.destination.exceptions import SqlClientNotAvailable
 from dlt.load.exceptions import LoadClientJobFailed, LoadPackageAborted
 from dlt.pipeline.exceptions import PipelineStepFailed
 
-from sources.resend import SyncReport, resend_source
-from sources.resend.destination import committed_state, resource_state_of
-from sources.resend.errors import ResendConfigError, ResendError
-from sources.resend.incremental import SyncState
-from sources.resend.settings import TABLE_NAME
+from sources.resend_imports import SyncReport, resend_source
+from sources.resend_imports.destination import committed_state, resource_state_of
+from sources.resend_imports.errors import ResendConfigError, ResendError
+from sources.resend_imports.incremental import SyncState
+from sources.resend_imports.settings import TABLE_NAME
 
 from .destination_faults import DestinationFaultError, describe_destination, destination_fault
 from .failures import causes, explain

@@ -8,7 +8,7 @@ from typing import Any, Mapping, Optional
 
 import dlt
 
-from sources.resend.errors import ResendConfigError
+from sources.resend_imports.errors import ResendConfigError
 
 from .failures import explain
 

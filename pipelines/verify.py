@@ -9,8 +9,8 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 import dlt
 
-from sources.resend.records import parse_timestamp
-from sources.resend.settings import COUNT_FIELDS, TABLE_NAME
+from sources.resend_imports.records import parse_timestamp
+from sources.resend_imports.settings import COUNT_FIELDS, TABLE_NAME
 
 COMPARED = ("status", "created_at", "completed_at", *(f"counts__{f}" for f in COUNT_FIELDS))
 

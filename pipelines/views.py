@@ -11,7 +11,7 @@ from typing import Dict, List
 
 import dlt
 
-from sources.resend.settings import TABLE_NAME, TERMINAL_STATUSES
+from sources.resend_imports.settings import TABLE_NAME, TERMINAL_STATUSES
 
 ENRICHED_VIEW = "contact_imports_enriched"
 DAILY_VIEW = "contact_imports_daily"

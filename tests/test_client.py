@@ -9,9 +9,9 @@ from typing import Any, ClassVar, Iterator, List
 import pytest
 
 from pipelines.simulator import FAULT_KINDS, FaultPlan, ImportStore, RunningSimulator, Simulator
-from sources.resend import user_agent
-from sources.resend.client import ResendClient, RetryPolicy, validate_base_url
-from sources.resend.errors import (
+from sources.resend_imports import user_agent
+from sources.resend_imports.client import ResendClient, RetryPolicy, validate_base_url
+from sources.resend_imports.errors import (
     ResendAPIError,
     ResendAuthError,
     ResendConfigError,

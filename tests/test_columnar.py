@@ -6,9 +6,9 @@ from typing import Any, Dict, List
 import pytest
 
 from pipelines.simulator import ImportStore
-from sources.resend import COLUMNS, arrow
-from sources.resend.history import Observations
-from sources.resend.records import to_row
+from sources.resend_imports import COLUMNS, arrow
+from sources.resend_imports.history import Observations
+from sources.resend_imports.records import to_row
 
 
 def _listing(store: ImportStore) -> List[Dict[str, Any]]:

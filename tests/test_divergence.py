@@ -162,7 +162,7 @@ def test_a_pending_package_of_another_copy_is_discarded_not_loaded(
 
 
 def _source(account: Account) -> Any:
-    from sources.resend import resend_source
+    from sources.resend_imports import resend_source
 
     from .conftest import API_KEY, FAST_RETRIES
 

@@ -3,8 +3,8 @@
 from datetime import UTC, datetime, timedelta
 from typing import Any, Dict
 
-from sources.resend.incremental import RunObserver, SyncState, imports_to_page
-from sources.resend.records import Row
+from sources.resend_imports.incremental import RunObserver, SyncState, imports_to_page
+from sources.resend_imports.records import Row
 
 T0 = datetime(2026, 5, 15, 12, 0, tzinfo=UTC)
 

@@ -10,7 +10,7 @@ from pipelines.scheduling import (
     duckdb_file_for_scheduler,
     log_failure,
 )
-from sources.resend.errors import ResendAuthError, ResendConfigError
+from sources.resend_imports.errors import ResendAuthError, ResendConfigError
 
 
 def test_duckdb_file_defaults_under_airflow_home(tmp_path: Path) -> None:

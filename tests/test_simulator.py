@@ -14,7 +14,7 @@ from openapi_core import OpenAPI
 from openapi_core.contrib.requests import RequestsOpenAPIRequest, RequestsOpenAPIResponse
 
 from pipelines.simulator import ImportStore, RunningSimulator, Simulator
-from sources.resend.records import parse_timestamp
+from sources.resend_imports.records import parse_timestamp
 
 from .conftest import API_KEY
 

@@ -14,8 +14,8 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 
 from pipelines.failures import explain
 from pipelines.simulator import FAULT_KINDS, FaultPlan
-from sources.resend import resend_source
-from sources.resend.records import parse_timestamp
+from sources.resend_imports import resend_source
+from sources.resend_imports.records import parse_timestamp
 
 from .conftest import API_KEY, Account
 

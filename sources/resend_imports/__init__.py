@@ -511,7 +511,7 @@ def _notice_status(status: Any, noticed: Set[str]) -> None:
         )
 
 
-@dlt.source(name=SOURCE_NAME)
+@dlt.source(name=SOURCE_NAME, section=SOURCE_NAME)  # config and state under `sources.resend`
 def resend_source(
     api_key: Optional[TSecretStrValue] = dlt.secrets.value,
     base_url: Optional[str] = dlt.config.value,
