@@ -28,7 +28,7 @@ test: install
 
 # Soak under faults, SIGKILL trials, rate limits: heavier, run by CI too.
 reliability: install
-	$(BIN)/pytest -m reliability tests/reliability
+	$(BIN)/pytest -m reliability
 
 # Our connector against dlt's rest_api source and a hand-written loop (heavy: minutes).
 bench: install

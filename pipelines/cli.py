@@ -177,6 +177,9 @@ def _configure_logging(level: str) -> None:
     # dlt's own log lines (job tracebacks, internal warnings) are for debugging: every
     # failure reaches the user as the one line of `explain`
     os.environ.setdefault("RUNTIME__LOG_LEVEL", "DEBUG" if level == "DEBUG" else "CRITICAL")
+    # Ctrl-C and SIGTERM stop the run where it is (dlt would delay them during a load and
+    # could forget them): every stage heals on the next run
+    os.environ.setdefault("RUNTIME__INTERCEPT_SIGNALS", "false")
 
 
 def _destination(args: argparse.Namespace) -> Any:
@@ -197,9 +200,9 @@ def _usage(message: str) -> _UsageError:
     return _UsageError(message)
 
 
-def _progress_every(choice: str) -> Optional[float]:
+def _progress_every(choice: str) -> float:
     if choice == "none":
-        return None
+        return 0.0  # never
     if choice == "lines" or sys.stderr.isatty():
         return LINES_EVERY_SECONDS
     return LOG_EVERY_SECONDS
@@ -216,12 +219,14 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "report":
         from .report import read_report, render
 
+        if args.destination == "postgres":
+            from .postgres import check
+
+            check(pipeline)  # an unreachable server in one line
+
         print(render(read_report(pipeline, args.days), args.format, wide=args.wide))
         return 0
-    options: Dict[str, Any] = {}
-    every = _progress_every(args.progress)
-    if every is not None:
-        options["progress_every_seconds"] = every
+    options: Dict[str, Any] = {"progress_every_seconds": _progress_every(args.progress)}
     wait = args.wait if args.wait is not None else configured_wait_seconds()
     summary = run_sync(
         pipeline,
@@ -250,7 +255,7 @@ def _interrupted(interruption: KeyboardInterrupt) -> int:
     print(
         f"resend-imports: {'terminated (SIGTERM)' if terminated else 'interrupted (Ctrl-C)'}:"
         " nothing was half-committed; the table and its state are as the last good run left"
-        " them, and what this run extracted loads on the next run",
+        " them, and the next run loads or lists again what this one had not committed",
         file=sys.stderr,
     )
     return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED

@@ -7,6 +7,7 @@ from typing import Any, Iterator, List, Optional
 from dlt.common.configuration.exceptions import (
     ConfigFieldMissingException,
     ConfigValueCannotBeCoercedException,
+    InvalidNativeValue,
 )
 from dlt.common.destination.exceptions import (
     DestinationUndefinedEntity,
@@ -99,6 +100,13 @@ def _explain_one(exc: BaseException) -> Optional[str]:
         return f"config value {exc.field_name} = {shown} is not a valid {expected}"
     if isinstance(exc, ConfigFieldMissingException):
         return _missing_configuration(exc)
+    if isinstance(exc, InvalidNativeValue):  # the value may hold a password: never shown
+        kind = getattr(exc.spec, "__name__", "").removesuffix("Credentials").upper()
+        where = f"DESTINATION__{kind}__CREDENTIALS" if kind else "the destination's credentials"
+        return (
+            f"the connection string in {where} (or its .dlt/secrets.toml entry) cannot be"
+            " parsed: expected e.g. postgresql://user:password@host:5432/database"
+        )
     if isinstance(exc, (UnknownDestinationModule, InvalidDestinationReference)):
         name = getattr(exc, "ref", None) or getattr(exc, "refs", None)
         text = (

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
 import dlt
+from dlt.common.normalizers.naming.snake_case import NamingConvention as SnakeCaseNaming
 
 from sources.resend_imports.errors import ResendError
 
@@ -57,8 +58,10 @@ def writer_lock(pipeline: dlt.Pipeline, wait_seconds: float = 0.0) -> Iterator[N
 
 
 def lock_key(pipeline: dlt.Pipeline) -> int:
-    """A signed 64-bit key of pipeline and dataset, for `pg_advisory_lock`."""
-    text = f"resend_imports:{pipeline.pipeline_name}:{pipeline.dataset_name}".encode()
+    """A signed 64-bit key of pipeline and dataset, for `pg_advisory_lock`; the dataset name
+    as dlt writes it (`Resend` and `resend` are one schema, so one lock)."""
+    dataset = SnakeCaseNaming().normalize_identifier(pipeline.dataset_name)
+    text = f"resend_imports:{pipeline.pipeline_name}:{dataset}".encode()
     return int.from_bytes(hashlib.sha256(text).digest()[:8], "big", signed=True)
 
 

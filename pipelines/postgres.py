@@ -13,6 +13,7 @@ from typing import Any, Iterator, Optional
 
 import dlt
 import psycopg2
+import psycopg2.errors
 import psycopg2.extensions
 
 from sources.resend_imports.errors import ResendError
@@ -66,18 +67,26 @@ def connect(credentials: Any, application_name: str) -> psycopg2.extensions.conn
         ) from None
     try:
         return _connect(credentials, credentials.database, application_name, timeout)
-    except psycopg2.OperationalError:
-        raise DestinationUnavailableError(_login_failure(credentials, timeout)) from None
+    except psycopg2.OperationalError as exc:
+        refusal = _server_words(exc)
+        raise DestinationUnavailableError(_login_failure(credentials, timeout, refusal)) from None
+
+
+def _server_words(exc: psycopg2.OperationalError) -> str:
+    """The server's reason (libpq's `FATAL:` line), which never holds the password."""
+    for line in str(exc).splitlines():
+        if "FATAL:" in line:
+            return line.split("FATAL:", 1)[1].strip()
+    return (str(exc).strip().splitlines() or ["no reason given"])[-1].strip()
 
 
 def _connect(
     credentials: Any, database: str, application_name: str, timeout: float
 ) -> psycopg2.extensions.connection:
+    """A connection made from dlt's own connection string (so that `sslmode` and every other
+    option of it apply), with the database, name and timeouts of this use."""
     connection = psycopg2.connect(
-        host=credentials.host,
-        port=credentials.port,
-        user=credentials.username,
-        password=credentials.password,
+        credentials.to_native_representation(),
         dbname=database,
         connect_timeout=max(1, int(timeout)),
         application_name=application_name[:63],
@@ -88,14 +97,16 @@ def _connect(
     return connection
 
 
-def _login_failure(credentials: Any, timeout: float) -> str:
+def _login_failure(credentials: Any, timeout: float, refusal: str) -> str:
     where = describe(credentials)
     try:
         maintenance = _connect(credentials, "postgres", "resend-imports check", timeout)
     except psycopg2.OperationalError:
+        # psycopg2 gives a refused login no SQLSTATE: the server's own words say which
         return (
-            f"{where}: the server refused the login of user {credentials.username!r} (wrong"
-            f" password, unknown user, or no pg_hba.conf rule for this host); {CREDENTIALS_HELP}"
+            f"{where}: the server refused the connection of user {credentials.username!r}"
+            f" ({refusal}): a wrong password, an unknown user, no pg_hba.conf rule for this"
+            f" host, or no free connection; {CREDENTIALS_HELP}"
         )
     with closing(maintenance), maintenance.cursor() as cursor:
         cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (credentials.database,))
@@ -119,6 +130,7 @@ def advisory_lock(pipeline: dlt.Pipeline, key: int, deadline: float) -> Iterator
     credentials = credentials_of(pipeline)
     connection = connect(credentials, f"resend-imports sync, {holder_text()}")
     with closing(connection):
+        _keep_session_alive(connection)
 
         def take() -> bool:
             with connection.cursor() as cursor:
@@ -138,6 +150,23 @@ def advisory_lock(pipeline: dlt.Pipeline, key: int, deadline: float) -> Iterator
         yield
 
 
+def _keep_session_alive(connection: psycopg2.extensions.connection) -> None:
+    """The lock lives as long as its session: a server that ends idle sessions would free
+    it in the middle of a run. (A transaction-pooling pgbouncer cannot keep it at all:
+    connect the connector to PostgreSQL directly.)"""
+    for setting in ("idle_session_timeout", "idle_in_transaction_session_timeout"):
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(f"SET {setting} = 0")
+        except psycopg2.errors.UndefinedObject:  # 42704: an older server without it
+            pass
+
+
+def check(pipeline: dlt.Pipeline) -> None:
+    """Connects once, so that an unreachable or refusing server is told in one line."""
+    connect(credentials_of(pipeline), "resend-imports check").close()
+
+
 def _lock_holder(connection: psycopg2.extensions.connection, key: int) -> str:
     unsigned = key & 0xFFFFFFFFFFFFFFFF
     with connection.cursor() as cursor:
@@ -145,6 +174,7 @@ def _lock_holder(connection: psycopg2.extensions.connection, key: int) -> str:
             "SELECT a.application_name, a.client_addr, a.backend_start"
             " FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
             " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1"
+            " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
             " AND l.classid::bigint = %s AND l.objid::bigint = %s",
             (unsigned >> 32, unsigned & 0xFFFFFFFF),
         )

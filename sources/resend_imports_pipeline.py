@@ -6,7 +6,6 @@ script. Set the key with RESEND_API_KEY (or `api_key` under `[sources.resend]` i
 """
 
 import dlt
-
 from resend_imports import resend_source
 
 

@@ -6,6 +6,7 @@ import json
 import os
 import socket
 import subprocess
+import time
 from contextlib import closing
 from pathlib import Path
 from typing import Any, Iterator
@@ -17,10 +18,10 @@ from dlt.destinations.exceptions import DatabaseTerminalException
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from pipelines.destination_faults import DestinationFaultError
-from pipelines.locking import lock_key
+from pipelines.locking import lock_key, writer_lock
 
 from .conftest import Account, assert_one_line_error, run_cli
-from .throwaway_postgres import ThrowawayPostgres, free_port
+from .throwaway_postgres import LOADER, ThrowawayPostgres, free_port
 
 EXIT_LOCKED = 75
 
@@ -107,16 +108,22 @@ FAULTS = {
     "database missing": lambda pg, port: pg.dsn(database="analytcs"),
     "no privilege": lambda pg, port: _grant_reader(pg),
 }
+FAULTS["connection string mistyped"] = lambda pg, port: pg.dsn().split("//", 1)[1]
+FAULTS["TLS required, none offered"] = lambda pg, port: pg.dsn() + "?sslmode=require"
 EXPECTED = {
     "refused": "connection refused",
     "unknown host": "unknown host 'no-such-host.invalid'",
     "connect timeout": "no answer within 2 s (connect timeout)",
-    "wrong password": "the server refused the login of user 'loader'",
+    "wrong password": (
+        "the server refused the connection of user 'loader' (password authentication failed"
+    ),
     "password missing": (
         "missing configuration: password (e.g. DESTINATION__POSTGRES__CREDENTIALS__PASSWORD)"
     ),
     "database missing": "database 'analytcs' does not exist",
     "no privilege": "may not create or write the dataset's schema",
+    "connection string mistyped": "the connection string in DESTINATION__POSTGRES__CREDENTIALS",
+    "TLS required, none offered": "server does not support SSL, but SSL was required",
 }
 
 
@@ -131,7 +138,7 @@ def test_each_postgres_fault_is_one_line_and_the_next_run_is_whole(
     failed = sync_cli(account, env={"DESTINATION__POSTGRES__CREDENTIALS": dsn})
     assert failed.returncode == 1, failed.stderr
     assert_one_line_error(failed, EXPECTED[fault])
-    if fault != "password missing":
+    if fault not in ("password missing", "connection string mistyped"):
         assert "PostgreSQL 127.0.0.1:" in failed.stderr or "no-such-host" in failed.stderr
     for secret in ("Loader-pw-doNotLeak-7", "not-the-password", "reader-pw"):
         assert secret not in failed.stderr + failed.stdout
@@ -191,6 +198,7 @@ def test_postgres_lost_after_paging_is_one_line_and_the_next_run_is_whole(
     assert account.differences() == []
 
 
+@pytest.mark.reliability
 def test_postgres_lost_during_the_load_is_one_line_and_the_next_run_is_whole(
     make_account: Any, postgres: ThrowawayPostgres, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -240,6 +248,7 @@ def tiny_disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
+@pytest.mark.reliability  # the heavier faults run in `make reliability`
 @pytest.mark.parametrize("full", ["DLT_DATA_DIR", "DuckDB file"])
 def test_a_full_disk_is_one_line_and_the_next_run_is_whole(
     make_account: Any, tiny_disk: Path, full: str
@@ -342,3 +351,35 @@ def test_a_pending_package_that_cannot_be_finished_is_discarded_in_the_same_run(
     assert "could not be finished and was discarded" in caplog.text
     assert summary.mode == "incremental"
     assert account.differences() == []
+
+
+def test_the_advisory_lock_outlives_an_idle_session_timeout(
+    make_account: Any, postgres: ThrowawayPostgres
+) -> None:
+    account: Account = make_account(destination="postgres")
+    with closing(postgres.admin()) as connection, connection.cursor() as cursor:
+        cursor.execute(f"ALTER ROLE {LOADER} SET idle_session_timeout = '1s'")
+    try:
+        pipeline = account.pipeline()
+        with writer_lock(pipeline):
+            time.sleep(2.5)  # idle: the server would have ended a plain session by now
+            other = psycopg2.connect(postgres.dsn())
+            with closing(other), other.cursor() as cursor:
+                cursor.execute("SELECT pg_try_advisory_lock(%s)", (lock_key(pipeline),))
+                assert cursor.fetchone() == (False,)
+    finally:
+        with closing(postgres.admin()) as connection, connection.cursor() as cursor:
+            cursor.execute(f"ALTER ROLE {LOADER} RESET idle_session_timeout")
+
+
+def test_one_dataset_is_one_lock_whatever_its_case(account: Account) -> None:
+    assert lock_key(account.pipeline(dataset="Resend")) == lock_key(account.pipeline())
+
+
+def test_a_key_with_a_newline_works_and_one_with_a_space_is_refused(account: Account) -> None:
+    from .conftest import API_KEY
+
+    assert run_cli(account, "sync", key=API_KEY + "\n").returncode == 0
+    refused = run_cli(account, "sync", key="re_abc def")
+    assert_one_line_error(refused, "the Resend API key contains spaces or control characters")
+    assert "re_abc" not in refused.stderr

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 import dlt
 from airflow.sdk import dag, task
 
-from pipelines.locking import configured_wait_seconds
+from pipelines.locking import configured_wait_seconds, writer_lock
 from pipelines.resend_imports import make_pipeline, run_sync
 from pipelines.scheduling import destination_for_scheduler, log_failure
 from pipelines.views import create_views
@@ -59,8 +59,10 @@ def resend_contact_imports() -> None:
 
     @task
     def refresh_views() -> None:
-        """The SQL views over the table, up to date with its columns."""
-        create_views(_pipeline())
+        """The SQL views over the table, up to date with its columns (under the lock too)."""
+        pipeline = _pipeline()
+        with writer_lock(pipeline, configured_wait_seconds()):
+            create_views(pipeline)
 
     sync() >> refresh_views()
 

@@ -553,7 +553,13 @@ def resend_source(
     """
     # a missing key fails the run when it starts, not here: a scheduler (Airflow) builds the
     # source where the secrets may not be, and hands it to a worker where they are
-    key = api_key or os.environ.get(API_KEY_ENV) or ""
+    # a key read from a mounted file often ends in a newline; never sent, logged or echoed
+    key = (api_key or os.environ.get(API_KEY_ENV) or "").strip()
+    if any(not character.isprintable() or character.isspace() for character in key):
+        raise ResendConfigError(
+            "the Resend API key contains spaces or control characters: check RESEND_API_KEY,"
+            " SOURCES__RESEND__API_KEY or api_key under [sources.resend]"
+        )
     url = base_url or os.environ.get(API_URL_ENV) or DEFAULT_BASE_URL
     _check_settings(page_size, status, max_attempts, connect_timeout_seconds, read_timeout_seconds)
     if gone_after_runs < 1:

@@ -253,7 +253,7 @@ class ResendClient:
         self, page_size: int, status: Optional[str] = None, expected: Optional[int] = None
     ) -> Iterator[List[JSONObject]]:
         """Pages through the list, newest first, until `has_more` is false, logging progress
-        every `progress_every` seconds (against `expected` imports, when known).
+        every `progress_every` seconds (never when 0; against `expected` imports, if known).
 
         Raises:
             ResendDataError: `has_more` with an empty page, or a cursor that repeats.
@@ -267,7 +267,7 @@ class ResendClient:
             data: List[JSONObject] = body["data"]
             items += len(data)
             now = self._clock()
-            if now - last_report >= self.progress_every:
+            if self.progress_every > 0 and now - last_report >= self.progress_every:
                 last_report = now
                 logger.info(progress_line(items, self.stats.requests, now - started, expected))
             yield data
