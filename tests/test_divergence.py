@@ -415,6 +415,7 @@ def weights(account: Account) -> Dict[str, tuple[Any, ...]]:
     return {row[0]: tuple(row[1:]) for row in rows}
 
 
+@pytest.mark.reliability  # 6,000 imports on both destinations: in `make reliability`
 def test_int_then_float_across_batches_of_a_first_run_loads_like_a_row_by_row_run(
     make_account: Any,
     destination_name: str,

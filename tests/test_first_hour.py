@@ -153,6 +153,7 @@ def test_5_summaries_say_what_happened(make_account: Any) -> None:
     assert "filtered run" in first and "still open" not in filtered.stdout
 
 
+@pytest.mark.reliability  # ~10 s of a rate-limited listing: in `make reliability`
 def test_6_progress_every_two_seconds_with_an_estimate(make_account: Any) -> None:
     account: Account = make_account(imports=3000, rate_limit=20)
     small_pages = {"SOURCES__RESEND__PAGE_SIZE": "25"}

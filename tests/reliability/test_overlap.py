@@ -42,7 +42,7 @@ def test_overlapping_syncs_never_corrupt_the_table(
         for process, stdout, stderr in results:
             assert "Traceback" not in stderr, stderr
             if process.returncode == 0:
-                assert stdout.startswith("synced "), stdout
+                assert stdout.startswith(("synced ", "nothing changed in ")), stdout
                 outcomes["synced"] += 1
             else:
                 assert process.returncode == EXIT_LOCKED, stderr
