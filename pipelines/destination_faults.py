@@ -27,13 +27,21 @@ class DestinationFaultError(ResendError):
     """The destination failed during a run; the message names it and what to do."""
 
 
-def describe_destination(pipeline: dlt.Pipeline) -> str:
+def destination_credentials(pipeline: dlt.Pipeline) -> Any:
+    """dlt's resolved credentials of the destination, or None when they do not resolve (the
+    run then fails on them in its own words)."""
+    try:
+        return pipeline.destination_client().config.credentials
+    except Exception:  # noqa: BLE001  (a description must never fail the caller)
+        return None
+
+
+def describe_destination(pipeline: dlt.Pipeline, credentials: Any = None) -> str:
     """Where the data goes, for people: the DuckDB file, or host:port/database."""
     destination: Any = pipeline.destination
     name = str(getattr(destination, "destination_name", "") or "")
-    try:
-        credentials: Any = pipeline.destination_client().config.credentials
-    except Exception:  # noqa: BLE001  (a description must never fail the caller)
+    credentials = credentials or destination_credentials(pipeline)
+    if credentials is None:
         return name
     if name == "duckdb":
         return f"DuckDB file {Path(str(credentials.database)).resolve()}"

@@ -20,7 +20,12 @@ from sources.resend_imports.errors import ResendConfigError, ResendError
 from sources.resend_imports.incremental import SyncState
 from sources.resend_imports.settings import TABLE_NAME
 
-from .destination_faults import DestinationFaultError, describe_destination, destination_fault
+from .destination_faults import (
+    DestinationFaultError,
+    describe_destination,
+    destination_credentials,
+    destination_fault,
+)
 from .failures import causes, explain
 from .locking import writer_lock
 from .packages import repair_package_storage
@@ -123,12 +128,12 @@ def duckdb_destination(path: str) -> Any:
     return dlt.destinations.duckdb(str(Path(path).expanduser().resolve()))
 
 
-def duckdb_file(pipeline: dlt.Pipeline) -> Optional[Path]:
+def duckdb_file(pipeline: dlt.Pipeline, credentials: Any = None) -> Optional[Path]:
     """The DuckDB file a pipeline writes, or None for another destination (or in memory)."""
     destination = pipeline.destination
     if not isinstance(destination, Destination) or destination.destination_name != "duckdb":
         return None
-    credentials = pipeline.destination_client().config.credentials
+    credentials = credentials or pipeline.destination_client().config.credentials
     database = str(getattr(credentials, "database", ""))
     if not database or database.startswith(":"):
         return None
@@ -152,14 +157,14 @@ def check_duckdb_folder(path: Path) -> None:
         )
 
 
-def _check_duckdb_file(pipeline: dlt.Pipeline) -> None:
+def _check_duckdb_file(pipeline: dlt.Pipeline, credentials: Any) -> None:
     """Fails before any request when the DuckDB file cannot take this load.
 
     DuckDB names its catalog after the file, so `resend.duckdb` with dataset `resend` makes
     every query ambiguous; a folder that does not exist or cannot be written, or a file
     locked by another process, would fail the load after the API has been paged for nothing.
     """
-    path = duckdb_file(pipeline)
+    path = duckdb_file(pipeline, credentials)
     if path is None:
         return
     database = str(path)
@@ -182,7 +187,7 @@ def finish_or_discard_pending(pipeline: dlt.Pipeline) -> None:
     under this pipeline name) would commit a state that does not describe this table: it is
     discarded, and this run lists again from the destination's state.
     """
-    known, committed = committed_state(pipeline)
+    known, committed, _ = committed_state(pipeline)
     local = SyncState.load(resource_state_of(pipeline.state))
     if not known or local.continues(SyncState.load(committed)):
         logger.warning("loading data left by an interrupted run before syncing")
@@ -246,11 +251,19 @@ def run_sync(
         SyncLockedError: another run held the lock for longer than `wait_seconds`.
     """
     started = time.monotonic()
-    where = describe_destination(pipeline)
+    credentials = destination_credentials(pipeline)
+    where = describe_destination(pipeline, credentials)
     try:
         with writer_lock(pipeline, wait_seconds):
             return _run_locked(
-                pipeline, started, where, full_refresh, status, loader_file_format, source_options
+                pipeline,
+                started,
+                where,
+                credentials,
+                full_refresh,
+                status,
+                loader_file_format,
+                source_options,
             )
     except ResendError:
         raise
@@ -265,6 +278,7 @@ def _run_locked(
     pipeline: dlt.Pipeline,
     started: float,
     where: str,
+    credentials: Any,
     full_refresh: bool,
     status: Optional[str],
     loader_file_format: Optional[str],
@@ -276,7 +290,7 @@ def _run_locked(
     source = resend_source(full_refresh=full_refresh, report=report, **source_options)
     destination = pipeline.destination
     name = destination.destination_name if isinstance(destination, Destination) else ""
-    _check_duckdb_file(pipeline)
+    _check_duckdb_file(pipeline, credentials)
     repair_package_storage(pipeline)
     if pipeline.has_pending_data:
         finish_or_discard_pending(pipeline)

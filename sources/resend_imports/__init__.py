@@ -291,15 +291,17 @@ def contact_imports(
     report = report if report is not None else SyncReport()
     stored = dlt.current.resource_state()
     pipeline = destination.running_pipeline()
+    empty_destination = True
     if pipeline is not None:
-        _start_from_committed_state(pipeline, stored)
+        empty_destination = _start_from_committed_state(pipeline, stored)
     previous = SyncState.load(stored)
     started_at = datetime.now(UTC)
     report.mode = _mode(previous, status, full_refresh, started_at, full_refresh_every_days)
     report.status = status
     frontier = previous.frontier() if report.mode == "incremental" else None
     complete = frontier is None and status is None
-    in_table = destination.deleted_ids(pipeline) if complete and pipeline else None
+    readable = complete and not empty_destination
+    in_table = destination.deleted_ids(pipeline) if readable and pipeline else None
     if in_table:  # imports the table holds as deleted: a listing that shows them is a return
         previous.deleted = {
             **{k: DeletedImport(at) for k, at in in_table.items()},
@@ -364,16 +366,17 @@ def _mode(
     return "incremental"
 
 
-def _start_from_committed_state(pipeline: dlt.Pipeline, stored: Dict[str, Any]) -> None:
+def _start_from_committed_state(pipeline: dlt.Pipeline, stored: Dict[str, Any]) -> bool:
     """Makes the run continue from the state committed with the table it loads into.
 
     The local copy differs after a restored backup, a run on another dataset or destination
     under the same pipeline name, or a wiped working folder; the destination's wins, and a
-    destination that holds none makes this a first run.
+    destination that holds none makes this a first run. Returns whether the destination holds
+    nothing at all (no dataset or state table: no table to read either).
     """
-    known, committed = destination.committed_state(pipeline)
+    known, committed, empty = destination.committed_state(pipeline)
     if not known or committed == dict(stored):
-        return
+        return empty
     if stored or committed:
         logger.warning(
             "the incremental state in %s differs from the local copy (a restored backup,"
@@ -383,6 +386,7 @@ def _start_from_committed_state(pipeline: dlt.Pipeline, stored: Dict[str, Any]) 
         )
     stored.clear()
     stored.update(deepcopy(committed))
+    return empty
 
 
 def _refresh_unlisted(

@@ -14,7 +14,7 @@ without state sync answers "unknown", and the run then behaves as dlt alone woul
 """
 
 import logging
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, NamedTuple, Optional
 
 import dlt
 from dlt.common.configuration.container import Container
@@ -55,21 +55,24 @@ def resource_state_of(pipeline_state: Mapping[str, Any]) -> ResourceState:
     return state
 
 
-def committed_state(pipeline: dlt.Pipeline) -> Tuple[bool, ResourceState]:
-    """The resource state committed in the destination with the data: one query.
+class Committed(NamedTuple):
+    """What the destination holds of this source's state."""
 
-    Returns:
-        (known, state): known is False when the destination keeps no state (dlt's state
-        sync is not supported there); state is empty when the dataset holds none.
-    """
+    known: bool  # False: the destination keeps no state (no state sync there)
+    state: ResourceState  # empty when the dataset holds none
+    empty: bool  # no dataset or state table at all: no table to read either
+
+
+def committed_state(pipeline: dlt.Pipeline) -> Committed:
+    """The resource state committed in the destination with the data: one query."""
     try:
         with pipeline.destination_client() as client:
             if not isinstance(client, WithStateSync):
-                return False, {}
+                return Committed(False, {}, False)
             stored = load_pipeline_state_from_destination(pipeline.pipeline_name, client)
     except DestinationUndefinedEntity:  # no dataset, or no state table yet
-        return True, {}
-    return True, resource_state_of(stored or {})
+        return Committed(True, {}, True)
+    return Committed(True, resource_state_of(stored or {}), False)
 
 
 def deleted_ids(pipeline: dlt.Pipeline) -> Optional[Dict[str, str]]:
