@@ -53,12 +53,6 @@ def explain(exc: BaseException) -> Optional[str]:
         message = _explain_one(cause)
         if message:
             return message
-    if type(exc).__name__ == "OutOfMemoryException":  # duckdb's, without importing duckdb
-        return (
-            "DuckDB ran out of memory while loading; raise memory_limit in"
-            " DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG and run again (nothing is lost:"
-            f" the extracted data loads on the next run): {str(exc).splitlines()[0]}"
-        )
     return None
 
 

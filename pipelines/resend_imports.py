@@ -226,6 +226,18 @@ def finish_or_discard_pending(pipeline: dlt.Pipeline) -> None:
     pipeline.abort_packages()
 
 
+def report_of(pipeline: dlt.Pipeline) -> SyncReport:
+    """What the last run of the resource did, from dlt's resource metrics in the trace."""
+    trace = pipeline.last_trace
+    extract = trace.last_extract_info if trace is not None else None
+    for steps in reversed(list(extract.metrics.values()) if extract is not None else []):
+        for step in reversed(steps):
+            resource = step["resource_metrics"].get(TABLE_NAME)
+            if resource is not None and resource.custom_metrics:
+                return SyncReport(**resource.custom_metrics)
+    return SyncReport()
+
+
 def run_sync(
     pipeline: dlt.Pipeline,
     *,
@@ -284,10 +296,9 @@ def _run_locked(
     loader_file_format: Optional[str],
     source_options: Dict[str, Any],
 ) -> SyncSummary:
-    report = SyncReport()
     if status is not None:  # else dlt config may set it: an explicit None would win over it
         source_options["status"] = status
-    source = resend_source(full_refresh=full_refresh, report=report, **source_options)
+    source = resend_source(full_refresh=full_refresh, **source_options)
     destination = pipeline.destination
     name = destination.destination_name if isinstance(destination, Destination) else ""
     _check_duckdb_file(pipeline, credentials)
@@ -302,7 +313,7 @@ def _run_locked(
         except SqlClientNotAvailable:
             logger.warning("destination %s has no SQL: views not created", name)
     return SyncSummary(
-        **vars(report),
+        **vars(report_of(pipeline)),
         elapsed_seconds=time.monotonic() - started,
         destination=where,
         table=f"{pipeline.dataset_name}.{TABLE_NAME}",

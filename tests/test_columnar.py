@@ -95,3 +95,56 @@ def test_both_paths_key_history_rows_alike() -> None:
     history = arrow.history_table(table, observations)
     assert history is not None
     assert history.to_pylist() == observations.rows(rows)
+
+
+def _state_after_a_run(items: List[Dict[str, Any]]) -> Any:
+    from sources.resend_imports.incremental import RunObserver
+
+    observer = RunObserver(100)
+    for item in items:
+        observer.listed(to_row(item))
+    return observer.next_state(_empty())
+
+
+def test_classify_equals_is_new_and_is_updated_row_by_row() -> None:
+    from sources.resend_imports.incremental import SyncState
+
+    store = ImportStore(2000, seed=11, stuck=3)
+    previous = _state_after_a_run(_listing(store))
+    assert isinstance(previous, SyncState) and previous.open_imports
+    store.advance(new=150, seconds=600)
+    items = _listing(store)
+    for start in range(0, len(items), 500):
+        batch = items[start : start + 500]
+        table = arrow.page_table(batch, COLUMNS)
+        observed, previous_status = arrow.classify(table, previous)
+        for row, seen, before in zip(map(to_row, batch), observed, previous_status, strict=True):
+            updated = previous.is_updated(row)
+            assert seen == (previous.is_new(row) or updated)
+            assert before == (previous.status_before(row["id"]) if updated else None)
+
+
+def test_listing_a_page_equals_listing_its_rows() -> None:
+    from sources.resend_imports.incremental import RunObserver
+
+    store = ImportStore(1200, seed=12, stuck=2)
+    store.advance(new=100, seconds=600)
+    items = _listing(store)
+    by_rows, by_pages = RunObserver(100), RunObserver(100)
+    for start in range(0, len(items), 100):
+        page = items[start : start + 100]
+        for item in page:
+            by_rows.listed(to_row(item))
+        table = arrow.page_table(page, COLUMNS)
+        assert table is not None
+        by_pages.listed_page(*arrow.listing(table), table.num_rows)
+    now = datetime.now(UTC)
+    rows_state = by_rows.next_state(_empty(), now)
+    pages_state = by_pages.next_state(_empty(), now)
+    assert not rows_state.changes_from(pages_state)
+
+
+def _empty() -> Any:
+    from sources.resend_imports.incremental import SyncState
+
+    return SyncState()

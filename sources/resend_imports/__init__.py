@@ -1,28 +1,25 @@
 """dlt source for Resend contact imports (`GET /contacts/imports`)."""
 
-import logging
 import os
-from collections import deque
-from copy import deepcopy
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any, Deque, Dict, Iterator, List, Optional, Set, Tuple
+from typing import Any, Iterator, Optional
 
 import dlt
 from dlt.common.typing import TSecretStrValue
 from dlt.sources import DltResource
 
-from . import destination
 from .client import ResendClient, RetryPolicy
-from .errors import ResendConfigError
-from .history import Observations, add_history_table, deletion_rows, to_history_table
-from .incremental import DeletedImport, RunObserver, SyncState
-from .records import Row, to_row
+from .history import add_history_table
+from .run import (
+    SyncReport,
+    check_deletion_settings,
+    check_settings,
+    clean_key,
+    sync_contact_imports,
+)
 from .settings import (
     API_KEY_ENV,
     API_URL_ENV,
-    BATCH_ROWS,
     COUNT_FIELDS,
     DEFAULT_BASE_URL,
     DEFAULT_CONNECT_TIMEOUT_SECONDS,
@@ -34,18 +31,12 @@ from .settings import (
     DEFAULT_MAX_RATE_LIMIT_WAIT_SECONDS,
     DEFAULT_PAGE_SIZE,
     DEFAULT_READ_TIMEOUT_SECONDS,
-    DELETED_STATUS,
-    KNOWN_FIELDS,
-    MAX_PAGE_SIZE,
     PROGRESS_EVERY_SECONDS,
     SOURCE_NAME,
-    STATUSES,
     TABLE_NAME,
 )
 
 __all__ = ["SyncReport", "contact_imports", "resend_source", "user_agent"]
-
-logger = logging.getLogger("resend_imports")
 
 COLUMNS: Any = {
     "id": {"data_type": "text", "nullable": False},
@@ -66,197 +57,6 @@ def user_agent() -> str:
         return "resend-imports/0+unknown"
 
 
-@dataclass
-class SyncReport:
-    """What one run of the resource did; filled in when the listing has been consumed."""
-
-    mode: str = ""
-    status: Optional[str] = None  # the filter of a filtered run
-    rows: int = 0
-    new: int = 0
-    updated: int = 0
-    refreshed_by_get: int = 0
-    not_found: int = 0
-    deleted: int = 0
-    requests: int = 0
-    retries: int = 0
-    rate_limited: int = 0
-    open_imports: int = 0
-
-
-class _Intake:
-    """Rows accepted by one run: each id once, counted, and observed for the history.
-
-    A bulk run (one that reads to the end) collects whole pages and turns each batch of them
-    into one Arrow table at once; a short incremental run takes plain rows one by one and
-    never imports pyarrow. Whatever the path, a row that carries a field this connector does
-    not know is handed to dlt as a plain row, so that dlt's normalizer types that field the
-    same way on every run (a variant column when its type changes), never Arrow batch by batch.
-    """
-
-    def __init__(
-        self, previous: SyncState, report: SyncReport, observer: RunObserver, bulk: bool
-    ) -> None:
-        self.previous = previous
-        self.report = report
-        self.observer = observer
-        self.bulk = bulk
-        # ids of the last pages (batches, in a bulk run), against an API that repeats a row
-        # across a page boundary; a set of every id would grow with the history
-        self.recent: Deque[Set[str]] = deque([set(), set()], maxlen=2)
-        self.previously_open = set(previous.open_imports)
-        self.previously_open_seen: Set[str] = set()
-        self.noticed: Set[str] = set()
-        self.listed: List[Any] = []  # bulk: items of pages not yet turned into a table
-        self.listed_at: List[datetime] = []
-        self.collect_ids = False  # set for a complete listing that reconciles the table
-        self.listed_ids: List[Any] = []  # then: Arrow arrays of every id accepted
-        # rows, or in a bulk run (Arrow table, None or the same rows as dicts)
-        self.batch: List[Any] = []
-        self.batch_rows = 0
-        self.observations = Observations()
-
-    def _first_sighting(self, import_id: str) -> bool:
-        if any(import_id in ids for ids in self.recent):
-            return False
-        self.recent[-1].add(import_id)
-        if import_id in self.previously_open:
-            self.previously_open_seen.add(import_id)
-        if import_id in self.previous.deleted:
-            self.observer.back(import_id)
-        return True
-
-    def accept(self, raw: Dict[str, Any], row: Row, seen_at: datetime) -> bool:
-        """Takes one row; False when this run already yielded the id."""
-        if not self._first_sighting(row["id"]):
-            return False
-        _notice_fields(raw, self.noticed)
-        _notice_status(raw.get("status"), self.noticed)
-        self.report.rows += 1
-        self.batch.append(row)
-        self.batch_rows += 1
-        if self.previous.is_new(row):
-            self.report.new += 1
-            self.observations.add(True, None, seen_at)
-        elif self.previous.is_updated(row):
-            self.report.updated += 1
-            import_id = row["id"]
-            self.observations.add(
-                True,
-                self.previous.status_before(import_id),
-                seen_at,
-                self.previous.history_key_suffix(import_id),
-            )
-        else:
-            self.observations.add(False, None, seen_at)
-        return True
-
-    def take_page(self, page: List[Any], seen_at: datetime) -> None:
-        """Bulk: keeps a listed page until a batch is full."""
-        self.listed += page
-        self.listed_at += [seen_at] * len(page)
-        if len(self.listed) >= BATCH_ROWS:
-            self.convert()
-
-    def convert(self) -> None:
-        """Bulk: turns the pages taken so far into one table and accepts its rows."""
-        if not self.listed:
-            return
-        from . import arrow
-
-        table, rows = _listed_table(self.listed, self.noticed)
-        kept = self._accept_table(table, rows, self.listed_at)
-        self.observer.listed_page(*arrow.listing(kept), kept.num_rows)
-        self.listed, self.listed_at = [], []
-        self.next_page()
-
-    def _accept_table(self, table: Any, rows: Optional[List[Row]], seen_at: List[datetime]) -> Any:
-        from . import arrow
-
-        first = [self._first_sighting(import_id) for import_id in table.column("id").to_pylist()]
-        kept = arrow.keep(table, first)
-        kept_rows = None if rows is None else [r for r, k in zip(rows, first, strict=True) if k]
-        for status in arrow.unknown_statuses(kept, STATUSES):
-            _notice_status(status, self.noticed)
-        observed, previous_status = arrow.classify(kept, self.previous)
-        updated = sum(status is not None for status in previous_status)
-        self.report.rows += kept.num_rows
-        self.report.new += sum(observed) - updated
-        self.report.updated += updated
-        suffixes = [""] * kept.num_rows
-        if DELETED_STATUS in previous_status:
-            ids = kept.column("id").to_pylist()
-            suffixes = [self.previous.history_key_suffix(import_id) for import_id in ids]
-        self.observations.extend(
-            observed,
-            previous_status,
-            [at for at, keep in zip(seen_at, first, strict=True) if keep],
-            suffixes,
-        )
-        if self.collect_ids:
-            self.listed_ids.append(kept.column("id"))
-        self.batch.append((kept, kept_rows))
-        self.batch_rows += kept.num_rows
-        return kept
-
-    def accept_fetched(self, raw: Dict[str, Any], row: Row, seen_at: datetime) -> bool:
-        """Takes an import read by id; False when this run already yielded it."""
-        if not self.bulk:
-            return self.accept(raw, row, seen_at)
-        from . import arrow
-
-        _notice_fields(raw, self.noticed)
-        extra = row if row.keys() - COLUMNS.keys() else None
-        table = arrow.to_arrow([row], COLUMNS)
-        return bool(self._accept_table(table, None if extra is None else [row], [seen_at]).num_rows)
-
-    def next_page(self) -> None:
-        self.recent.append(set())
-
-    def emit(self, flush: bool = False) -> Iterator[Any]:
-        """Batches of accepted rows for `contact_imports`, then their history rows.
-
-        Batches of several pages keep dlt's per-item work small; `flush` sends what is left.
-        """
-        if not self.batch_rows or not (flush or self.batch_rows >= BATCH_ROWS):
-            return
-        if self.bulk:
-            from . import arrow
-
-            typed = [table for table, rows in self.batch if rows is None]
-            if typed:
-                yield arrow.with_dlt_columns(arrow.concat(typed))
-            plain = [row for _, rows in self.batch if rows is not None for row in rows]
-            if plain:
-                yield plain
-            imports = arrow.concat([table for table, _ in self.batch])
-            history: Any = arrow.history_table(imports, self.observations)
-            if history is not None:
-                history = arrow.with_dlt_columns(history)
-        else:
-            yield self.batch
-            history = self.observations.rows(self.batch) or None
-        if history is not None:
-            yield to_history_table(history)
-        self.batch, self.batch_rows, self.observations = [], 0, Observations()
-
-
-def _listed_table(items: List[Any], noticed: Set[str]) -> Tuple[Any, Optional[List[Row]]]:
-    """Listed items as one Arrow table of the known columns, in one columnar pass or row by
-    row if need be; and, when any item has a field this connector does not know, the rows
-    themselves, for dlt's normalizer to type."""
-    from . import arrow
-
-    table = arrow.page_table(items, COLUMNS)
-    if table is not None:
-        return table, None
-    rows = [to_row(raw) for raw in items]  # validates: names the import of a malformed value
-    for raw in items:
-        _notice_fields(raw, noticed)
-    extra = any(row.keys() - COLUMNS.keys() for row in rows)
-    return arrow.to_arrow(rows, COLUMNS), rows if extra else None
-
-
 @dlt.resource(
     name=TABLE_NAME,
     primary_key="id",
@@ -268,7 +68,6 @@ def contact_imports(
     page_size: int = DEFAULT_PAGE_SIZE,
     status: Optional[str] = None,
     full_refresh: bool = False,
-    report: Optional[SyncReport] = None,
     gone_after_runs: int = DEFAULT_GONE_AFTER_RUNS,
     full_refresh_every_days: float = DEFAULT_FULL_REFRESH_EVERY_DAYS,
 ) -> Iterator[Any]:
@@ -280,239 +79,11 @@ def contact_imports(
     The run starts from the state committed in the destination with the table (see
     `destination`), and marks deleted (`deleted_at`) the imports it concludes are gone.
     With a `status` filter every matching import is listed and the incremental state is
-    neither used nor changed (a filtered list cannot tell where history ends).
+    neither used nor changed (a filtered list cannot tell where history ends). What the run
+    did (`SyncReport`) lands in dlt's resource metrics: `last_trace.last_extract_info`.
     """
-    if not client.has_api_key:
-        raise ResendConfigError(
-            "no Resend API key: set RESEND_API_KEY, SOURCES__RESEND__API_KEY"
-            " or api_key under [sources.resend] in .dlt/secrets.toml"
-            " (to try the connector without a key: resend-imports demo)"
-        )
-    report = report if report is not None else SyncReport()
-    stored = dlt.current.resource_state()
-    pipeline = destination.running_pipeline()
-    empty_destination = True
-    if pipeline is not None:
-        empty_destination = _start_from_committed_state(pipeline, stored)
-    previous = SyncState.load(stored)
-    started_at = datetime.now(UTC)
-    report.mode = _mode(previous, status, full_refresh, started_at, full_refresh_every_days)
-    report.status = status
-    frontier = previous.frontier() if report.mode == "incremental" else None
-    complete = frontier is None and status is None
-    readable = complete and not empty_destination
-    in_table = destination.deleted_ids(pipeline) if readable and pipeline else None
-    if in_table:  # imports the table holds as deleted: a listing that shows them is a return
-        previous.deleted = {
-            **{k: DeletedImport(at) for k, at in in_table.items()},
-            **previous.deleted,
-        }
-    observer = RunObserver(page_size)
-    intake = _Intake(previous, report, observer, bulk=frontier is None)
-    intake.collect_ids = in_table is not None
-
-    expected = destination.row_count(pipeline) if in_table is not None and pipeline else None
-    for page in client.iter_pages(page_size, status=status, expected=expected):
-        seen_at = datetime.now(UTC)
-        if intake.bulk:
-            intake.take_page(page, seen_at)
-            yield from intake.emit()
-            continue
-        oldest_on_page = None
-        for raw in page:
-            row = to_row(raw)
-            oldest_on_page = row["created_at"]
-            if intake.accept(raw, row, seen_at):
-                observer.listed(row)
-        intake.next_page()
-        yield from intake.emit()
-        if frontier is not None and oldest_on_page is not None and oldest_on_page < frontier:
-            break
-    intake.convert()  # the last pages, before the GETs below look at what was listed
-
-    if status is not None:
-        yield from intake.emit(flush=True)
-    else:
-        gone = _refresh_unlisted(client, intake, previous, gone_after_runs, complete)
-        _recheck_deleted(client, intake, previous, complete)
-        if in_table is not None and pipeline is not None:
-            gone += _reconcile_with_table(client, intake, pipeline, previous, gone)
-        yield from intake.emit(flush=True)
-        yield from _mark_deleted(pipeline, gone, report, observer)
-        state = observer.next_state(previous, started_at, complete_listing=complete)
-        state.save(stored)
-        report.open_imports = len(state.open_imports)
-
-    report.requests = client.stats.requests
-    report.retries = client.stats.retries
-    report.rate_limited = client.stats.rate_limited
-
-
-def _mode(
-    previous: SyncState,
-    status: Optional[str],
-    full_refresh: bool,
-    now: datetime,
-    full_refresh_every_days: float,
-) -> str:
-    if status is not None:
-        return "filtered"
-    if previous.is_empty:
-        return "first"
-    if full_refresh:
-        return "full"
-    if previous.complete_listing_due(now, full_refresh_every_days):
-        return "scheduled full"
-    return "incremental"
-
-
-def _start_from_committed_state(pipeline: dlt.Pipeline, stored: Dict[str, Any]) -> bool:
-    """Makes the run continue from the state committed with the table it loads into.
-
-    The local copy differs after a restored backup, a run on another dataset or destination
-    under the same pipeline name, or a wiped working folder; the destination's wins, and a
-    destination that holds none makes this a first run. Returns whether the destination holds
-    nothing at all (no dataset or state table: no table to read either).
-    """
-    known, committed, empty = destination.committed_state(pipeline)
-    if not known or committed == dict(stored):
-        return empty
-    if stored or committed:
-        logger.warning(
-            "the incremental state in %s differs from the local copy (a restored backup,"
-            " another dataset or a wiped folder): continuing from the destination's%s",
-            pipeline.dataset_name,
-            "" if committed else " (none: this is a first run)",
-        )
-    stored.clear()
-    stored.update(deepcopy(committed))
-    return empty
-
-
-def _refresh_unlisted(
-    client: ResendClient,
-    intake: _Intake,
-    previous: SyncState,
-    gone_after_runs: int,
-    complete: bool,
-) -> List[str]:
-    """Fetches by id every import open at the last run that this listing did not return.
-
-    Returns the ids concluded gone: those that answered 404 on `gone_after_runs`
-    consecutive runs, or at once when a complete listing also omitted them.
-    """
-    gone: List[str] = []
-    for import_id, known in previous.open_imports.items():
-        if import_id in intake.previously_open_seen:
-            continue
-        fetched = client.get_import(import_id)
-        if fetched is not None:
-            _accept_fetched(intake, fetched)
-            continue
-        intake.report.not_found += 1
-        misses = known.missing_runs + 1
-        if complete or misses >= gone_after_runs:
-            gone.append(import_id)
-            continue
-        intake.observer.not_found(import_id, known)
-        logger.warning(
-            "import %s answered 404 (%d of %d runs before it is marked deleted)",
-            import_id,
-            misses,
-            gone_after_runs,
-        )
-    return gone
-
-
-def _recheck_deleted(
-    client: ResendClient, intake: _Intake, previous: SyncState, complete: bool
-) -> None:
-    """Fetches by id the imports marked deleted lately that this run has not read: one that
-    answers again was not deleted (its row and history say so); a 404 keeps it deleted."""
-    if complete:
-        return  # the complete listing has shown every import that exists
-    for import_id in previous.deleted:
-        if import_id in intake.observer.returned:
-            continue
-        fetched = client.get_import(import_id)
-        if fetched is None:
-            intake.report.not_found += 1
-        else:
-            _accept_fetched(intake, fetched)
-
-
-def _reconcile_with_table(
-    client: ResendClient,
-    intake: _Intake,
-    pipeline: dlt.Pipeline,
-    previous: SyncState,
-    already: List[str],
-) -> List[str]:
-    """After a complete listing: imports the table holds that the listing did not return are
-    fetched by id; those that answer 404 are gone."""
-    from . import arrow
-
-    listed = arrow.combined(intake.listed_ids)
-    intake.listed_ids = []
-    unlisted = destination.unlisted_live_ids(pipeline, listed)
-    gone: List[str] = []
-    for import_id in unlisted:
-        if import_id in previous.open_imports or import_id in already:
-            continue  # already fetched by `_refresh_unlisted`
-        fetched = client.get_import(import_id)
-        if fetched is None:
-            intake.report.not_found += 1
-            gone.append(import_id)
-        else:
-            _accept_fetched(intake, fetched)
-    return gone
-
-
-def _accept_fetched(intake: _Intake, fetched: Dict[str, Any]) -> None:
-    row = to_row(fetched)
-    if intake.accept_fetched(fetched, row, datetime.now(UTC)):
-        intake.report.refreshed_by_get += 1
-        intake.observer.fetched(row)
-
-
-def _mark_deleted(
-    pipeline: Optional[dlt.Pipeline], gone: List[str], report: SyncReport, observer: RunObserver
-) -> Iterator[Any]:
-    """The last rows of imports concluded gone, with `deleted_at` set, and their history."""
-    if not gone:
-        return
-    rows = destination.last_rows(pipeline, gone) if pipeline is not None else []
-    deleted_at = datetime.now(UTC)
-    for row in rows:
-        row["deleted_at"] = deleted_at
-        observer.deleted(row["id"], deleted_at)
-        logger.warning("import %s is gone from Resend: marked deleted", row["id"])
-    report.deleted += len(rows)
-    if len(rows) < len(gone):
-        logger.warning(
-            "%d gone imports could not be marked deleted: the destination cannot be read",
-            len(gone) - len(rows),
-        )
-    if rows:
-        yield rows
-        yield to_history_table(deletion_rows(rows, deleted_at))
-
-
-def _notice_fields(raw: Dict[str, Any], noticed: Set[str]) -> None:
-    """Logs, once per run, each field this connector does not know yet."""
-    for key in raw.keys() - KNOWN_FIELDS:
-        if key not in noticed:
-            noticed.add(key)
-            logger.warning("Resend returned a new field %r; it loads as a new column", key)
-
-
-def _notice_status(status: Any, noticed: Set[str]) -> None:
-    """Logs, once per run, each status this connector does not know yet."""
-    if status not in STATUSES and f"status:{status}" not in noticed:
-        noticed.add(f"status:{status}")
-        logger.warning(
-            "unknown import status %r: loaded as is and refreshed until terminal", status
-        )
+    options = (page_size, status, full_refresh, gone_after_runs, full_refresh_every_days)
+    yield from sync_contact_imports(client, COLUMNS, *options)
 
 
 @dlt.source(name=SOURCE_NAME, section=SOURCE_NAME)  # config and state under `sources.resend`
@@ -531,7 +102,6 @@ def resend_source(
     full_refresh: bool = False,
     gone_after_runs: int = DEFAULT_GONE_AFTER_RUNS,
     full_refresh_every_days: float = DEFAULT_FULL_REFRESH_EVERY_DAYS,
-    report: Optional[SyncReport] = None,
 ) -> DltResource:
     """Resend contact imports, merged on `id` and refreshed until terminal.
 
@@ -553,28 +123,15 @@ def resend_source(
             deleted.
         full_refresh_every_days: List every import again at least this often, to catch
             what the frontier cannot see (deletions, changes deep in history); 0: never.
-        report: Filled in with what the run did, for the caller's summary.
     """
     # a missing key fails the run when it starts, not here: a scheduler (Airflow) builds the
     # source where the secrets may not be, and hands it to a worker where they are
-    # a key read from a mounted file often ends in a newline; never sent, logged or echoed
-    key = (api_key or os.environ.get(API_KEY_ENV) or "").strip()
-    if any(not character.isprintable() or character.isspace() for character in key):
-        raise ResendConfigError(
-            "the Resend API key contains spaces or control characters: check RESEND_API_KEY,"
-            " SOURCES__RESEND__API_KEY or api_key under [sources.resend]"
-        )
-    url = base_url or os.environ.get(API_URL_ENV) or DEFAULT_BASE_URL
-    _check_settings(page_size, status, max_attempts, connect_timeout_seconds, read_timeout_seconds)
-    if gone_after_runs < 1:
-        raise ResendConfigError(f"gone_after_runs must be at least 1, got {gone_after_runs}")
-    if full_refresh_every_days < 0:
-        raise ResendConfigError(
-            f"full_refresh_every_days must be 0 (never) or more, got {full_refresh_every_days}"
-        )
+    key = clean_key(api_key or os.environ.get(API_KEY_ENV) or "")
+    check_settings(page_size, status, max_attempts, connect_timeout_seconds, read_timeout_seconds)
+    check_deletion_settings(gone_after_runs, full_refresh_every_days)
     client = ResendClient(
         key,
-        url,
+        base_url or os.environ.get(API_URL_ENV) or DEFAULT_BASE_URL,
         user_agent=user_agent(),
         retry_policy=RetryPolicy(
             max_attempts, initial_backoff_seconds, max_backoff_seconds, max_rate_limit_wait_seconds
@@ -584,29 +141,6 @@ def resend_source(
         progress_every=progress_every_seconds,
     )
     resource = contact_imports(
-        client,
-        page_size,
-        status,
-        full_refresh,
-        report,
-        gone_after_runs=gone_after_runs,
-        full_refresh_every_days=full_refresh_every_days,
+        client, page_size, status, full_refresh, gone_after_runs, full_refresh_every_days
     )
     return add_history_table(resource)
-
-
-def _check_settings(
-    page_size: int,
-    status: Optional[str],
-    max_attempts: int,
-    connect_timeout: float,
-    read_timeout: float,
-) -> None:
-    if not 1 <= page_size <= MAX_PAGE_SIZE:
-        raise ResendConfigError(f"page_size must be 1 to {MAX_PAGE_SIZE}, got {page_size}")
-    if status is not None and status not in STATUSES:
-        raise ResendConfigError(f"status must be one of {', '.join(STATUSES)}; got {status!r}")
-    if max_attempts < 1:
-        raise ResendConfigError(f"max_attempts must be at least 1, got {max_attempts}")
-    if connect_timeout <= 0 or read_timeout <= 0:
-        raise ResendConfigError("connect_timeout_seconds and read_timeout_seconds must be > 0")
