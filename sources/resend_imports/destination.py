@@ -3,7 +3,7 @@
 The incremental state that counts is the one committed with the table (dlt loads it in the
 same package as the rows); the local copy in the pipeline's working folder can be ahead of
 it, behind it, or belong to another dataset. A complete listing also reads the ids of the
-imports the table holds, to find those it no longer returns (in chunks: memory stays flat),
+imports the table holds, to find those it no longer returns (read in chunks of ids),
 and a run reads the last rows of the imports it concludes are gone, to mark them deleted. A
 table that cannot be read (a destination without SQL, files DuckDB cannot scan) is logged
 and not reconciled; the run goes on.
