@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 AIRFLOW_VENV := .venv-airflow
 AIRFLOW_STAMP := $(AIRFLOW_VENV)/.installed
 
-.PHONY: install demo run test reliability bench bench-smoke airflow-check lint clean
+.PHONY: install postgres-server demo run test reliability bench bench-smoke airflow-check lint clean
 
 install: $(STAMP)
 
@@ -23,19 +23,26 @@ demo: install
 run: install
 	$(BIN)/resend-imports sync
 
-test: install
+# The tests start throwaway PostgreSQL servers: Debian's server binaries, installed when missing.
+postgres-server:
+	@ls /usr/lib/postgresql/*/bin/initdb > /dev/null 2>&1 \
+	|| { test "$$(id -u)" = 0 && apt-get update -qq \
+	     && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql > /dev/null; } \
+	|| { echo "the tests need PostgreSQL's server binaries: run 'apt-get install postgresql' as root"; exit 1; }
+
+test: install postgres-server
 	$(BIN)/pytest
 
 # Soak under faults, SIGKILL trials, rate limits: heavier, run by CI too.
-reliability: install
+reliability: install postgres-server
 	$(BIN)/pytest -m reliability
 
 # Our connector against dlt's rest_api source and a hand-written loop (heavy: minutes).
-bench: install
+bench: install postgres-server
 	$(BIN)/python -m benchmarks.bench $(BENCH_ARGS)
 
 # The same on 2,000 imports, one round: checks the harness and our figures, run by CI.
-bench-smoke: install
+bench-smoke: install postgres-server
 	$(BIN)/python -m benchmarks.bench --imports 2000 --rounds 1 --scale "" --check
 
 $(AIRFLOW_STAMP): pyproject.toml constraints-airflow.txt
@@ -45,7 +52,7 @@ $(AIRFLOW_STAMP): pyproject.toml constraints-airflow.txt
 	touch $(AIRFLOW_STAMP)
 
 # The DAG on a real Airflow 3 (throwaway SQLite AIRFLOW_HOME per test), run by CI too.
-airflow-check: $(AIRFLOW_STAMP)
+airflow-check: $(AIRFLOW_STAMP) postgres-server
 	$(AIRFLOW_VENV)/bin/pytest -m airflow tests/airflow
 
 lint: install
