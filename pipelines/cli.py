@@ -187,17 +187,13 @@ def _destination(args: argparse.Namespace) -> Any:
 
     if args.duckdb is not None:
         if args.destination not in (DEFAULT_DESTINATION, "duckdb"):
-            raise _usage(f"--duckdb goes with --destination duckdb, not {args.destination}")
+            raise _UsageError(f"--duckdb goes with --destination duckdb, not {args.destination}")
         return duckdb_destination(args.duckdb)
     return args.destination
 
 
 class _UsageError(Exception):
-    pass
-
-
-def _usage(message: str) -> _UsageError:
-    return _UsageError(message)
+    """A command line argparse accepts but the command cannot run (exit 2)."""
 
 
 def _progress_every(choice: str) -> float:

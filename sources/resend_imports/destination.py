@@ -77,19 +77,14 @@ def committed_state(pipeline: dlt.Pipeline) -> Committed:
 
 def deleted_ids(pipeline: dlt.Pipeline) -> Optional[Dict[str, str]]:
     """Ids of the table's rows marked deleted, with when; None when the table does not exist
-    or cannot be read here (then a complete listing cannot reconcile it either)."""
+    or cannot be read here, e.g. a table no run of this version has written yet (it has no
+    `deleted_at`): then a complete listing does not reconcile it either."""
     try:
         with pipeline.sql_client() as client:
             table = client.make_qualified_table_name(TABLE_NAME)
-            try:
-                rows = client.execute_sql(
-                    f"SELECT id, deleted_at FROM {table} WHERE deleted_at IS NOT NULL"
-                )
-            except DestinationUndefinedEntity:
-                raise
-            except DestinationException:  # a table from before `deleted_at`
-                client.execute_sql(f"SELECT id FROM {table} WHERE 1 = 0")
-                rows = []
+            rows = client.execute_sql(
+                f"SELECT id, deleted_at FROM {table} WHERE deleted_at IS NOT NULL"
+            )
     except DestinationUndefinedEntity:
         return None
     except (DestinationException, SqlClientNotAvailable) as exc:

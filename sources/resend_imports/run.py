@@ -70,6 +70,7 @@ class _Intake:
         observer: RunObserver,
         columns: Mapping[str, Any],
         bulk: bool,
+        collect_ids: bool = False,
     ) -> None:
         self.previous = previous
         self.columns = columns
@@ -84,7 +85,7 @@ class _Intake:
         self.logged_once: Set[str] = set()
         self.listed: List[Any] = []  # bulk: items of pages not yet turned into a table
         self.listed_at: List[datetime] = []
-        self.collect_ids = False  # set for a complete listing that reconciles the table
+        self.collect_ids = collect_ids  # a complete listing that reconciles the table
         self.listed_ids: List[Any] = []  # then: Arrow arrays of every id accepted
         # rows, or in a bulk run (Arrow table, None or the same rows as dicts)
         self.batch: List[Any] = []
@@ -181,9 +182,9 @@ class _Intake:
         from . import arrow
 
         _notice_fields(raw, self.logged_once)
-        extra = row if row.keys() - self.columns.keys() else None
+        rows = [row] if row.keys() - self.columns.keys() else None  # a new field: dlt types it
         table = arrow.to_arrow([row], self.columns)
-        return bool(self._accept_table(table, None if extra is None else [row], [seen_at]).num_rows)
+        return bool(self._accept_table(table, rows, [seen_at]).num_rows)
 
     def next_page(self) -> None:
         self.recent.append(set())
@@ -483,8 +484,9 @@ def sync_contact_imports(
             **previous.deleted,
         }
     observer = RunObserver(page_size)
-    intake = _Intake(previous, report, observer, columns, bulk=frontier is None)
-    intake.collect_ids = in_table is not None
+    intake = _Intake(
+        previous, report, observer, columns, bulk=frontier is None, collect_ids=in_table is not None
+    )
 
     expected = destination.row_count(pipeline) if in_table is not None and pipeline else None
     for page in client.iter_pages(page_size, status=status, expected=expected):
