@@ -23,12 +23,13 @@ demo: install
 run: install
 	$(BIN)/resend-imports sync
 
-# The tests start throwaway PostgreSQL servers: Debian's server binaries, installed when missing.
+# The tests start throwaway PostgreSQL servers (Debian's server binaries) and run the README's
+# shell blocks (curl): both installed when missing.
 postgres-server:
-	@ls /usr/lib/postgresql/*/bin/initdb > /dev/null 2>&1 \
+	@{ ls /usr/lib/postgresql/*/bin/initdb && command -v curl; } > /dev/null 2>&1 \
 	|| { test "$$(id -u)" = 0 && apt-get update -qq \
-	     && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql > /dev/null; } \
-	|| { echo "the tests need PostgreSQL's server binaries: run 'apt-get install postgresql' as root"; exit 1; }
+	     && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql curl > /dev/null; } \
+	|| { echo "the tests need PostgreSQL's server binaries and curl: run 'apt-get install postgresql curl' as root"; exit 1; }
 
 test: install postgres-server
 	$(BIN)/pytest

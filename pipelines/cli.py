@@ -183,13 +183,22 @@ def _configure_logging(level: str) -> None:
 
 
 def _destination(args: argparse.Namespace) -> Any:
-    from .resend_imports import duckdb_destination
+    import dlt
+
+    from .resend_imports import PIPELINE_NAME, duckdb_destination
 
     if args.duckdb is not None:
         if args.destination not in (DEFAULT_DESTINATION, "duckdb"):
             raise _UsageError(f"--duckdb goes with --destination duckdb, not {args.destination}")
         return duckdb_destination(args.duckdb)
+    configured: Any = dlt.secrets.get(DUCKDB_CREDENTIALS) or dlt.config.get(DUCKDB_CREDENTIALS)
+    if args.destination == "duckdb" and not configured:
+        # dlt's own default is the folder of the pipeline's first run, wherever that was
+        return duckdb_destination(f"{PIPELINE_NAME}.duckdb")
     return args.destination
+
+
+DUCKDB_CREDENTIALS = "destination.duckdb.credentials"
 
 
 class _UsageError(Exception):

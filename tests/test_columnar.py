@@ -1,4 +1,5 @@
-"""The columnar path of bulk runs gives the very table the row-by-row path gives."""
+"""The columnar pass over a batch gives the very table `records.to_row` gives row by row, and
+the history's two keys (of a listed batch, of a deleted row) agree."""
 
 from datetime import UTC, datetime
 from typing import Any, Dict, List
@@ -7,7 +8,7 @@ import pytest
 
 from pipelines.simulator import ImportStore
 from sources.resend_imports import COLUMNS, arrow
-from sources.resend_imports.history import Observations
+from sources.resend_imports.history import Observations, history_table, observation_key
 from sources.resend_imports.records import to_row
 
 
@@ -78,8 +79,9 @@ def test_non_objects_go_row_by_row() -> None:
     assert arrow.page_table([], COLUMNS) is None
 
 
-def test_both_paths_key_history_rows_alike() -> None:
-    """A state observed by a full run and by a short one must be one history row, not two."""
+def test_history_table_keys_rows_as_observation_key_does() -> None:
+    """A state observed in a listed batch and the same state of a deleted import's last row
+    must be keyed alike (the deletion row adds its own suffix)."""
     items: List[Dict[str, Any]] = [
         {"id": "a", "status": "queued", "created_at": "2026-05-15 18:32:37+00"},
         {"id": "b", "status": "in_progress", "created_at": "2026-05-15 18:32:38+00",
@@ -89,62 +91,10 @@ def test_both_paths_key_history_rows_alike() -> None:
     observations = Observations()
     at = datetime(2026, 5, 15, 19, tzinfo=UTC)
     observations.extend([True] * 3, [None, "queued", None], [at] * 3, ["", "", ""])
-    rows = [to_row(item) for item in items]
     table = arrow.page_table(items, COLUMNS)
     assert table is not None
-    history = arrow.history_table(table, observations)
+    history = history_table(table, observations)
     assert history is not None
-    assert history.to_pylist() == observations.rows(rows)
-
-
-def _state_after_a_run(items: List[Dict[str, Any]]) -> Any:
-    from sources.resend_imports.incremental import RunObserver
-
-    observer = RunObserver(100)
-    for item in items:
-        observer.listed(to_row(item))
-    return observer.next_state(_empty())
-
-
-def test_classify_equals_is_new_and_is_updated_row_by_row() -> None:
-    from sources.resend_imports.incremental import SyncState
-
-    store = ImportStore(2000, seed=11, stuck=3)
-    previous = _state_after_a_run(_listing(store))
-    assert isinstance(previous, SyncState) and previous.open_imports
-    store.advance(new=150, seconds=600)
-    items = _listing(store)
-    for start in range(0, len(items), 500):
-        batch = items[start : start + 500]
-        table = arrow.page_table(batch, COLUMNS)
-        observed, previous_status = arrow.classify(table, previous)
-        for row, seen, before in zip(map(to_row, batch), observed, previous_status, strict=True):
-            updated = previous.is_updated(row)
-            assert seen == (previous.is_new(row) or updated)
-            assert before == (previous.status_before(row["id"]) if updated else None)
-
-
-def test_listing_a_page_equals_listing_its_rows() -> None:
-    from sources.resend_imports.incremental import RunObserver
-
-    store = ImportStore(1200, seed=12, stuck=2)
-    store.advance(new=100, seconds=600)
-    items = _listing(store)
-    by_rows, by_pages = RunObserver(100), RunObserver(100)
-    for start in range(0, len(items), 100):
-        page = items[start : start + 100]
-        for item in page:
-            by_rows.listed(to_row(item))
-        table = arrow.page_table(page, COLUMNS)
-        assert table is not None
-        by_pages.listed_page(*arrow.listing(table), table.num_rows)
-    now = datetime.now(UTC)
-    rows_state = by_rows.next_state(_empty(), now)
-    pages_state = by_pages.next_state(_empty(), now)
-    assert not rows_state.changes_from(pages_state)
-
-
-def _empty() -> Any:
-    from sources.resend_imports.incremental import SyncState
-
-    return SyncState()
+    keys = history.column("observation_key").to_pylist()
+    assert keys == [observation_key(to_row(item)) for item in items]
+    assert history.column("previous_status").to_pylist() == [None, "queued", None]

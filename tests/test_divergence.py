@@ -72,9 +72,9 @@ def finish(store: ImportStore, import_id: str, status: str = "failed") -> None:
     )
 
 
-def open_ids(account: Account, pipeline: Any, by_get: bool) -> List[str]:
+def open_ids(account: Account, pipeline: Any, refresh_by_id: bool) -> List[str]:
     state = resource_state(pipeline)["open_imports"]
-    return [k for k, v in state.items() if v["by_get"] == by_get]
+    return [k for k, v in state.items() if v["refresh_by_id"] == refresh_by_id]
 
 
 # -- 1. the state belongs to the table it describes ------------------------------------------
@@ -179,7 +179,7 @@ def test_a_watched_import_that_answers_404_once_is_refreshed_when_it_answers_aga
     account: Account = make_account(imports=600, stuck=2)
     pipeline = account.pipeline()
     account.sync(pipeline)
-    target = open_ids(account, pipeline, by_get=True)[0]
+    target = open_ids(account, pipeline, refresh_by_id=True)[0]
     account.simulator.not_found_for[target] = 1
     summary = account.sync(pipeline)
     assert summary.not_found == 1 and summary.deleted == 0
@@ -199,7 +199,7 @@ def test_an_open_import_left_out_of_one_listing_is_fetched_by_id(
     account.sync(pipeline)
     account.store.advance(new=40, seconds=600)
     account.sync(pipeline)
-    target = open_ids(account, pipeline, by_get=False)[0]
+    target = open_ids(account, pipeline, refresh_by_id=False)[0]
     account.store.advance(new=10, seconds=600)
     account.simulator.unlisted_for[target] = 1
     summary = account.sync(pipeline)
@@ -219,7 +219,7 @@ def test_a_deleted_open_import_is_marked_deleted_after_three_runs(
     account.sync(pipeline)
     account.store.advance(new=40, seconds=600)
     account.sync(pipeline)
-    target = open_ids(account, pipeline, by_get=kind == "watched")[0]
+    target = open_ids(account, pipeline, refresh_by_id=kind == "watched")[0]
     account.store.delete(target)
     for run in (1, 2):
         summary = account.sync(pipeline)
@@ -241,7 +241,7 @@ def test_gone_after_runs_is_a_setting(make_account: Any, destination_name: str) 
     account: Account = make_account(imports=600, stuck=1)
     pipeline = account.pipeline()
     account.sync(pipeline)
-    target = open_ids(account, pipeline, by_get=True)[0]
+    target = open_ids(account, pipeline, refresh_by_id=True)[0]
     account.store.delete(target)
     assert account.sync(pipeline, gone_after_runs=1).deleted == 1
     assert list(deleted_rows(account)) == [target]
@@ -340,7 +340,7 @@ def test_a_404_streak_that_was_no_deletion_heals_at_the_next_run(
     account: Account = make_account(imports=600, stuck=1)
     pipeline = account.pipeline()
     account.sync(pipeline)
-    target = open_ids(account, pipeline, by_get=True)[0]
+    target = open_ids(account, pipeline, refresh_by_id=True)[0]
     account.simulator.not_found_for[target] = 3  # three runs of a flaky GET by id
     for _ in range(3):
         summary = account.sync(pipeline)

@@ -263,3 +263,17 @@ def test_readme_usage_names_only_options_the_cli_has(account: Account) -> None:
         help_text = run_cli(account, command, "--help").stdout
         for option in set(re.findall(r"\[(--[a-z-]+)", lines)):
             assert option in help_text, f"{command} {option}"
+
+
+def test_the_default_duckdb_file_is_in_the_folder_the_command_runs_in(account: Account) -> None:
+    """dlt's own default is the folder of the pipeline's first run, wherever that was."""
+    env = cli_environment(account)
+    del env["DESTINATION__DUCKDB__CREDENTIALS"]
+    for folder in ("first", "second"):
+        (account.workdir / folder).mkdir()
+        result = subprocess.run(
+            [COMMAND, "sync"], env=env, cwd=account.workdir / folder, capture_output=True, text=True
+        )
+        assert result.returncode == 0, result.stderr
+        assert (account.workdir / folder / "resend_imports.duckdb").exists()
+        assert account.differences(account.workdir / folder / "resend_imports.duckdb") == []

@@ -3,7 +3,8 @@
 from datetime import UTC, datetime, timedelta
 from typing import Any, Dict
 
-from sources.resend_imports.incremental import RunObserver, SyncState, imports_to_page
+from sources.resend_imports import COLUMNS, arrow
+from sources.resend_imports.incremental import OpenImport, RunObserver, SyncState, imports_to_page
 from sources.resend_imports.records import Row
 
 T0 = datetime(2026, 5, 15, 12, 0, tzinfo=UTC)
@@ -38,8 +39,8 @@ def test_one_page_behind_is_a_tie_and_goes_by_id() -> None:
 
 def _observe(*rows: Row, page_size: int = 100) -> SyncState:
     observer = RunObserver(page_size)
-    for row in rows:
-        observer.listed(row)
+    table = arrow.to_arrow(rows, COLUMNS)
+    observer.listed(*arrow.listing(table), table.num_rows)
     return observer.next_state(SyncState())
 
 
@@ -54,14 +55,14 @@ def test_frontier_is_the_oldest_paged_open_import() -> None:
         _row("a", 0, "queued"), _row("b", 1), _row("c", 2, "in_progress"), _row("d", 3)
     )
     assert state.frontier() == T0 - timedelta(minutes=2)
-    assert state.watched_ids() == []
+    assert state.ids_refreshed_by_id() == []
 
 
 def test_deep_open_import_is_watched_and_does_not_move_the_frontier() -> None:
     rows = [_row(f"i{n}", n) for n in range(300)]
     rows[250] = _row("stuck", 250, "queued")
     state = _observe(*rows)
-    assert state.watched_ids() == ["stuck"]
+    assert state.ids_refreshed_by_id() == ["stuck"]
     assert state.frontier() == T0
 
 
@@ -72,10 +73,11 @@ def test_unknown_status_stays_open() -> None:
 
 def test_new_and_updated_against_the_previous_state() -> None:
     previous = _observe(_row("a", 0, "queued"), _row("t", 0), _row("b", 1))
-    assert previous.is_new(_row("n", -1))  # created later
-    assert previous.is_new(_row("tie", 0))  # same instant as the newest, unseen id
-    assert not previous.is_new(_row("t", 0))
-    assert not previous.is_new(_row("a", 0, "completed"))
+    listed = [_row("n", -1), _row("tie", 0), _row("t", 0), _row("a", 0, "completed")]
+    observed, before = arrow.classify(arrow.to_arrow(listed, COLUMNS), previous)
+    # created later; same instant as the newest under an unseen id; seen; open and finished
+    assert observed == [True, True, False, True]
+    assert before == [None, None, None, "queued"]
     assert previous.is_updated(_row("a", 0, "completed"))
     assert not previous.is_updated(_row("a", 0, "queued"))
     assert not previous.is_updated(_row("b", 1))
@@ -92,3 +94,14 @@ def test_state_round_trips_through_plain_json() -> None:
 def test_nothing_listed_keeps_the_previous_newest() -> None:
     previous = _observe(_row("a", 0))
     assert RunObserver(100).next_state(previous).newest_created_at == previous.newest_created_at
+
+
+def test_states_saved_before_the_renames_load_the_same() -> None:
+    older = {"created_at": T0.isoformat(), "status": "in_progress", "by_get": True,
+             "fingerprint": "in_progress|10,4,None,None,None", "missing_runs": 1}  # fmt: skip
+    loaded = OpenImport.from_stored(older)
+    row = {"status": "in_progress", "counts__total": 10, "counts__created": 4}
+    assert loaded.refresh_by_id and loaded.missing_runs == 1
+    state = SyncState(T0.isoformat(), ["a"], {"a": loaded})
+    assert not state.is_updated({"id": "a", **row})
+    assert state.is_updated({"id": "a", **row, "counts__created": 5})

@@ -55,8 +55,10 @@ def test_incremental_runs_stay_equal_to_truth_and_cheap(make_account: Any) -> No
     account.sync(pipeline)
     for round_number in range(4):
         state = resource_state(pipeline)
-        watched = [k for k, v in state["open_imports"].items() if v["by_get"]]
-        paged_open = [v["created_at"] for v in state["open_imports"].values() if not v["by_get"]]
+        watched = [k for k, v in state["open_imports"].items() if v["refresh_by_id"]]
+        paged_open = [
+            v["created_at"] for v in state["open_imports"].values() if not v["refresh_by_id"]
+        ]
         frontier = (
             min(paged_open, key=datetime.fromisoformat)
             if paged_open
@@ -91,7 +93,7 @@ def test_stuck_import_deep_in_history_is_refreshed_by_id(make_account: Any) -> N
     pipeline = account.pipeline()
     account.sync(pipeline)
     stuck = [i for i in account.store.open_ids() if i in resource_state(pipeline)["open_imports"]]
-    deep = [k for k, v in resource_state(pipeline)["open_imports"].items() if v["by_get"]]
+    deep = [k for k, v in resource_state(pipeline)["open_imports"].items() if v["refresh_by_id"]]
     assert len(deep) == 1 and deep[0] in stuck
     account.store.set_status(deep[0], "in_progress")
     account.store.advance(new=5, seconds=600)

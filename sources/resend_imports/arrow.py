@@ -1,11 +1,11 @@
-"""Arrow tables for dlt's bulk path: imported only by runs that read many rows.
+"""Arrow tables of listed imports: every batch a run reads becomes one typed table.
 
-dlt writes Arrow tables straight to parquet, which DuckDB and other destinations load in
-bulk, instead of normalizing every row as a Python object. A page of the listing becomes a
-typed table in one pass of Arrow compute; only a page with something unusual in it (an
-unknown field, a malformed value) goes through `records.to_row` one row at a time, which
-also names the import and field of a malformed value. A short incremental run skips this
-module, and the import of pyarrow with it.
+dlt writes Arrow tables straight to parquet (or csv for PostgreSQL's COPY), which
+destinations load in bulk, instead of normalizing every row as a Python object. A batch of
+the listing becomes a typed table in one pass of Arrow compute; only a batch with something
+unusual in it (an unknown field, a malformed value) goes through `records.to_row` one row at
+a time, which also names the import and field of a malformed value.
+`tests/test_columnar.py` checks that both give the very same table.
 """
 
 import os
@@ -16,7 +16,6 @@ import dlt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .history import HISTORY_COLUMNS, Observations
 from .incremental import SyncState
 from .records import TIMESTAMP_PATTERN, Row
 from .settings import COUNT_FIELDS, KNOWN_FIELDS, TERMINAL_STATUSES
@@ -161,9 +160,9 @@ def classify(table: pa.Table, previous: SyncState) -> Tuple[List[bool], List[Opt
     """Which rows a sync sees in a new state, and the status before of those that changed
     (None for new rows).
 
-    The columnar twin of `SyncState.is_new` / `is_updated` over a whole page: an import is
-    new when created after the newest of the last run (or in the same instant under an
-    unseen id); one open at the last run is updated when its status or counts changed.
+    An import is new when created after the newest of the last run (or in the same instant
+    under an unseen id); one the state knows (open at the last run, or marked deleted) is
+    updated when `SyncState.is_updated` says so.
     """
     rows = table.num_rows
     ids = table.column("id")
@@ -215,35 +214,3 @@ def with_dlt_columns(table: pa.Table) -> pa.Table:
     row_ids = [random_hex[i : i + 16] for i in range(0, 16 * rows, 16)]
     table = table.append_column("_dlt_load_id", pa.array([load_id] * rows, pa.string()))
     return table.append_column("_dlt_id", pa.array(row_ids, pa.string()))
-
-
-def history_table(imports: pa.Table, observations: Observations) -> Optional[pa.Table]:
-    """History rows for the observed rows of `imports` (the batch, in order), or None."""
-    if not any(observations.observed):
-        return None
-    seen = imports.filter(pa.array(observations.observed))
-    chosen = [index for index, observed in enumerate(observations.observed) if observed]
-    counts = [seen[f"counts__{name}"] for name in COUNT_FIELDS]
-    key = pc.binary_join_element_wise(
-        *(
-            pc.fill_null(pc.cast(part, pa.string()), "")
-            for part in [seen["id"], seen["status"], *counts]
-        ),
-        "|",
-    )
-    suffixes = [observations.key_suffix[i] for i in chosen]
-    if any(suffixes):
-        key = pc.binary_join_element_wise(key, pa.array(suffixes, pa.string()), "")
-    typed = fields(HISTORY_COLUMNS)
-    columns: Dict[str, Any] = {
-        "observation_key": key,
-        "import_id": seen["id"],
-        "status": seen["status"],
-        **{f"counts__{name}": part for name, part in zip(COUNT_FIELDS, counts, strict=True)},
-        "observed_at": pa.array(
-            [observations.observed_at[i] for i in chosen], typed["observed_at"].type
-        ),
-        "previous_status": pa.array([observations.previous_status[i] for i in chosen], pa.string()),
-    }
-    schema = pa.schema(list(typed.values()))
-    return pa.Table.from_arrays([columns[name] for name in schema.names], schema=schema)

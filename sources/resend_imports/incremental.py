@@ -43,9 +43,17 @@ class OpenImport:
 
     created_at: str
     status: str
-    fingerprint: str
-    by_get: bool
+    fingerprint: str  # `records.fingerprint`: its status and counts then
+    refresh_by_id: bool  # True: fetched by id each run; False: the listing pages down to it
     missing_runs: int = 0  # consecutive runs in which it answered 404
+
+    @classmethod
+    def from_stored(cls, stored: Dict[str, Any]) -> "OpenImport":
+        stored = dict(stored)
+        if "by_get" in stored:  # the name in states saved before it was renamed
+            stored["refresh_by_id"] = stored.pop("by_get")
+            stored["fingerprint"] = _fingerprint_of_older_states(stored["fingerprint"])
+        return cls(**stored)
 
 
 @dataclass
@@ -86,28 +94,17 @@ class SyncState:
 
     def frontier(self) -> Optional[datetime]:
         """Oldest `created_at` that the next listing must reach, inclusive."""
-        paged = [o.created_at for o in self.open_imports.values() if not o.by_get]
+        paged = [o.created_at for o in self.open_imports.values() if not o.refresh_by_id]
         oldest = min(paged, key=datetime.fromisoformat) if paged else self.newest_created_at
         return datetime.fromisoformat(oldest) if oldest else None
 
-    def watched_ids(self) -> List[str]:
+    def ids_refreshed_by_id(self) -> List[str]:
         """Open imports refreshed one by one rather than by paging."""
-        return [import_id for import_id, o in self.open_imports.items() if o.by_get]
+        return [import_id for import_id, o in self.open_imports.items() if o.refresh_by_id]
 
     def known_ids(self) -> List[str]:
         """Ids whose next sighting is compared with what the state remembers of them."""
         return [*self.open_imports, *self.deleted]
-
-    def is_new(self, row: Row) -> bool:
-        if row["id"] in self.open_imports or row["id"] in self.deleted:
-            return False
-        if self.newest_created_at is None:
-            return True
-        newest = datetime.fromisoformat(self.newest_created_at)
-        return bool(
-            row["created_at"] > newest
-            or (row["created_at"] == newest and row["id"] not in self.newest_ids)
-        )
 
     def is_updated(self, row: Row) -> bool:
         """Open at the last run and changed since, or marked deleted and back."""
@@ -142,7 +139,9 @@ class SyncState:
         return cls(
             newest_created_at=stored.get("newest_created_at"),
             newest_ids=list(stored.get("newest_ids", [])),
-            open_imports={k: OpenImport(**v) for k, v in stored.get("open_imports", {}).items()},
+            open_imports={
+                k: OpenImport.from_stored(v) for k, v in stored.get("open_imports", {}).items()
+            },
             deleted={k: DeletedImport(**v) for k, v in stored.get("deleted", {}).items()},
             run_id=stored.get("run_id"),
             parent_run_id=stored.get("parent_run_id"),
@@ -195,24 +194,15 @@ class RunObserver:
         self._back: Set[str] = set()
         self._position = 0
 
-    def listed(self, row: Row) -> None:
-        created_at: datetime = row["created_at"]
-        if self.newest is None or created_at > self.newest:
-            self.newest, self.newest_ids = created_at, {row["id"]}
-        elif created_at == self.newest:
-            self.newest_ids.add(row["id"])
-        if not is_terminal(row.get("status")):
-            self._open_listed.append((self._position, row["id"], row))
-        self._position += 1
-
-    def listed_page(
+    def listed(
         self,
         newest: Optional[datetime],
         newest_ids: List[str],
         open_rows: List[tuple[int, Row]],
         rows: int,
     ) -> None:
-        """`listed` for a whole page: its newest instant and ids, its open rows by offset."""
+        """A listed batch (see `arrow.listing`): its newest instant and the ids created then,
+        its open rows by offset in the batch, and its length."""
         if newest is not None:
             if self.newest is None or newest > self.newest:
                 self.newest, self.newest_ids = newest, set(newest_ids)
@@ -233,7 +223,7 @@ class RunObserver:
             known.created_at,
             known.status,
             known.fingerprint,
-            by_get=True,
+            refresh_by_id=True,
             missing_runs=known.missing_runs + 1,
         )
 
@@ -274,9 +264,9 @@ class RunObserver:
         positions = [position for position, _, _ in self._open_listed]
         paged_count = imports_to_page(positions, self.page_size)
         for index, (_, import_id, row) in enumerate(sorted(self._open_listed, key=lambda o: o[0])):
-            state.open_imports[import_id] = _open_import(row, by_get=index >= paged_count)
+            state.open_imports[import_id] = _open_import(row, refresh_by_id=index >= paged_count)
         for row in self._open_fetched:
-            state.open_imports[row["id"]] = _open_import(row, by_get=True)
+            state.open_imports[row["id"]] = _open_import(row, refresh_by_id=True)
         for import_id in self._deleted:
             state.open_imports.pop(import_id, None)
         # a new run id only when something changed: a quiet run commits no new state
@@ -287,10 +277,18 @@ class RunObserver:
         return state
 
 
-def _open_import(row: Row, by_get: bool) -> OpenImport:
+def _fingerprint_of_older_states(older: str) -> str:
+    """`records.fingerprint` from the form states held before: `status|count,count,...`
+    with `None` for what was absent."""
+    status, counts = older.split("|", 1)
+    parts = [status, *counts.split(",")]
+    return "|".join("" if part == "None" else part for part in parts)
+
+
+def _open_import(row: Row, refresh_by_id: bool) -> OpenImport:
     return OpenImport(
         created_at=row["created_at"].isoformat(),
         status=str(row.get("status")),
         fingerprint=fingerprint(row),
-        by_get=by_get,
+        refresh_by_id=refresh_by_id,
     )

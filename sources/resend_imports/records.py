@@ -119,6 +119,12 @@ def _flatten_unknown(name: str, value: Any, row: Row, import_id: str) -> None:
 
 
 def fingerprint(row: Mapping[str, Any]) -> str:
-    """What can change on an open import (status and counts), as one comparable string."""
-    counts = ",".join(str(row.get(f"counts__{field}")) for field in COUNT_FIELDS)
-    return f"{row.get('status')}|{counts}"
+    """What can change on an open import (status and counts), as one comparable string.
+
+    The state keeps it for each open import; `history.observation_key` (and its columnar
+    twin `history.history_table`) key a history row by the import's id and this string.
+    """
+    counts = (
+        "" if row.get(f"counts__{f}") is None else str(row[f"counts__{f}"]) for f in COUNT_FIELDS
+    )
+    return "|".join([row.get("status") or "", *counts])

@@ -1,12 +1,8 @@
 """One run of the `contact_imports` resource, step by step, and the intake of its rows.
 
-The resource in `__init__` is a few lines over `sync_contact_imports`. The intake takes rows in
-one of two forms: a short incremental run takes plain rows one by one (and never imports
-pyarrow); a run that reads to the end takes whole pages and turns each batch into one Arrow
-table. The twins of the two forms sit side by side (`SyncState.is_new`/`is_updated` and
-`arrow.classify`, `RunObserver.listed` and `listed_page`, `Observations.rows` and
-`arrow.history_table`, `records.to_row` and `arrow.page_table`) and `tests/test_columnar.py`
-checks that they agree.
+The resource in `__init__` is a few lines over `sync_contact_imports`. Every batch the run
+lists becomes one Arrow table (`arrow`); `records.to_row` validates, row by row, only a
+batch the columnar pass refuses, and names the import of a malformed value.
 """
 
 import logging
@@ -14,14 +10,15 @@ from collections import deque
 from copy import deepcopy
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Deque, Dict, Iterator, List, Mapping, Optional, Set, Tuple
+from typing import Any, Deque, Dict, Iterable, Iterator, List, Mapping, Optional, Set, Tuple
 
 import dlt
+import pyarrow.compute as pc
 
-from . import destination
+from . import arrow, destination
 from .client import ResendClient
 from .errors import ResendConfigError
-from .history import Observations, deletion_rows, to_history_table
+from .history import Observations, deletion_rows, history_table, to_history_table
 from .incremental import DeletedImport, RunObserver, SyncState
 from .records import Row, to_row
 from .settings import (
@@ -56,11 +53,12 @@ class SyncReport:
 class _Intake:
     """Rows accepted by one run: each id once, counted, and observed for the history.
 
-    A bulk run (one that reads to the end) collects whole pages and turns each batch of them
-    into one Arrow table at once; a short incremental run takes plain rows one by one and
-    never imports pyarrow. Whatever the path, a row that carries a field this connector does
-    not know is handed to dlt as a plain row, so that dlt's normalizer types that field the
-    same way on every run (a variant column when its type changes), never Arrow batch by batch.
+    Listed pages are kept until a batch is full (or, in an incremental run, one page at a
+    time, whose oldest import says whether to go on) and then turned into one Arrow table;
+    an import fetched by id becomes a table of one row. A row that carries a field this
+    connector does not know is handed to dlt as a plain row, so that dlt's normalizer types
+    that field the same way on every run (a variant column when its type changes), never
+    Arrow batch by batch.
     """
 
     def __init__(
@@ -69,28 +67,56 @@ class _Intake:
         report: SyncReport,
         observer: RunObserver,
         columns: Mapping[str, Any],
-        bulk: bool,
         collect_ids: bool = False,
     ) -> None:
         self.previous = previous
         self.columns = columns
         self.report = report
         self.observer = observer
-        self.bulk = bulk
-        # ids of the last pages (batches, in a bulk run), against an API that repeats a row
-        # across a page boundary; a set of every id would grow with the history
+        # ids of the last two batches, against an API that repeats a row across a page
+        # boundary; a set of every id would grow with the history
         self.recent: Deque[Set[str]] = deque([set(), set()], maxlen=2)
         self.previously_open = set(previous.open_imports)
         self.previously_open_seen: Set[str] = set()
-        self.logged_once: Set[str] = set()
-        self.listed: List[Any] = []  # bulk: items of pages not yet turned into a table
-        self.listed_at: List[datetime] = []
+        self.new_fields = _LoggedOnce("Resend returned a new field %r; it loads as a new column")
+        self.new_statuses = _LoggedOnce(
+            "unknown import status %r: loaded as is and refreshed until terminal"
+        )
+        self.pages: List[Any] = []  # items of listed pages not yet turned into a table
+        self.pages_seen_at: List[datetime] = []
+        self.oldest_listed: Optional[datetime] = None  # of the last batch turned into a table
         self.collect_ids = collect_ids  # a complete listing that reconciles the table
         self.listed_ids: List[Any] = []  # then: Arrow arrays of every id accepted
-        # rows, or in a bulk run (Arrow table, None or the same rows as dicts)
-        self.batch: List[Any] = []
+        # (Arrow table, None or the same rows as dicts when they carry an unknown field)
+        self.batch: List[Tuple[Any, Optional[List[Row]]]] = []
         self.batch_rows = 0
         self.observations = Observations()
+
+    def take_page(self, page: List[Any], seen_at: datetime, at_once: bool = False) -> None:
+        """Keeps a listed page until a batch is full, or turns it into a table `at_once`."""
+        self.pages += page
+        self.pages_seen_at += [seen_at] * len(page)
+        if at_once or len(self.pages) >= BATCH_ROWS:
+            self.take_pages_kept()
+
+    def take_pages_kept(self) -> None:
+        """Turns the pages kept so far into one table and accepts its rows."""
+        if not self.pages:
+            return
+        table, rows = _listed_table(self.pages, self.new_fields, self.columns)
+        if table.num_rows:
+            self.oldest_listed = pc.min(table.column("created_at")).as_py()
+        kept = self._accept_table(table, rows, self.pages_seen_at)
+        self.observer.listed(*arrow.listing(kept), kept.num_rows)
+        self.pages, self.pages_seen_at = [], []
+        self.recent.append(set())
+
+    def take_fetched(self, raw: Dict[str, Any], row: Row, seen_at: datetime) -> bool:
+        """Takes an import read by id; False when this run already yielded it."""
+        self.new_fields.log(raw.keys() - KNOWN_FIELDS)
+        rows = [row] if row.keys() - self.columns.keys() else None  # a new field: dlt types it
+        table = arrow.to_arrow([row], self.columns)
+        return bool(self._accept_table(table, rows, [seen_at]).num_rows)
 
     def _first_sighting(self, import_id: str) -> bool:
         if any(import_id in ids for ids in self.recent):
@@ -102,58 +128,11 @@ class _Intake:
             self.observer.back(import_id)
         return True
 
-    def accept(self, raw: Dict[str, Any], row: Row, seen_at: datetime) -> bool:
-        """Takes one row; False when this run already yielded the id."""
-        if not self._first_sighting(row["id"]):
-            return False
-        _notice_fields(raw, self.logged_once)
-        _notice_status(raw.get("status"), self.logged_once)
-        self.report.rows += 1
-        self.batch.append(row)
-        self.batch_rows += 1
-        if self.previous.is_new(row):
-            self.report.new += 1
-            self.observations.add(True, None, seen_at)
-        elif self.previous.is_updated(row):
-            self.report.updated += 1
-            import_id = row["id"]
-            self.observations.add(
-                True,
-                self.previous.status_before(import_id),
-                seen_at,
-                self.previous.history_key_suffix(import_id),
-            )
-        else:
-            self.observations.add(False, None, seen_at)
-        return True
-
-    def take_page(self, page: List[Any], seen_at: datetime) -> None:
-        """Bulk: keeps a listed page until a batch is full."""
-        self.listed += page
-        self.listed_at += [seen_at] * len(page)
-        if len(self.listed) >= BATCH_ROWS:
-            self.table_from_pages()
-
-    def table_from_pages(self) -> None:
-        """Bulk: turns the pages taken so far into one table and accepts its rows."""
-        if not self.listed:
-            return
-        from . import arrow
-
-        table, rows = _listed_table(self.listed, self.logged_once, self.columns)
-        kept = self._accept_table(table, rows, self.listed_at)
-        self.observer.listed_page(*arrow.listing(kept), kept.num_rows)
-        self.listed, self.listed_at = [], []
-        self.next_page()
-
     def _accept_table(self, table: Any, rows: Optional[List[Row]], seen_at: List[datetime]) -> Any:
-        from . import arrow
-
         first = [self._first_sighting(import_id) for import_id in table.column("id").to_pylist()]
         kept = arrow.keep(table, first)
         kept_rows = None if rows is None else [r for r, k in zip(rows, first, strict=True) if k]
-        for status in arrow.unknown_statuses(kept, STATUSES):
-            _notice_status(status, self.logged_once)
+        self.new_statuses.log(arrow.unknown_statuses(kept, STATUSES))
         observed, previous_status = arrow.classify(kept, self.previous)
         updated = sum(status is not None for status in previous_status)
         self.report.rows += kept.num_rows
@@ -175,20 +154,6 @@ class _Intake:
         self.batch_rows += kept.num_rows
         return kept
 
-    def accept_fetched(self, raw: Dict[str, Any], row: Row, seen_at: datetime) -> bool:
-        """Takes an import read by id; False when this run already yielded it."""
-        if not self.bulk:
-            return self.accept(raw, row, seen_at)
-        from . import arrow
-
-        _notice_fields(raw, self.logged_once)
-        rows = [row] if row.keys() - self.columns.keys() else None  # a new field: dlt types it
-        table = arrow.to_arrow([row], self.columns)
-        return bool(self._accept_table(table, rows, [seen_at]).num_rows)
-
-    def next_page(self) -> None:
-        self.recent.append(set())
-
     def emit(self, flush: bool = False) -> Iterator[Any]:
         """Batches of accepted rows for `contact_imports`, then their history rows.
 
@@ -196,41 +161,45 @@ class _Intake:
         """
         if not self.batch_rows or not (flush or self.batch_rows >= BATCH_ROWS):
             return
-        if self.bulk:
-            from . import arrow
-
-            typed = [table for table, rows in self.batch if rows is None]
-            if typed:
-                yield arrow.with_dlt_columns(arrow.concat(typed))
-            plain = [row for _, rows in self.batch if rows is not None for row in rows]
-            if plain:
-                yield plain
-            imports = arrow.concat([table for table, _ in self.batch])
-            history: Any = arrow.history_table(imports, self.observations)
-            if history is not None:
-                history = arrow.with_dlt_columns(history)
-        else:
-            yield self.batch
-            history = self.observations.rows(self.batch) or None
+        typed = [table for table, rows in self.batch if rows is None]
+        if typed:
+            yield arrow.with_dlt_columns(arrow.concat(typed))
+        plain = [row for _, rows in self.batch if rows is not None for row in rows]
+        if plain:
+            yield plain
+        imports = arrow.concat([table for table, _ in self.batch])
+        history = history_table(imports, self.observations)
         if history is not None:
-            yield to_history_table(history)
+            yield to_history_table(arrow.with_dlt_columns(history))
         self.batch, self.batch_rows, self.observations = [], 0, Observations()
 
 
+class _LoggedOnce:
+    """A warning logged once per run for each new value (a field or status we do not know)."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+        self.logged: Set[Any] = set()
+
+    def log(self, values: Iterable[Any]) -> None:
+        for value in values:
+            if value not in self.logged:
+                self.logged.add(value)
+                logger.warning(self.message, value)
+
+
 def _listed_table(
-    items: List[Any], logged_once: Set[str], columns: Mapping[str, Any]
+    items: List[Any], new_fields: _LoggedOnce, columns: Mapping[str, Any]
 ) -> Tuple[Any, Optional[List[Row]]]:
     """Listed items as one Arrow table of the known columns, in one columnar pass or row by
     row if need be; and, when any item has a field this connector does not know, the rows
     themselves, for dlt's normalizer to type."""
-    from . import arrow
-
     table = arrow.page_table(items, columns)
     if table is not None:
         return table, None
     rows = [to_row(raw) for raw in items]  # validates: names the import of a malformed value
     for raw in items:
-        _notice_fields(raw, logged_once)
+        new_fields.log(sorted(raw.keys() - KNOWN_FIELDS))
     extra = any(row.keys() - columns.keys() for row in rows)
     return arrow.to_arrow(rows, columns), rows if extra else None
 
@@ -337,8 +306,6 @@ def _reconcile_with_table(
 ) -> List[str]:
     """After a complete listing: imports the table holds that the listing did not return are
     fetched by id; those that answer 404 are gone."""
-    from . import arrow
-
     listed = arrow.combined(intake.listed_ids)
     intake.listed_ids = []
     unlisted = destination.unlisted_live_ids(pipeline, listed)
@@ -357,7 +324,7 @@ def _reconcile_with_table(
 
 def _accept_fetched(intake: _Intake, fetched: Dict[str, Any]) -> None:
     row = to_row(fetched)
-    if intake.accept_fetched(fetched, row, datetime.now(UTC)):
+    if intake.take_fetched(fetched, row, datetime.now(UTC)):
         intake.report.refreshed_by_get += 1
         intake.observer.fetched(row)
 
@@ -383,23 +350,6 @@ def _mark_deleted(
     if rows:
         yield rows
         yield to_history_table(deletion_rows(rows, deleted_at))
-
-
-def _notice_fields(raw: Dict[str, Any], logged_once: Set[str]) -> None:
-    """Logs, once per run, each field this connector does not know yet."""
-    for key in raw.keys() - KNOWN_FIELDS:
-        if key not in logged_once:
-            logged_once.add(key)
-            logger.warning("Resend returned a new field %r; it loads as a new column", key)
-
-
-def _notice_status(status: Any, logged_once: Set[str]) -> None:
-    """Logs, once per run, each status this connector does not know yet."""
-    if status not in STATUSES and f"status:{status}" not in logged_once:
-        logged_once.add(f"status:{status}")
-        logger.warning(
-            "unknown import status %r: loaded as is and refreshed until terminal", status
-        )
 
 
 def check_settings(
@@ -484,28 +434,16 @@ def sync_contact_imports(
             **previous.deleted,
         }
     observer = RunObserver(page_size)
-    intake = _Intake(
-        previous, report, observer, columns, bulk=frontier is None, collect_ids=in_table is not None
-    )
+    intake = _Intake(previous, report, observer, columns, collect_ids=in_table is not None)
 
     expected = destination.row_count(pipeline) if in_table is not None and pipeline else None
     for page in client.iter_pages(page_size, status=status, expected=expected):
-        seen_at = datetime.now(UTC)
-        if intake.bulk:
-            intake.take_page(page, seen_at)
-            yield from intake.emit()
-            continue
-        oldest_on_page = None
-        for raw in page:
-            row = to_row(raw)
-            oldest_on_page = row["created_at"]
-            if intake.accept(raw, row, seen_at):
-                observer.listed(row)
-        intake.next_page()
+        # an incremental run looks at each page: its oldest import says whether to go on
+        intake.take_page(page, datetime.now(UTC), at_once=frontier is not None)
         yield from intake.emit()
-        if frontier is not None and oldest_on_page is not None and oldest_on_page < frontier:
+        if frontier is not None and intake.oldest_listed and intake.oldest_listed < frontier:
             break
-    intake.table_from_pages()  # the last pages, before the GETs below look at what was listed
+    intake.take_pages_kept()  # the last pages, before the GETs below look at what was listed
 
     if status is not None:
         yield from intake.emit(flush=True)
