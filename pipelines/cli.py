@@ -18,6 +18,7 @@ from .resend_imports import DATASET_NAME, DEFAULT_DESTINATION
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_UNEXPECTED = 3
+EXIT_ALERTS = 4  # --fail-on-alert: synced, and the run raised alerts
 EXIT_LOCKED = 75  # EX_TEMPFAIL: another sync holds the lock; try again later
 EXIT_INTERRUPTED = 130  # 128 + SIGINT
 EXIT_TERMINATED = 143  # 128 + SIGTERM
@@ -36,9 +37,14 @@ SYNC_EPILOG = f"""{SETTINGS_HELP}
   source          SOURCES__RESEND__PAGE_SIZE, ..._MAX_ATTEMPTS, ..._GONE_AFTER_RUNS,
                   ..._FULL_REFRESH_EVERY_DAYS and the others in README, Configuration
   lock wait       --wait, or RESEND_IMPORTS__WAIT_SECONDS
+  alerts          ALERTS__ENABLED, ALERTS__FAILED, ALERTS__HIGH_FAILURE_RATE,
+                  ALERTS__FAILURE_RATE, ALERTS__OPEN_TOO_LONG, ALERTS__OPEN_HOURS,
+                  ALERTS__SINCE_HOURS (or [alerts]); channels RUNTIME__SLACK_INCOMING_HOOK
+                  and ALERTS__WEBHOOK_URL (https; http only to loopback)
 
 exit codes: 0 synced, 1 failed (one line says why), 2 bad command line, 3 bug,
-75 another sync holds the lock, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM)"""
+4 synced and alerts raised (only with --fail-on-alert), 75 another sync holds the lock,
+130 interrupted (Ctrl-C), 143 terminated (SIGTERM)"""
 REPORT_EPILOG = f"""{SETTINGS_HELP}
 
 Times are UTC. Imports marked deleted are left out of both tables and counted below them."""
@@ -96,6 +102,24 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="wait this long for another sync that holds the lock (default 0), then exit 75",
     )
+    sync.add_argument(
+        "--fail-on-alert",
+        action="store_true",
+        help=f"exit {EXIT_ALERTS} after a successful load when the run raised alerts",
+    )
+    sync.add_argument("--no-alerts", action="store_true", help="raise no alert in this run")
+    sync.add_argument(
+        "--alert-failure-rate",
+        type=_rate,
+        metavar="RATE",
+        help="alert on completed imports with counts.failed/total >= RATE (default 0.05)",
+    )
+    sync.add_argument(
+        "--alert-open-hours",
+        type=_hours,
+        metavar="HOURS",
+        help="alert once on imports open longer than HOURS (default 24)",
+    )
 
     report = commands.add_parser(
         "report",
@@ -149,6 +173,36 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a rate above 0 and at most 1, got {text!r}")
+    return value
+
+
+def _hours(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number of hours above 0, got {text!r}")
+    return value
+
+
+def _alert_settings(args: argparse.Namespace) -> None:
+    """The alert flags, as the variables dlt reads `[alerts]` from (they win over files)."""
+    if args.no_alerts:
+        os.environ["ALERTS__ENABLED"] = "false"
+    if args.alert_failure_rate is not None:
+        os.environ["ALERTS__FAILURE_RATE"] = str(args.alert_failure_rate)
+    if args.alert_open_hours is not None:
+        os.environ["ALERTS__OPEN_HOURS"] = str(args.alert_open_hours)
+
+
 def _positive_int(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
@@ -183,22 +237,28 @@ def _configure_logging(level: str) -> None:
 
 
 def _destination(args: argparse.Namespace) -> Any:
-    import dlt
-
     from .resend_imports import PIPELINE_NAME, duckdb_destination
 
     if args.duckdb is not None:
         if args.destination not in (DEFAULT_DESTINATION, "duckdb"):
             raise _UsageError(f"--duckdb goes with --destination duckdb, not {args.destination}")
         return duckdb_destination(args.duckdb)
-    configured: Any = dlt.secrets.get(DUCKDB_CREDENTIALS) or dlt.config.get(DUCKDB_CREDENTIALS)
-    if args.destination == "duckdb" and not configured:
+    if args.destination == "duckdb" and not _duckdb_file_configured():
         # dlt's own default is the folder of the pipeline's first run, wherever that was
         return duckdb_destination(f"{PIPELINE_NAME}.duckdb")
     return args.destination
 
 
 DUCKDB_CREDENTIALS = "destination.duckdb.credentials"
+
+
+def _duckdb_file_configured() -> bool:
+    import dlt
+
+    if os.environ.get("DESTINATION__DUCKDB__CREDENTIALS"):
+        return True  # the common case, without reading the files
+    configured: Any = dlt.secrets.get(DUCKDB_CREDENTIALS) or dlt.config.get(DUCKDB_CREDENTIALS)
+    return bool(configured)
 
 
 class _UsageError(Exception):
@@ -232,6 +292,7 @@ def _run(args: argparse.Namespace) -> int:
         print(render(read_report(pipeline, args.days), args.format, wide=args.wide))
         return 0
     options: Dict[str, Any] = {"progress_every_seconds": _progress_every(args.progress)}
+    _alert_settings(args)
     wait = args.wait if args.wait is not None else configured_wait_seconds()
     summary = run_sync(
         pipeline,
@@ -241,7 +302,7 @@ def _run(args: argparse.Namespace) -> int:
         **options,
     )
     print("\n".join(summary.lines()))
-    return 0
+    return EXIT_ALERTS if args.fail_on_alert and summary.alerts_raised else 0
 
 
 def _interruption(exc: BaseException) -> Optional[KeyboardInterrupt]:

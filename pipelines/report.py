@@ -3,7 +3,7 @@
 import csv
 import io
 import json
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Dict, List, Sequence
 
@@ -13,6 +13,7 @@ from dlt.common.destination.exceptions import (
     DestinationUndefinedEntity,
 )
 
+from sources.resend_imports.alerts import ALERTS_TABLE
 from sources.resend_imports.errors import ResendConfigError
 from sources.resend_imports.settings import TABLE_NAME
 
@@ -37,6 +38,8 @@ DAILY_COLUMNS = (
 )
 WORST_COLUMNS = ("id", "status", "created_at", "counts__total", "counts__failed", "failure_rate")
 DELETED_COLUMNS = ("deleted_imports",)
+ALERT_COLUMNS = ("raised_at", "import_id", "rule", "status", "failure_rate", "delivered_at")
+ALERTS_LIMIT = 20
 
 Table = List[Dict[str, Any]]
 
@@ -94,7 +97,22 @@ def _query_report(pipeline: dlt.Pipeline, days: int) -> Dict[str, Table]:
         except DestinationTerminalException:  # a table no sync of this version wrote yet
             deleted_rows = [(0,)]
         deleted = [{"deleted_imports": deleted_rows[0][0] if deleted_rows else 0}]
-    return {"daily": daily, "worst_imports": worst, "deleted": deleted}
+        alerts = _alerts_of_the_period(client, days)
+    return {"daily": daily, "worst_imports": worst, "deleted": deleted, "alerts": alerts}
+
+
+def _alerts_of_the_period(client: Any, days: int) -> Table:
+    """Alerts raised in the last `days` days, newest first (none when none was ever raised)."""
+    table = client.make_qualified_table_name(ALERTS_TABLE)
+    try:
+        rows = client.execute_sql(
+            f"SELECT {', '.join(ALERT_COLUMNS)} FROM {table} WHERE raised_at >= %s"
+            " ORDER BY raised_at DESC, alert_key",
+            datetime.now(UTC) - timedelta(days=days),
+        )
+    except DestinationTerminalException:  # no alert raised into this dataset yet
+        return []
+    return [dict(zip(ALERT_COLUMNS, row, strict=True)) for row in rows or []]
 
 
 # The terminal table: short headers that fit 100 columns; --wide shows every column.
@@ -120,6 +138,15 @@ WORST_HEADERS = {
     "counts__failed": "failed",
     "failure_rate": "failed %",
 }
+ALERT_HEADERS = {
+    "raised_at": "raised (UTC)",
+    "import_id": "import",
+    "rule": "rule",
+    "status": "status",
+    "failure_rate": "failed %",
+    "delivered_at": "delivered (UTC)",
+}
+ALERT_NARROW = tuple(c for c in ALERT_COLUMNS if c != "delivered_at")
 
 
 def _plain(value: Any) -> Any:
@@ -172,6 +199,7 @@ def render(report: Dict[str, Table], output_format: str, wide: bool = False) -> 
             (DAILY_COLUMNS, "daily"),
             (WORST_COLUMNS, "worst_imports"),
             (DELETED_COLUMNS, "deleted"),
+            (ALERT_COLUMNS, "alerts"),
         ):
             buffer = io.StringIO()
             writer = csv.writer(buffer, lineterminator="\n")
@@ -191,5 +219,15 @@ def render(report: Dict[str, Table], output_format: str, wide: bool = False) -> 
             ),
             "Imports deleted in Resend (kept in the table with deleted_at, left out above):"
             f" {report['deleted'][0]['deleted_imports']}",
+            _alerts_text(report["alerts"], wide),
         ]
     )
+
+
+def _alerts_text(alerts: Table, wide: bool) -> str:
+    waiting = sum(alert["delivered_at"] is None for alert in alerts)
+    title = f"Alerts of the period: {len(alerts)}, {waiting} not delivered yet"
+    if len(alerts) > ALERTS_LIMIT:
+        title += f" (the {ALERTS_LIMIT} most recent below)"
+    columns = ALERT_COLUMNS if wide else ALERT_NARROW
+    return _text_table(title, columns, ALERT_HEADERS, alerts[:ALERTS_LIMIT])

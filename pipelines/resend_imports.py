@@ -5,7 +5,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import dlt
 import duckdb
@@ -17,9 +17,17 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 from sources.resend_imports import SyncReport, resend_source
 from sources.resend_imports.destination import committed_state, resource_state_of
 from sources.resend_imports.errors import ResendConfigError, ResendError
+from sources.resend_imports.history import HISTORY_TABLE
 from sources.resend_imports.incremental import SyncState
 from sources.resend_imports.settings import TABLE_NAME
 
+from .alert_delivery import (
+    AlertDeliveryError,
+    Channel,
+    DeliveryReport,
+    configured_channels,
+    deliver_pending,
+)
 from .destination_faults import (
     DestinationFaultError,
     describe_destination,
@@ -61,6 +69,7 @@ class SyncSummary(SyncReport):
     elapsed_seconds: float = 0.0
     destination: str = ""
     table: str = ""
+    delivery: Optional[DeliveryReport] = None  # None: alerts not delivered by this run
 
     def lines(self) -> list[str]:
         """The summary: where the data went and what changed, then what it cost."""
@@ -83,13 +92,17 @@ class SyncSummary(SyncReport):
                 f"  new {self.new}, updated {self.updated}, unchanged {unchanged};"
                 f" still open {self.open_imports}{deletions}"
             )
-        return [
-            f"{first} ({mode})",
-            second,
+        lines = [f"{first} ({mode})", second]
+        delivery = self.delivery
+        if self.alerts_raised or (delivery and (delivery.delivered or delivery.waiting)):
+            text = f"  alerts: raised {self.alerts_raised}"
+            lines.append(text + (f"; {delivery.line()}" if delivery else ""))
+        lines.append(
             f"  requests {self.requests} (by id {self.refreshed_by_get + self.not_found}),"
             f" retries {self.retries}, rate-limited {self.rate_limited};"
-            f" {self.elapsed_seconds:.2f}s",
-        ]
+            f" {self.elapsed_seconds:.2f}s"
+        )
+        return lines
 
 
 def make_pipeline(
@@ -245,6 +258,7 @@ def run_sync(
     status: Optional[str] = None,
     wait_seconds: float = 0.0,
     loader_file_format: Optional[str] = None,
+    deliver_alerts: bool = True,
     **source_options: Any,
 ) -> SyncSummary:
     """Runs one sync, holding the pipeline's writer lock throughout, and returns its summary.
@@ -256,6 +270,8 @@ def run_sync(
         wait_seconds: How long to wait for another run that holds the lock.
         loader_file_format: A dlt file format for every load package (default: dlt's
             choice per item: parquet or csv for Arrow batches, INSERTs for plain rows).
+        deliver_alerts: Send the alerts not yet delivered after the load (the DAG does it
+            in a task of its own: `deliver_alerts`).
         **source_options: Arguments of `resend_source` given explicitly (api_key, base_url,
             page_size, retry settings); anything not given comes from dlt config.
 
@@ -275,6 +291,7 @@ def run_sync(
                 full_refresh,
                 status,
                 loader_file_format,
+                deliver_alerts,
                 source_options,
             )
     except ResendError:
@@ -294,8 +311,10 @@ def _run_locked(
     full_refresh: bool,
     status: Optional[str],
     loader_file_format: Optional[str],
+    deliver_alerts: bool,
     source_options: Dict[str, Any],
 ) -> SyncSummary:
+    channels = configured_channels(pipeline) if deliver_alerts else []  # a bad URL fails here
     if status is not None:  # else dlt config may set it: an explicit None would win over it
         source_options["status"] = status
     source = resend_source(full_refresh=full_refresh, **source_options)
@@ -306,15 +325,47 @@ def _run_locked(
     if pipeline.has_pending_data:
         finish_or_discard_pending(pipeline)
     load_info = pipeline.run(source, loader_file_format=loader_file_format)  # type: ignore[arg-type]
-    if any(package.schema_update for package in load_info.load_packages):
-        # new tables or columns: (re)create the views over them; otherwise they stand
+    viewed = (TABLE_NAME, HISTORY_TABLE)
+    if any(viewed & package.schema_update.keys() for package in load_info.load_packages):
+        # new tables or columns under the views: (re)create them; otherwise they stand
         try:
             create_views(pipeline)
         except SqlClientNotAvailable:
             logger.warning("destination %s has no SQL: views not created", name)
+    delivery = _deliver_after_load(pipeline, channels, where) if deliver_alerts else None
     return SyncSummary(
         **vars(report_of(pipeline)),
         elapsed_seconds=time.monotonic() - started,
         destination=where,
         table=f"{pipeline.dataset_name}.{TABLE_NAME}",
+        delivery=delivery,
     )
+
+
+def _deliver_after_load(pipeline: dlt.Pipeline, channels: List[Channel], where: str) -> Any:
+    """Delivery after a load that succeeded: whatever goes wrong, the sync stays a success
+    and the alerts wait in the destination for the next run."""
+    try:
+        return deliver_pending(pipeline, channels)
+    except SqlClientNotAvailable:
+        logger.warning("destination %s has no SQL: alerts are not delivered", where)
+    except Exception as exc:
+        fault = destination_fault(exc, where)
+        if fault is None:
+            raise
+        logger.warning("alerts not delivered this run: %s", fault)
+    return None
+
+
+def deliver_alerts(pipeline: dlt.Pipeline, wait_seconds: float = 0.0) -> DeliveryReport:
+    """Delivers the alerts not yet delivered, under the writer lock (the DAG's own task).
+
+    Raises:
+        AlertDeliveryError: some stay undelivered (a channel down): the task fails and its
+            retries try again.
+    """
+    with writer_lock(pipeline, wait_seconds):
+        report = deliver_pending(pipeline, configured_channels(pipeline))
+    if report.problems:
+        raise AlertDeliveryError(f"alerts {report.line()}")
+    return report

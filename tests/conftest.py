@@ -135,7 +135,7 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], text: str) -
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """No configuration leaks in from the machine running the tests."""
     for name in list(os.environ):
-        if name.startswith(("RESEND_", "SOURCES__", "DESTINATION__")):
+        if name.startswith(("RESEND_", "SOURCES__", "DESTINATION__", "ALERTS__", "RUNTIME__SLACK")):
             monkeypatch.delenv(name)
     monkeypatch.setenv("RUNTIME__DLTHUB_TELEMETRY", "false")
 

@@ -1,5 +1,6 @@
-"""The columnar pass over a batch gives the very table `records.to_row` gives row by row, and
-the history's two keys (of a listed batch, of a deleted row) agree."""
+"""Every idea the two intakes apply, in its row form and its columnar form, gives the same
+result: parsing, what is new or changed, what a listing showed, history rows and alerts
+(see `sources/resend_imports/intake.py`)."""
 
 from datetime import UTC, datetime
 from typing import Any, Dict, List
@@ -8,7 +9,14 @@ import pytest
 
 from pipelines.simulator import ImportStore
 from sources.resend_imports import COLUMNS, arrow
-from sources.resend_imports.history import Observations, history_table, observation_key
+from sources.resend_imports.alerts import AlertRules, raised_on_rows, raised_on_table
+from sources.resend_imports.history import (
+    Observations,
+    history_rows,
+    history_table,
+    observation_key,
+)
+from sources.resend_imports.incremental import RunObserver, SyncState
 from sources.resend_imports.records import to_row
 
 
@@ -98,3 +106,101 @@ def test_history_table_keys_rows_as_observation_key_does() -> None:
     keys = history.column("observation_key").to_pylist()
     assert keys == [observation_key(to_row(item)) for item in items]
     assert history.column("previous_status").to_pylist() == [None, "queued", None]
+
+
+def _state_after_a_run(items: List[Dict[str, Any]]) -> SyncState:
+    observer = RunObserver(100)
+    for item in items:
+        observer.listed(to_row(item))
+    return observer.next_state(SyncState())
+
+
+def _changed_account() -> tuple[SyncState, List[Dict[str, Any]]]:
+    """A state after a first run, and the listing after time passed (new, progressed,
+    finished imports; some stuck open)."""
+    store = ImportStore(2000, seed=11, stuck=3)
+    previous = _state_after_a_run(_listing(store))
+    assert previous.open_imports
+    store.advance(new=150, seconds=600)
+    store.advance(new=0, seconds=600)  # most of the new ones finish
+    store.advance(new=0, seconds=600)
+    return previous, _listing(store)
+
+
+def test_observe_table_equals_observe_row_by_row() -> None:
+    previous, items = _changed_account()
+    for start in range(0, len(items), 500):
+        batch = items[start : start + 500]
+        table = arrow.page_table(batch, COLUMNS)
+        observed, previous_status = previous.observe_table(table)
+        by_rows = [previous.observe(row) for row in map(to_row, batch)]
+        assert list(zip(observed, previous_status, strict=True)) == by_rows
+
+
+def test_listing_a_table_equals_listing_its_rows() -> None:
+    store = ImportStore(1200, seed=12, stuck=2)
+    store.advance(new=100, seconds=600)
+    items = _listing(store)
+    by_rows, by_tables = RunObserver(100), RunObserver(100)
+    for start in range(0, len(items), 100):
+        page = items[start : start + 100]
+        for item in page:
+            by_rows.listed(to_row(item))
+        table = arrow.page_table(page, COLUMNS)
+        assert table is not None
+        by_tables.listed_table(table)
+    now = datetime.now(UTC)
+    rows_state = by_rows.next_state(SyncState(), now)
+    tables_state = by_tables.next_state(SyncState(), now)
+    assert not rows_state.changes_from(tables_state)
+    assert rows_state.open_imports
+
+
+def _observed_batch(
+    previous: SyncState, batch: List[Dict[str, Any]]
+) -> tuple[Any, List[Dict[str, Any]], Observations]:
+    table = arrow.page_table(batch, COLUMNS)
+    observed, previous_status = previous.observe_table(table)
+    observations = Observations()
+    at = datetime(2026, 11, 1, tzinfo=UTC)
+    suffixes = [previous.history_key_suffix(item["id"]) for item in batch]
+    observations.extend(observed, previous_status, [at] * len(batch), suffixes)
+    return table, [to_row(item) for item in batch], observations
+
+
+def test_history_table_equals_history_rows() -> None:
+    previous, items = _changed_account()
+    table, rows, observations = _observed_batch(previous, items)
+    history = history_table(table, observations)
+    assert history is not None and history.num_rows > 150
+    assert history.to_pylist() == history_rows(rows, observations)
+
+
+@pytest.mark.parametrize(
+    "rules",
+    [
+        AlertRules(),
+        AlertRules(failure_rate=0.01),
+        AlertRules(failed=False),
+        AlertRules(high_failure_rate=False),
+        AlertRules(enabled=False),
+    ],
+)
+@pytest.mark.parametrize("first_run", [True, False])
+def test_alerts_on_a_table_equal_alerts_on_its_rows(rules: AlertRules, first_run: bool) -> None:
+    previous, items = _changed_account()
+    if first_run:
+        previous = SyncState()
+    table, rows, observations = _observed_batch(previous, items)
+    history = history_table(table, observations)
+    seen = [row for row, o in zip(rows, observations.observed, strict=True) if o]
+    now = datetime(2026, 11, 1, 6, tzinfo=UTC)  # the account's history ends at midnight
+    import pyarrow as pa
+
+    by_table = raised_on_table(
+        table.filter(pa.array(observations.observed)), history, rules, now, first_run
+    )
+    by_rows = raised_on_rows(seen, history_rows(rows, observations), rules, now, first_run)
+    assert by_table == by_rows
+    if rules.enabled:
+        assert by_rows

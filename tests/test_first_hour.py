@@ -250,7 +250,7 @@ def test_readme_queries_return_rows_on_synced_data(make_account: Any) -> None:
     text = README.read_text()
     block = text.split("## Example queries", 1)[1].split("```sql", 1)[1].split("```", 1)[0]
     queries = [q.strip() for q in re.split(r"^-- \d+\..*$", block, flags=re.M) if q.strip()]
-    assert len(queries) == 5
+    assert len(queries) == 6
     with duckdb.connect(str(account.duckdb_path), read_only=True) as con:
         for number, query in enumerate(queries, start=1):
             assert con.execute(query).fetchall(), f"README query {number} returns no row"

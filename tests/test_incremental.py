@@ -3,7 +3,6 @@
 from datetime import UTC, datetime, timedelta
 from typing import Any, Dict
 
-from sources.resend_imports import COLUMNS, arrow
 from sources.resend_imports.incremental import OpenImport, RunObserver, SyncState, imports_to_page
 from sources.resend_imports.records import Row
 
@@ -39,8 +38,8 @@ def test_one_page_behind_is_a_tie_and_goes_by_id() -> None:
 
 def _observe(*rows: Row, page_size: int = 100) -> SyncState:
     observer = RunObserver(page_size)
-    table = arrow.to_arrow(rows, COLUMNS)
-    observer.listed(*arrow.listing(table), table.num_rows)
+    for row in rows:
+        observer.listed(row)
     return observer.next_state(SyncState())
 
 
@@ -73,11 +72,10 @@ def test_unknown_status_stays_open() -> None:
 
 def test_new_and_updated_against_the_previous_state() -> None:
     previous = _observe(_row("a", 0, "queued"), _row("t", 0), _row("b", 1))
-    listed = [_row("n", -1), _row("tie", 0), _row("t", 0), _row("a", 0, "completed")]
-    observed, before = arrow.classify(arrow.to_arrow(listed, COLUMNS), previous)
-    # created later; same instant as the newest under an unseen id; seen; open and finished
-    assert observed == [True, True, False, True]
-    assert before == [None, None, None, "queued"]
+    assert previous.observe(_row("n", -1)) == (True, None)  # created later
+    assert previous.observe(_row("tie", 0)) == (True, None)  # same instant, an unseen id
+    assert previous.observe(_row("t", 0)) == (False, None)
+    assert previous.observe(_row("a", 0, "completed")) == (True, "queued")
     assert previous.is_updated(_row("a", 0, "completed"))
     assert not previous.is_updated(_row("a", 0, "queued"))
     assert not previous.is_updated(_row("b", 1))

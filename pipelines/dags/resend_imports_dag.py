@@ -11,6 +11,11 @@ comes back from the destination at every run, so the DuckDB file must be an abso
 With several workers, set `RESEND_IMPORTS_DESTINATION` to a warehouse (postgres, bigquery,
 snowflake...). The key comes from `RESEND_API_KEY` or `SOURCES__RESEND__API_KEY`; every
 setting of the source (e.g. `full_refresh_every_days`) is read the dlt way, as for the CLI.
+
+Alerts (`[alerts]`, `RUNTIME__SLACK_INCOMING_HOOK`, `ALERTS__WEBHOOK_URL`) are raised by the
+sync task, in its load, and delivered by a task of their own after it: a Slack or webhook
+outage fails (and retries) only `deliver_alerts`; what it could not send waits in the
+`contact_import_alerts` table for its retry or the next DAG run.
 """
 
 import logging
@@ -21,7 +26,7 @@ import dlt
 from airflow.sdk import dag, task
 
 from pipelines.locking import configured_wait_seconds, writer_lock
-from pipelines.resend_imports import make_pipeline, run_sync
+from pipelines.resend_imports import deliver_alerts, make_pipeline, run_sync
 from pipelines.scheduling import destination_for_scheduler, log_failure
 from pipelines.views import create_views
 
@@ -53,9 +58,17 @@ def resend_contact_imports() -> None:
     @task
     def sync() -> None:
         """One sync, under the writer lock; its summary goes to the task log."""
-        summary = run_sync(_pipeline(), wait_seconds=configured_wait_seconds())
+        summary = run_sync(
+            _pipeline(), wait_seconds=configured_wait_seconds(), deliver_alerts=False
+        )
         for line in summary.lines():
             logger.info(line)
+
+    @task(task_id="deliver_alerts")
+    def deliver() -> None:
+        """Sends the alerts not yet delivered (under the lock); fails while any stay."""
+        report = deliver_alerts(_pipeline(), configured_wait_seconds())
+        logger.info("alerts: %s", report.line())
 
     @task
     def refresh_views() -> None:
@@ -64,7 +77,9 @@ def resend_contact_imports() -> None:
         with writer_lock(pipeline, configured_wait_seconds()):
             create_views(pipeline)
 
-    sync() >> refresh_views()
+    synced = sync()
+    synced >> refresh_views()
+    synced >> deliver()
 
 
 resend_contact_imports()

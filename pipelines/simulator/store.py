@@ -86,6 +86,8 @@ class ImportStore:
         stuck: Old imports left open forever (queued or in progress deep in history).
         tie_rate: Share of imports created in the same instant as the one before.
         styles: Timestamp formats to mix.
+        history_end: The clock when the account is created (its newest import is older);
+            the tests of time-based rules start it at the real clock.
     """
 
     def __init__(
@@ -95,8 +97,10 @@ class ImportStore:
         stuck: Optional[int] = None,
         tie_rate: float = 0.05,
         styles: Tuple[str, ...] = TIMESTAMP_STYLES,
+        history_end: datetime = HISTORY_END,
     ) -> None:
         self.lock = threading.RLock()
+        self._history_end = history_end
         self._initial = (imports, seed, stuck)
         self._rng = random.Random(seed)
         self._tie_rate = tie_rate
@@ -124,7 +128,7 @@ class ImportStore:
         return list(reversed(times))
 
     def _seed_history(self, count: int, stuck: int) -> None:
-        self.now = HISTORY_END
+        self.now = self._history_end
         created: List[SimImport] = []
         for moment in self._created_times(count, self.now, mean_gap=300.0):
             item = self._new_import(moment)

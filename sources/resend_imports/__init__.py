@@ -8,10 +8,11 @@ import dlt
 from dlt.common.typing import TSecretStrValue
 from dlt.sources import DltResource
 
+from .alerts import add_alerts_table
 from .client import ResendClient, RetryPolicy
 from .history import add_history_table
+from .intake import SyncReport
 from .run import (
-    SyncReport,
     check_deletion_settings,
     check_settings,
     clean_key,
@@ -74,7 +75,8 @@ def contact_imports(
     """Yields contact imports a page at a time; see `incremental` for what a run lists.
 
     Also yields, to `contact_import_status_history`, the imports this run saw in a new
-    status or with new counts (see `history`), in the same load package.
+    status or with new counts (see `history`), and to `contact_import_alerts` the alerts
+    those raise (see `alerts`), in the same load package.
 
     The run starts from the state committed in the destination with the table (see
     `destination`), and marks deleted (`deleted_at`) the imports it concludes are gone.
@@ -143,4 +145,4 @@ def resend_source(
     resource = contact_imports(
         client, page_size, status, full_refresh, gone_after_runs, full_refresh_every_days
     )
-    return add_history_table(resource)
+    return add_alerts_table(add_history_table(resource))

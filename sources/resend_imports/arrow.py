@@ -1,31 +1,30 @@
-"""Arrow tables of listed imports: every batch a run reads becomes one typed table.
+"""Arrow tables of listed imports, for runs that read many rows (first runs, full listings).
 
 dlt writes Arrow tables straight to parquet (or csv for PostgreSQL's COPY), which
 destinations load in bulk, instead of normalizing every row as a Python object. A batch of
-the listing becomes a typed table in one pass of Arrow compute; only a batch with something
-unusual in it (an unknown field, a malformed value) goes through `records.to_row` one row at
-a time, which also names the import and field of a malformed value.
-`tests/test_columnar.py` checks that both give the very same table.
+the listing becomes a typed table in one pass of Arrow compute (`page_table`, the columnar
+twin of `records.to_row`; `tests/test_columnar.py` proves them equal); only a batch with
+something unusual in it (an unknown field, a malformed value) goes through `records.to_row`
+one row at a time, which also names the import and field of a malformed value. A short
+incremental run never imports this module, nor pyarrow.
 """
 
 import os
-from datetime import datetime
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import dlt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .incremental import SyncState
 from .records import TIMESTAMP_PATTERN, Row
-from .settings import COUNT_FIELDS, KNOWN_FIELDS, TERMINAL_STATUSES
+from .settings import COUNT_FIELDS, KNOWN_FIELDS
 
 _ARROW_TYPES = {
     "text": pa.string(),
     "bigint": pa.int64(),
     "timestamp": pa.timestamp("us", tz="UTC"),
 }
-_TIMESTAMP = _ARROW_TYPES["timestamp"]
+TIMESTAMP = _ARROW_TYPES["timestamp"]
 _WHOLE_TIMESTAMP = f"^{TIMESTAMP_PATTERN}$"
 
 
@@ -72,7 +71,7 @@ def page_table(items: Sequence[Any], columns: Mapping[str, Any]) -> Optional[pa.
             "created_at": _timestamps(raw, "created_at", required=True),
             "completed_at": _timestamps(raw, "completed_at", required=False),
             **_counts(raw),
-            "deleted_at": pa.nulls(raw.num_rows, _TIMESTAMP),
+            "deleted_at": pa.nulls(raw.num_rows, TIMESTAMP),
         }
     except (_NeedsRowByRowError, pa.ArrowException, OverflowError):
         return None
@@ -102,13 +101,13 @@ def _timestamps(raw: pa.Table, name: str, required: bool) -> Any:
     if name not in raw.column_names or pa.types.is_null(raw.column(name).type):
         if required:
             raise _NeedsRowByRowError
-        return pa.nulls(raw.num_rows, _TIMESTAMP)
+        return pa.nulls(raw.num_rows, TIMESTAMP)
     column = raw.column(name)
     if not pa.types.is_string(column.type) or (required and column.null_count):
         raise _NeedsRowByRowError
     if not pc.all(pc.match_substring_regex(column, _WHOLE_TIMESTAMP)).as_py():
         raise _NeedsRowByRowError
-    return pc.cast(column, _TIMESTAMP)  # ArrowInvalid on a date that does not exist
+    return pc.cast(column, TIMESTAMP)  # ArrowInvalid on a date that does not exist
 
 
 def _counts(raw: pa.Table) -> Dict[str, Any]:
@@ -154,51 +153,6 @@ def not_in(ids: Sequence[str], listed: pa.Array) -> List[str]:
 
 def rows_at(table: pa.Table, indices: List[int]) -> List[Row]:
     return table.take(pa.array(indices, pa.int64())).to_pylist() if indices else []
-
-
-def classify(table: pa.Table, previous: SyncState) -> Tuple[List[bool], List[Optional[str]]]:
-    """Which rows a sync sees in a new state, and the status before of those that changed
-    (None for new rows).
-
-    An import is new when created after the newest of the last run (or in the same instant
-    under an unseen id); one the state knows (open at the last run, or marked deleted) is
-    updated when `SyncState.is_updated` says so.
-    """
-    rows = table.num_rows
-    ids = table.column("id")
-    if not previous.known_ids() and previous.newest_created_at is None:
-        return [True] * rows, [None] * rows
-    was_open = pc.is_in(ids, value_set=pa.array(previous.known_ids(), pa.string()))
-    if previous.newest_created_at is None:
-        is_new = pc.invert(was_open)
-    else:
-        newest = pa.scalar(datetime.fromisoformat(previous.newest_created_at), _TIMESTAMP)
-        created = table.column("created_at")
-        unseen_tie = pc.and_(
-            pc.equal(created, newest),
-            pc.invert(pc.is_in(ids, value_set=pa.array(previous.newest_ids, pa.string()))),
-        )
-        is_new = pc.and_(pc.invert(was_open), pc.or_(pc.greater(created, newest), unseen_tie))
-    observed: List[bool] = is_new.to_pylist()
-    previous_status: List[Optional[str]] = [None] * rows
-    known = pc.indices_nonzero(was_open).to_pylist()
-    for index, row in zip(known, rows_at(table, known), strict=True):
-        if previous.is_updated(row):
-            observed[index] = True
-            previous_status[index] = previous.status_before(row["id"])
-    return observed, previous_status
-
-
-def listing(table: pa.Table) -> Tuple[Optional[datetime], List[str], List[Tuple[int, Row]]]:
-    """The newest `created_at` of a page, the ids created then, and its open imports."""
-    if table.num_rows == 0:
-        return None, [], []
-    created = table.column("created_at")
-    newest = pc.max(created)
-    newest_ids: List[str] = table.column("id").filter(pc.equal(created, newest)).to_pylist()
-    terminal = pc.is_in(table.column("status"), value_set=pa.array(sorted(TERMINAL_STATUSES)))
-    open_at = pc.indices_nonzero(pc.invert(pc.fill_null(terminal, False))).to_pylist()
-    return newest.as_py(), newest_ids, list(zip(open_at, rows_at(table, open_at), strict=True))
 
 
 def unknown_statuses(table: pa.Table, known: Sequence[str]) -> List[Any]:

@@ -12,12 +12,9 @@ from datetime import datetime
 from typing import Any, Dict, List, Optional, Sequence
 
 import dlt
-import pyarrow as pa
-import pyarrow.compute as pc
 from dlt.extract.items import DataItemWithMeta
 from dlt.sources import DltResource
 
-from . import arrow
 from .records import Row, fingerprint
 from .settings import COUNT_FIELDS, DELETED_STATUS
 
@@ -57,6 +54,18 @@ class Observations:
     # appended to the observation key: keeps an import's return after a deletion apart
     key_suffix: List[str] = field(default_factory=list)
 
+    def add(
+        self,
+        observed: bool,
+        previous_status: Optional[str],
+        observed_at: datetime,
+        key_suffix: str = "",
+    ) -> None:
+        self.observed.append(observed)
+        self.previous_status.append(previous_status)
+        self.observed_at.append(observed_at)
+        self.key_suffix.append(key_suffix)
+
     def extend(
         self,
         observed: List[bool],
@@ -70,11 +79,40 @@ class Observations:
         self.key_suffix += key_suffix
 
 
-def history_table(imports: pa.Table, observations: Observations) -> Optional[pa.Table]:
-    """History rows for the observed rows of `imports` (the batch, in order), or None.
+# The history rows of a batch, in two forms that `tests/test_columnar.py` proves equal: plain
+# rows (short incremental runs) and an Arrow table (runs that read many rows).
 
-    Keys rows as `observation_key` does, in one pass of Arrow compute.
-    """
+
+def history_rows(batch: Sequence[Row], observations: Observations) -> List[Dict[str, Any]]:
+    """History rows for the observed rows of `batch` (the same rows, in order)."""
+    return [
+        {
+            "observation_key": observation_key(row) + suffix,
+            "import_id": row["id"],
+            "status": row.get("status"),
+            **{f"counts__{name}": row.get(f"counts__{name}") for name in COUNT_FIELDS},
+            "observed_at": observed_at,
+            "previous_status": previous_status,
+        }
+        for row, observed, previous_status, observed_at, suffix in zip(
+            batch,
+            observations.observed,
+            observations.previous_status,
+            observations.observed_at,
+            observations.key_suffix,
+            strict=True,
+        )
+        if observed
+    ]
+
+
+def history_table(imports: Any, observations: Observations) -> Any:
+    """`history_rows` as one Arrow table (None when no row was observed)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from .arrow import fields
+
     if not any(observations.observed):
         return None
     seen = imports.filter(pa.array(observations.observed))
@@ -90,7 +128,7 @@ def history_table(imports: pa.Table, observations: Observations) -> Optional[pa.
     suffixes = [observations.key_suffix[i] for i in chosen]
     if any(suffixes):
         key = pc.binary_join_element_wise(key, pa.array(suffixes, pa.string()), "")
-    typed = arrow.fields(HISTORY_COLUMNS)
+    typed = fields(HISTORY_COLUMNS)
     columns: Dict[str, Any] = {
         "observation_key": key,
         "import_id": seen["id"],

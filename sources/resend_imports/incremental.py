@@ -28,10 +28,10 @@ import math
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Dict, List, MutableMapping, Optional, Set
+from typing import Any, Dict, List, MutableMapping, Optional, Set, Tuple
 
 from .records import Row, fingerprint, is_terminal
-from .settings import DELETED_STATUS
+from .settings import DELETED_STATUS, TERMINAL_STATUSES
 
 STATE_VERSION = 1
 RECHECK_DELETED_DAYS = 7
@@ -74,6 +74,7 @@ class SyncState:
     run_id: Optional[str] = None  # the run that saved this state
     parent_run_id: Optional[str] = None  # the run whose state that run started from
     complete_listing_at: Optional[str] = None  # when a run last listed every import
+    open_alerted: List[str] = field(default_factory=list)  # alerted as open too long
 
     @property
     def is_empty(self) -> bool:
@@ -105,6 +106,57 @@ class SyncState:
     def known_ids(self) -> List[str]:
         """Ids whose next sighting is compared with what the state remembers of them."""
         return [*self.open_imports, *self.deleted]
+
+    # What a run observes of an import it reads, in two forms that `tests/test_columnar.py`
+    # proves equal: row by row (short incremental runs) and a whole Arrow table at once.
+
+    def observe(self, row: Row) -> Tuple[bool, Optional[str]]:
+        """Whether a run sees `row` in a new state, and the status before when it changed
+        (None for a new import): new when created after the newest of the last run (or in
+        the same instant under an unseen id); updated when open at the last run and changed
+        since, or marked deleted and back."""
+        if self.is_updated(row):
+            return True, self.status_before(row["id"])
+        if row["id"] in self.open_imports or row["id"] in self.deleted:
+            return False, None
+        if self.newest_created_at is None:
+            return True, None
+        newest = datetime.fromisoformat(self.newest_created_at)
+        created_at = row["created_at"]
+        return created_at > newest or (
+            created_at == newest and row["id"] not in self.newest_ids
+        ), None
+
+    def observe_table(self, table: Any) -> Tuple[List[bool], List[Optional[str]]]:
+        """`observe` for every row of an Arrow table, in one pass of Arrow compute."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        from .arrow import TIMESTAMP, rows_at
+
+        rows = table.num_rows
+        ids = table.column("id")
+        if not self.known_ids() and self.newest_created_at is None:
+            return [True] * rows, [None] * rows
+        known = pc.is_in(ids, value_set=pa.array(self.known_ids(), pa.string()))
+        if self.newest_created_at is None:
+            is_new = pc.invert(known)
+        else:
+            newest = pa.scalar(datetime.fromisoformat(self.newest_created_at), TIMESTAMP)
+            created = table.column("created_at")
+            unseen_tie = pc.and_(
+                pc.equal(created, newest),
+                pc.invert(pc.is_in(ids, value_set=pa.array(self.newest_ids, pa.string()))),
+            )
+            is_new = pc.and_(pc.invert(known), pc.or_(pc.greater(created, newest), unseen_tie))
+        observed: List[bool] = is_new.to_pylist()
+        previous_status: List[Optional[str]] = [None] * rows
+        known_at = pc.indices_nonzero(known).to_pylist()
+        for index, row in zip(known_at, rows_at(table, known_at), strict=True):
+            if self.is_updated(row):
+                observed[index] = True
+                previous_status[index] = self.status_before(row["id"])
+        return observed, previous_status
 
     def is_updated(self, row: Row) -> bool:
         """Open at the last run and changed since, or marked deleted and back."""
@@ -146,6 +198,7 @@ class SyncState:
             run_id=stored.get("run_id"),
             parent_run_id=stored.get("parent_run_id"),
             complete_listing_at=stored.get("complete_listing_at"),
+            open_alerted=list(stored.get("open_alerted", [])),
         )
 
     def save(self, stored: MutableMapping[str, Any]) -> None:
@@ -160,6 +213,7 @@ class SyncState:
                 "run_id": self.run_id,
                 "parent_run_id": self.parent_run_id,
                 "complete_listing_at": self.complete_listing_at,
+                "open_alerted": self.open_alerted,
             }
         )
 
@@ -194,23 +248,40 @@ class RunObserver:
         self._back: Set[str] = set()
         self._position = 0
 
-    def listed(
-        self,
-        newest: Optional[datetime],
-        newest_ids: List[str],
-        open_rows: List[tuple[int, Row]],
-        rows: int,
-    ) -> None:
-        """A listed batch (see `arrow.listing`): its newest instant and the ids created then,
-        its open rows by offset in the batch, and its length."""
-        if newest is not None:
-            if self.newest is None or newest > self.newest:
-                self.newest, self.newest_ids = newest, set(newest_ids)
-            elif newest == self.newest:
-                self.newest_ids.update(newest_ids)
-        for offset, row in open_rows:
+    # What a listing showed, in two forms that `tests/test_columnar.py` proves equal.
+
+    def listed(self, row: Row) -> None:
+        """One listed row, in listing order."""
+        created_at: datetime = row["created_at"]
+        if self.newest is None or created_at > self.newest:
+            self.newest, self.newest_ids = created_at, {row["id"]}
+        elif created_at == self.newest:
+            self.newest_ids.add(row["id"])
+        if not is_terminal(row.get("status")):
+            self._open_listed.append((self._position, row["id"], row))
+        self._position += 1
+
+    def listed_table(self, table: Any) -> None:
+        """`listed` for every row of an Arrow table of listed rows, in listing order."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        from .arrow import rows_at
+
+        if table.num_rows == 0:
+            return
+        created = table.column("created_at")
+        newest = pc.max(created).as_py()
+        newest_ids = table.column("id").filter(pc.equal(created, newest)).to_pylist()
+        if self.newest is None or newest > self.newest:
+            self.newest, self.newest_ids = newest, set(newest_ids)
+        elif newest == self.newest:
+            self.newest_ids.update(newest_ids)
+        terminal = pc.is_in(table.column("status"), value_set=pa.array(sorted(TERMINAL_STATUSES)))
+        open_at = pc.indices_nonzero(pc.invert(pc.fill_null(terminal, False))).to_pylist()
+        for offset, row in zip(open_at, rows_at(table, open_at), strict=True):
             self._open_listed.append((self._position + offset, row["id"], row))
-        self._position += rows
+        self._position += table.num_rows
 
     def fetched(self, row: Row) -> None:
         if not is_terminal(row.get("status")):
@@ -239,10 +310,23 @@ class RunObserver:
     def returned(self) -> Set[str]:
         return self._back
 
+    def open_rows(self) -> List[Row]:
+        """The latest row of each open import this run read (listed or fetched by id)."""
+        latest = {import_id: row for _, import_id, row in self._open_listed}
+        latest.update((row["id"], row) for row in self._open_fetched)
+        return list(latest.values())
+
     def next_state(
-        self, previous: SyncState, now: Optional[datetime] = None, complete_listing: bool = False
+        self,
+        previous: SyncState,
+        now: Optional[datetime] = None,
+        complete_listing: bool = False,
+        open_alerted: Optional[Set[str]] = None,
     ) -> SyncState:
-        """The state after this run; keeps the previous newest when nothing was listed."""
+        """The state after this run; keeps the previous newest when nothing was listed.
+
+        `open_alerted`: the imports alerted as open too long (kept while they stay open).
+        """
         now = now or datetime.now(UTC)
         if self.newest is None:
             state = SyncState(previous.newest_created_at, previous.newest_ids)
@@ -269,6 +353,8 @@ class RunObserver:
             state.open_imports[row["id"]] = _open_import(row, refresh_by_id=True)
         for import_id in self._deleted:
             state.open_imports.pop(import_id, None)
+        alerted = previous.open_alerted if open_alerted is None else open_alerted
+        state.open_alerted = sorted(set(alerted) & state.open_imports.keys())
         # a new run id only when something changed: a quiet run commits no new state
         if state.changes_from(previous):
             state.run_id, state.parent_run_id = uuid.uuid4().hex, previous.run_id

@@ -1,207 +1,27 @@
-"""One run of the `contact_imports` resource, step by step, and the intake of its rows.
+"""One run of the `contact_imports` resource, step by step.
 
-The resource in `__init__` is a few lines over `sync_contact_imports`. Every batch the run
-lists becomes one Arrow table (`arrow`); `records.to_row` validates, row by row, only a
-batch the columnar pass refuses, and names the import of a malformed value.
+The resource in `__init__` is a few lines over `sync_contact_imports`; what becomes of the
+rows it reads is the intake's job (`intake`).
 """
 
 import logging
-from collections import deque
 from copy import deepcopy
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Deque, Dict, Iterable, Iterator, List, Mapping, Optional, Set, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, Optional
 
 import dlt
-import pyarrow.compute as pc
 
-from . import arrow, destination
+from . import destination
+from .alerts import AlertRules, to_alerts_table
 from .client import ResendClient
 from .errors import ResendConfigError
-from .history import Observations, deletion_rows, history_table, to_history_table
+from .history import deletion_rows, to_history_table
 from .incremental import DeletedImport, RunObserver, SyncState
-from .records import Row, to_row
-from .settings import (
-    BATCH_ROWS,
-    DELETED_STATUS,
-    KNOWN_FIELDS,
-    MAX_PAGE_SIZE,
-    STATUSES,
-)
+from .intake import Alerting, Intake, RowIntake, SyncReport, TableIntake
+from .records import to_row
+from .settings import MAX_PAGE_SIZE, STATUSES
 
 logger = logging.getLogger("resend_imports")
-
-
-@dataclass
-class SyncReport:
-    """What one run of the resource did; filled in when the listing has been consumed."""
-
-    mode: str = ""
-    status: Optional[str] = None  # the filter of a filtered run
-    rows: int = 0
-    new: int = 0
-    updated: int = 0
-    refreshed_by_get: int = 0
-    not_found: int = 0
-    deleted: int = 0
-    requests: int = 0
-    retries: int = 0
-    rate_limited: int = 0
-    open_imports: int = 0
-
-
-class _Intake:
-    """Rows accepted by one run: each id once, counted, and observed for the history.
-
-    Listed pages are kept until a batch is full (or, in an incremental run, one page at a
-    time, whose oldest import says whether to go on) and then turned into one Arrow table;
-    an import fetched by id becomes a table of one row. A row that carries a field this
-    connector does not know is handed to dlt as a plain row, so that dlt's normalizer types
-    that field the same way on every run (a variant column when its type changes), never
-    Arrow batch by batch.
-    """
-
-    def __init__(
-        self,
-        previous: SyncState,
-        report: SyncReport,
-        observer: RunObserver,
-        columns: Mapping[str, Any],
-        collect_ids: bool = False,
-    ) -> None:
-        self.previous = previous
-        self.columns = columns
-        self.report = report
-        self.observer = observer
-        # ids of the last two batches, against an API that repeats a row across a page
-        # boundary; a set of every id would grow with the history
-        self.recent: Deque[Set[str]] = deque([set(), set()], maxlen=2)
-        self.previously_open = set(previous.open_imports)
-        self.previously_open_seen: Set[str] = set()
-        self.new_fields = _LoggedOnce("Resend returned a new field %r; it loads as a new column")
-        self.new_statuses = _LoggedOnce(
-            "unknown import status %r: loaded as is and refreshed until terminal"
-        )
-        self.pages: List[Any] = []  # items of listed pages not yet turned into a table
-        self.pages_seen_at: List[datetime] = []
-        self.oldest_listed: Optional[datetime] = None  # of the last batch turned into a table
-        self.collect_ids = collect_ids  # a complete listing that reconciles the table
-        self.listed_ids: List[Any] = []  # then: Arrow arrays of every id accepted
-        # (Arrow table, None or the same rows as dicts when they carry an unknown field)
-        self.batch: List[Tuple[Any, Optional[List[Row]]]] = []
-        self.batch_rows = 0
-        self.observations = Observations()
-
-    def take_page(self, page: List[Any], seen_at: datetime, at_once: bool = False) -> None:
-        """Keeps a listed page until a batch is full, or turns it into a table `at_once`."""
-        self.pages += page
-        self.pages_seen_at += [seen_at] * len(page)
-        if at_once or len(self.pages) >= BATCH_ROWS:
-            self.take_pages_kept()
-
-    def take_pages_kept(self) -> None:
-        """Turns the pages kept so far into one table and accepts its rows."""
-        if not self.pages:
-            return
-        table, rows = _listed_table(self.pages, self.new_fields, self.columns)
-        if table.num_rows:
-            self.oldest_listed = pc.min(table.column("created_at")).as_py()
-        kept = self._accept_table(table, rows, self.pages_seen_at)
-        self.observer.listed(*arrow.listing(kept), kept.num_rows)
-        self.pages, self.pages_seen_at = [], []
-        self.recent.append(set())
-
-    def take_fetched(self, raw: Dict[str, Any], row: Row, seen_at: datetime) -> bool:
-        """Takes an import read by id; False when this run already yielded it."""
-        self.new_fields.log(raw.keys() - KNOWN_FIELDS)
-        rows = [row] if row.keys() - self.columns.keys() else None  # a new field: dlt types it
-        table = arrow.to_arrow([row], self.columns)
-        return bool(self._accept_table(table, rows, [seen_at]).num_rows)
-
-    def _first_sighting(self, import_id: str) -> bool:
-        if any(import_id in ids for ids in self.recent):
-            return False
-        self.recent[-1].add(import_id)
-        if import_id in self.previously_open:
-            self.previously_open_seen.add(import_id)
-        if import_id in self.previous.deleted:
-            self.observer.back(import_id)
-        return True
-
-    def _accept_table(self, table: Any, rows: Optional[List[Row]], seen_at: List[datetime]) -> Any:
-        first = [self._first_sighting(import_id) for import_id in table.column("id").to_pylist()]
-        kept = arrow.keep(table, first)
-        kept_rows = None if rows is None else [r for r, k in zip(rows, first, strict=True) if k]
-        self.new_statuses.log(arrow.unknown_statuses(kept, STATUSES))
-        observed, previous_status = arrow.classify(kept, self.previous)
-        updated = sum(status is not None for status in previous_status)
-        self.report.rows += kept.num_rows
-        self.report.new += sum(observed) - updated
-        self.report.updated += updated
-        suffixes = [""] * kept.num_rows
-        if DELETED_STATUS in previous_status:
-            ids = kept.column("id").to_pylist()
-            suffixes = [self.previous.history_key_suffix(import_id) for import_id in ids]
-        self.observations.extend(
-            observed,
-            previous_status,
-            [at for at, keep in zip(seen_at, first, strict=True) if keep],
-            suffixes,
-        )
-        if self.collect_ids:
-            self.listed_ids.append(kept.column("id"))
-        self.batch.append((kept, kept_rows))
-        self.batch_rows += kept.num_rows
-        return kept
-
-    def emit(self, flush: bool = False) -> Iterator[Any]:
-        """Batches of accepted rows for `contact_imports`, then their history rows.
-
-        Batches of several pages keep dlt's per-item work small; `flush` sends what is left.
-        """
-        if not self.batch_rows or not (flush or self.batch_rows >= BATCH_ROWS):
-            return
-        typed = [table for table, rows in self.batch if rows is None]
-        if typed:
-            yield arrow.with_dlt_columns(arrow.concat(typed))
-        plain = [row for _, rows in self.batch if rows is not None for row in rows]
-        if plain:
-            yield plain
-        imports = arrow.concat([table for table, _ in self.batch])
-        history = history_table(imports, self.observations)
-        if history is not None:
-            yield to_history_table(arrow.with_dlt_columns(history))
-        self.batch, self.batch_rows, self.observations = [], 0, Observations()
-
-
-class _LoggedOnce:
-    """A warning logged once per run for each new value (a field or status we do not know)."""
-
-    def __init__(self, message: str) -> None:
-        self.message = message
-        self.logged: Set[Any] = set()
-
-    def log(self, values: Iterable[Any]) -> None:
-        for value in values:
-            if value not in self.logged:
-                self.logged.add(value)
-                logger.warning(self.message, value)
-
-
-def _listed_table(
-    items: List[Any], new_fields: _LoggedOnce, columns: Mapping[str, Any]
-) -> Tuple[Any, Optional[List[Row]]]:
-    """Listed items as one Arrow table of the known columns, in one columnar pass or row by
-    row if need be; and, when any item has a field this connector does not know, the rows
-    themselves, for dlt's normalizer to type."""
-    table = arrow.page_table(items, columns)
-    if table is not None:
-        return table, None
-    rows = [to_row(raw) for raw in items]  # validates: names the import of a malformed value
-    for raw in items:
-        new_fields.log(sorted(raw.keys() - KNOWN_FIELDS))
-    extra = any(row.keys() - columns.keys() for row in rows)
-    return arrow.to_arrow(rows, columns), rows if extra else None
 
 
 def _mode(
@@ -247,7 +67,7 @@ def _start_from_committed_state(pipeline: dlt.Pipeline, stored: Dict[str, Any]) 
 
 def _refresh_unlisted(
     client: ResendClient,
-    intake: _Intake,
+    intake: Intake,
     previous: SyncState,
     gone_after_runs: int,
     complete: bool,
@@ -281,7 +101,7 @@ def _refresh_unlisted(
 
 
 def _recheck_deleted(
-    client: ResendClient, intake: _Intake, previous: SyncState, complete: bool
+    client: ResendClient, intake: Intake, previous: SyncState, complete: bool
 ) -> None:
     """Fetches by id the imports marked deleted lately that this run has not read: one that
     answers again was not deleted (its row and history say so); a 404 keeps it deleted."""
@@ -299,15 +119,17 @@ def _recheck_deleted(
 
 def _reconcile_with_table(
     client: ResendClient,
-    intake: _Intake,
+    intake: Intake,
     pipeline: dlt.Pipeline,
     previous: SyncState,
     already: List[str],
 ) -> List[str]:
     """After a complete listing: imports the table holds that the listing did not return are
     fetched by id; those that answer 404 are gone."""
-    listed = arrow.combined(intake.listed_ids)
-    intake.listed_ids = []
+    from . import arrow
+
+    assert isinstance(intake, TableIntake)  # a complete listing
+    listed = arrow.combined(intake.listed_ids())
     unlisted = destination.unlisted_live_ids(pipeline, listed)
     gone: List[str] = []
     for import_id in unlisted:
@@ -322,7 +144,7 @@ def _reconcile_with_table(
     return gone
 
 
-def _accept_fetched(intake: _Intake, fetched: Dict[str, Any]) -> None:
+def _accept_fetched(intake: Intake, fetched: Dict[str, Any]) -> None:
     row = to_row(fetched)
     if intake.take_fetched(fetched, row, datetime.now(UTC)):
         intake.report.refreshed_by_get += 1
@@ -415,6 +237,7 @@ def sync_contact_imports(
             " (to try the connector without a key: resend-imports demo)"
         )
     report = SyncReport()
+    rules = AlertRules.from_config()
     stored = dlt.current.resource_state()
     pipeline = destination.running_pipeline()
     empty_destination = True
@@ -434,16 +257,20 @@ def sync_contact_imports(
             **previous.deleted,
         }
     observer = RunObserver(page_size)
-    intake = _Intake(previous, report, observer, columns, collect_ids=in_table is not None)
+    alerting = Alerting(rules, started_at, first_run=report.mode == "first")
+    intake: Intake = (
+        TableIntake(previous, report, observer, columns, alerting, collect_ids=in_table is not None)
+        if frontier is None
+        else RowIntake(previous, report, observer, columns, alerting)
+    )
 
     expected = destination.row_count(pipeline) if in_table is not None and pipeline else None
     for page in client.iter_pages(page_size, status=status, expected=expected):
-        # an incremental run looks at each page: its oldest import says whether to go on
-        intake.take_page(page, datetime.now(UTC), at_once=frontier is not None)
+        intake.take_page(page, datetime.now(UTC))
         yield from intake.emit()
         if frontier is not None and intake.oldest_listed and intake.oldest_listed < frontier:
-            break
-    intake.take_pages_kept()  # the last pages, before the GETs below look at what was listed
+            break  # an incremental run is down to the frontier
+    intake.finish()  # the last pages, before the GETs below look at what was listed
 
     if status is not None:
         yield from intake.emit(flush=True)
@@ -454,7 +281,11 @@ def sync_contact_imports(
             gone += _reconcile_with_table(client, intake, pipeline, previous, gone)
         yield from intake.emit(flush=True)
         yield from _mark_deleted(pipeline, gone, report, observer)
-        state = observer.next_state(previous, started_at, complete_listing=complete)
+        raised, open_alerted = alerting.on_open(observer, previous.open_alerted)
+        if raised:
+            report.alerts_raised += len(raised)
+            yield to_alerts_table(raised)
+        state = observer.next_state(previous, started_at, complete, open_alerted)
         state.save(stored)
         report.open_imports = len(state.open_imports)
 

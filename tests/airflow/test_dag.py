@@ -132,3 +132,45 @@ def test_a_relative_duckdb_path_is_refused(account: Account, airflow_env: Dict[s
     output = run.stdout + run.stderr
     assert "is relative: under Airflow each task runs in a temporary folder" in output
     assert account.requests() == 0
+
+
+def test_a_slack_outage_fails_only_the_delivery_task_and_nothing_is_sent_twice(
+    make_account: Any, airflow_env: Dict[str, str]
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from ..alert_receiver import AlertReceiver
+
+    start = datetime.now(UTC) - timedelta(hours=4)
+    account: Account = make_account(imports=300, seed=4, stuck=4, history_end=start)
+    receiver = AlertReceiver()
+    receiver.down()
+    env = {
+        **airflow_env,
+        "RESEND_API_URL": account.url,
+        "DESTINATION__DUCKDB__CREDENTIALS": str(account.duckdb_path),
+        "RUNTIME__SLACK_INCOMING_HOOK": receiver.url("/slack/T0/B0/dagSecret"),
+        "ALERTS__MAX_ATTEMPTS": "2",
+        "ALERTS__INITIAL_BACKOFF_SECONDS": "0.05",
+    }
+    down = dags_test(env)
+    output = down.stdout + down.stderr
+    assert "dagSecret" not in output
+    assert account.differences() == []  # the load task succeeded
+    assert "wait for the next run" in output  # the delivery task failed, in one line
+    with duckdb.connect(str(account.duckdb_path), read_only=True) as con:
+        (raised,) = con.execute("SELECT count(*) FROM resend.contact_import_alerts").fetchone()
+    assert raised > 0 and receiver.received == []
+    receiver.up()
+    account.store.advance(new=10, seconds=600)
+    up = dags_test(env)
+    assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
+    with duckdb.connect(str(account.duckdb_path), read_only=True) as con:
+        rows = con.execute("SELECT alert_key FROM resend.contact_import_alerts").fetchall()
+        keys = [key for (key,) in rows]
+        (waiting,) = con.execute(
+            "SELECT count(*) FROM resend.contact_import_alerts WHERE delivered_at IS NULL"
+        ).fetchone()
+    assert waiting == 0
+    assert sorted(receiver.slack_keys()) == sorted(keys)  # everything, once
+    receiver.down()

@@ -1,0 +1,289 @@
+"""Delivery of the alerts a sync raised (`contact_import_alerts`, the outbox) to Slack and to
+a JSON webhook.
+
+After a load, the alerts not yet delivered are read from the destination, sent in messages of
+up to `ALERTS_PER_MESSAGE`, and each message's alerts are marked delivered (per channel, then
+`delivered_at` once every configured channel has them) right after the channel accepted it.
+A channel that is down, answers 5xx or 429, resets or times out is retried within the run
+(tenacity, `retry-after` respected); what is still undelivered waits for the next run. So no
+alert is lost and none is sent twice once marked; a kill between a channel's acceptance and
+the mark may send one message again, which is why every message carries each `alert_key`.
+
+The hook URLs are secrets: no log line, error or summary shows them (only the channel's name).
+"""
+
+import ipaddress
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any, Callable, Dict, List, Optional, Sequence
+from urllib.parse import urlsplit
+
+import dlt
+import urllib3
+from dlt.destinations.exceptions import DatabaseUndefinedRelation
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+
+from sources.resend_imports.alerts import ALERT_COLUMNS, ALERTS_TABLE, CONFIG_SECTION
+from sources.resend_imports.errors import ResendConfigError, ResendError
+from sources.resend_imports.settings import COUNT_FIELDS
+
+logger = logging.getLogger("resend_imports")
+
+ALERTS_PER_MESSAGE = 20
+WEBHOOK_URL_KEY = f"{CONFIG_SECTION}.webhook_url"
+_LOOPBACK_NAMES = ("localhost",)
+# the columns of a payload: every column of the outbox but the per-channel marks
+PAYLOAD_COLUMNS = [
+    name for name in ALERT_COLUMNS if name not in ("slack_delivered_at", "webhook_delivered_at")
+]
+
+
+class AlertDeliveryError(ResendError):
+    """Alerts stay undelivered after this run (a channel down, refusing, or timing out)."""
+
+
+class _RetryableDeliveryError(Exception):
+    """A channel's answer worth another attempt: 5xx, 429, a reset, a timeout, refused."""
+
+    def __init__(self, reason: str, retry_after: Optional[float] = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+class _RefusedDeliveryError(Exception):
+    """A channel's answer no retry will change (4xx other than 429)."""
+
+
+@dataclass(frozen=True)
+class DeliveryPolicy:
+    """`[alerts]`: attempts per message, backoff and timeouts."""
+
+    max_attempts: int = 4
+    initial_backoff_seconds: float = 1.0
+    max_backoff_seconds: float = 30.0
+    connect_timeout_seconds: float = 5.0
+    read_timeout_seconds: float = 10.0
+
+    @classmethod
+    def from_config(cls) -> "DeliveryPolicy":
+        defaults = cls()
+        values: Dict[str, Any] = {}
+        for name in vars(defaults):
+            value = dlt.config.get(f"{CONFIG_SECTION}.{name}", type(getattr(defaults, name)))
+            values[name] = getattr(defaults, name) if value is None else value
+        policy = cls(**values)
+        if policy.max_attempts < 1 or min(vars(policy).values()) < 0:
+            raise ResendConfigError("alerts: max_attempts must be at least 1, times 0 or more")
+        return policy
+
+
+@dataclass(frozen=True)
+class Channel:
+    """Where alerts go: `name` for people, `column` marks what it has, `url` stays secret."""
+
+    name: str
+    column: str
+    url: str = field(repr=False)
+    # the body of one message: its alerts, and how many more further messages carry
+    render: Callable[[List[Dict[str, Any]], int], bytes] = field(repr=False)
+
+
+@dataclass
+class DeliveryReport:
+    delivered: int = 0  # alerts every configured channel has now
+    waiting: int = 0  # alerts still undelivered after this run
+    channels: List[str] = field(default_factory=list)
+    problems: List[str] = field(default_factory=list)  # one line per channel that failed
+
+    def line(self) -> str:
+        if not self.channels:
+            return "no channel configured: they wait in the table (see README, Alerts)"
+        text = f"delivered {self.delivered} ({', '.join(self.channels)}), {self.waiting} waiting"
+        return text + "".join(f"; {problem}" for problem in self.problems)
+
+
+def configured_channels(pipeline: dlt.Pipeline) -> List[Channel]:
+    """Slack (dlt's `runtime.slack_incoming_hook`) and the webhook (`alerts.webhook_url`),
+    those configured; a URL that is not https (http only to loopback) fails in one line."""
+    channels = []
+    slack = pipeline.runtime_config.slack_incoming_hook  # dlt resolved it
+    if slack:
+        _check_url(str(slack), "RUNTIME__SLACK_INCOMING_HOOK (runtime.slack_incoming_hook)")
+        channels.append(Channel("Slack", "slack_delivered_at", str(slack), slack_message))
+    webhook: Any = dlt.secrets.get(WEBHOOK_URL_KEY)  # variables, then .dlt/secrets.toml
+    if webhook:
+        _check_url(str(webhook), "ALERTS__WEBHOOK_URL (webhook_url under [alerts])")
+        channels.append(Channel("webhook", "webhook_delivered_at", str(webhook), webhook_payload))
+    return channels
+
+
+def _check_url(url: str, setting: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme == "https" and parts.hostname:
+        return
+    if parts.scheme == "http" and parts.hostname and _is_loopback(parts.hostname):
+        return
+    raise ResendConfigError(
+        f"{setting} must be an https:// URL (http:// only to loopback); the value is not shown"
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def deliver_pending(
+    pipeline: dlt.Pipeline,
+    channels: Sequence[Channel],
+    policy: Optional[DeliveryPolicy] = None,
+) -> DeliveryReport:
+    """Sends every alert not yet delivered; marks each message's alerts as it is accepted."""
+    report = DeliveryReport(channels=[channel.name for channel in channels])
+    if not channels:
+        return report  # nothing to send to: the alerts wait in the table, not counted
+    policy = policy or DeliveryPolicy.from_config()
+    http = urllib3.PoolManager(
+        timeout=urllib3.Timeout(
+            connect=policy.connect_timeout_seconds, read=policy.read_timeout_seconds
+        ),
+        retries=False,
+    )
+    with pipeline.sql_client() as client:
+        table = client.make_qualified_table_name(ALERTS_TABLE)
+        try:
+            pending_before = _count(client, table)
+        except DatabaseUndefinedRelation:
+            return report  # no alert was ever raised into this dataset
+        for channel in channels:
+            alerts = _undelivered(client, table, channel.column)
+            messages = [
+                alerts[start : start + ALERTS_PER_MESSAGE]
+                for start in range(0, len(alerts), ALERTS_PER_MESSAGE)
+            ]
+            for number, message in enumerate(messages, start=1):
+                body = channel.render(message, len(alerts) - number * ALERTS_PER_MESSAGE)
+                try:
+                    _post(http, channel, body, policy)
+                except (_RetryableDeliveryError, _RefusedDeliveryError) as exc:
+                    report.problems.append(
+                        f"{channel.name}: {exc}; {len(alerts) - (number - 1) * ALERTS_PER_MESSAGE}"
+                        " alerts wait for the next run"
+                    )
+                    break
+                _mark(client, table, channel.column, [alert["alert_key"] for alert in message])
+        done = " AND ".join(f"{channel.column} IS NOT NULL" for channel in channels)
+        client.execute_sql(
+            f"UPDATE {table} SET delivered_at = %s WHERE delivered_at IS NULL AND {done}",
+            datetime.now(UTC),
+        )
+        report.waiting = _count(client, table)
+        report.delivered = pending_before - report.waiting
+    for problem in report.problems:
+        logger.warning("alerts: %s", problem)
+    return report
+
+
+def _count(client: Any, table: str) -> int:
+    rows = client.execute_sql(f"SELECT count(*) FROM {table} WHERE delivered_at IS NULL")
+    return int(rows[0][0])
+
+
+def _undelivered(client: Any, table: str, column: str) -> List[Dict[str, Any]]:
+    names = ", ".join(PAYLOAD_COLUMNS)
+    rows = client.execute_sql(
+        f"SELECT {names} FROM {table} WHERE delivered_at IS NULL AND {column} IS NULL"
+        " ORDER BY raised_at, alert_key"
+    )
+    return [dict(zip(PAYLOAD_COLUMNS, row, strict=True)) for row in rows or []]
+
+
+def _mark(client: Any, table: str, column: str, keys: List[str]) -> None:
+    marks = ", ".join(["%s"] * len(keys))
+    client.execute_sql(
+        f"UPDATE {table} SET {column} = %s WHERE alert_key IN ({marks})", datetime.now(UTC), *keys
+    )
+
+
+def _post(http: urllib3.PoolManager, channel: Channel, body: bytes, policy: DeliveryPolicy) -> None:
+    def wait(state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, _RetryableDeliveryError) and exc.retry_after is not None:
+            return min(exc.retry_after, policy.max_backoff_seconds)
+        backoff = policy.initial_backoff_seconds * 2 ** (state.attempt_number - 1)
+        return float(min(backoff, policy.max_backoff_seconds))
+
+    retrying = Retrying(
+        stop=stop_after_attempt(policy.max_attempts),
+        wait=wait,
+        retry=retry_if_exception_type(_RetryableDeliveryError),
+        reraise=True,
+    )
+    for attempt in retrying:
+        with attempt:
+            _post_once(http, channel, body)
+
+
+def _post_once(http: urllib3.PoolManager, channel: Channel, body: bytes) -> None:
+    """One POST; classified by exception type and status, never by the URL-bearing message."""
+    headers = {"Content-Type": "application/json", "User-Agent": "resend-imports"}
+    try:
+        response = http.request("POST", channel.url, body=body, headers=headers)
+    except urllib3.exceptions.ConnectTimeoutError:
+        raise _RetryableDeliveryError("no answer to connect (timeout)") from None
+    except urllib3.exceptions.ReadTimeoutError:
+        raise _RetryableDeliveryError("no answer in time (read timeout)") from None
+    except urllib3.exceptions.NewConnectionError:
+        raise _RetryableDeliveryError("connection refused or host unreachable") from None
+    except urllib3.exceptions.NameResolutionError:
+        raise _RetryableDeliveryError("unknown host") from None
+    except urllib3.exceptions.ProtocolError:
+        raise _RetryableDeliveryError("connection reset") from None
+    except urllib3.exceptions.HTTPError as exc:
+        raise _RetryableDeliveryError(f"transport error ({type(exc).__name__})") from None
+    if response.status == 429 or response.status >= 500:
+        retry_after = response.headers.get("retry-after")
+        seconds = float(retry_after) if retry_after and retry_after.isdigit() else None
+        raise _RetryableDeliveryError(f"answered {response.status}", seconds)
+    if response.status >= 300:
+        raise _RefusedDeliveryError(f"answered {response.status} (not retried: check the URL)")
+
+
+def slack_message(alerts: List[Dict[str, Any]], later: int) -> bytes:
+    """One Slack message: up to 20 alerts, each with its import, rule, status, counts and key."""
+    lines = [f"*resend-imports: {len(alerts) + max(later, 0)} contact import alerts*"]
+    for alert in alerts:
+        counts = ", ".join(
+            f"{name} {alert[f'counts__{name}']}"
+            for name in COUNT_FIELDS
+            if alert[f"counts__{name}"] is not None
+        )
+        rate = "" if alert["failure_rate"] is None else f", {alert['failure_rate']:.1%} failed"
+        lines.append(
+            f"• `{alert['import_id']}` {alert['rule'].replace('_', ' ')}: {alert['status']}"
+            f" ({counts or 'no counts yet'}{rate}) key `{alert['alert_key']}`"
+        )
+    if later > 0:
+        lines.append(f"…and {later} more, in the next messages")
+    return json.dumps({"text": "\n".join(lines)}).encode()
+
+
+def webhook_payload(alerts: List[Dict[str, Any]], later: int) -> bytes:
+    """`{"alerts": [...]}`: one object per alert with every column of the outbox."""
+    objects = [{name: _json_value(alert[name]) for name in PAYLOAD_COLUMNS} for alert in alerts]
+    return json.dumps({"source": "resend-imports", "alerts": objects}).encode()
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    return value

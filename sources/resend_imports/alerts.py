@@ -1,0 +1,224 @@
+"""Alerts on import outcomes: rows of `contact_import_alerts`, the outbox of their delivery.
+
+Rules, evaluated on what a run observed (the rows it also writes to the history table):
+- `failed`: an import became `failed`;
+- `high_failure_rate`: an import became `completed` with `counts.failed / counts.total` at
+  or above `failure_rate`;
+- `open_too_long`: an import has been open longer than `open_hours` (by its `created_at`
+  against the run's clock); raised once per import, the state remembers which were.
+
+An alert's `alert_key` is the import, the rule and the observation that triggered it, and
+the table is insert-only on that key: the same observation raised again (a rerun, a first
+run on a wiped state) is the same row, and a row once delivered stays delivered. The rows are
+yielded by the same resource as the imports, so both land in one load package or neither
+does. A first run (no state) raises nothing older than `since_hours`, so that turning the
+connector on does not replay years of history. Delivery is not the source's job: see
+`pipelines/alert_delivery.py`.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Set
+
+import dlt
+from dlt.sources import DltResource
+
+from .errors import ResendConfigError
+from .records import Row
+from .settings import COUNT_FIELDS, DELETED_STATUS
+
+ALERTS_TABLE = "contact_import_alerts"
+CONFIG_SECTION = "alerts"
+FAILED = "failed"
+HIGH_FAILURE_RATE = "high_failure_rate"
+OPEN_TOO_LONG = "open_too_long"
+RULES = (FAILED, HIGH_FAILURE_RATE, OPEN_TOO_LONG)
+
+ALERT_COLUMNS: Any = {
+    "alert_key": {"data_type": "text", "nullable": False},
+    "import_id": {"data_type": "text", "nullable": False},
+    "rule": {"data_type": "text", "nullable": False},
+    "status": {"data_type": "text"},
+    **{f"counts__{name}": {"data_type": "bigint"} for name in COUNT_FIELDS},
+    "failure_rate": {"data_type": "double"},
+    "created_at": {"data_type": "timestamp", "timezone": True},
+    "raised_at": {"data_type": "timestamp", "timezone": True, "nullable": False},
+    # set when every configured channel has it; per channel below
+    "delivered_at": {"data_type": "timestamp", "timezone": True},
+    "slack_delivered_at": {"data_type": "timestamp", "timezone": True},
+    "webhook_delivered_at": {"data_type": "timestamp", "timezone": True},
+}
+
+
+@dataclass(frozen=True)
+class AlertRules:
+    """The `[alerts]` settings (`ALERTS__...`); each rule can be switched off."""
+
+    enabled: bool = True
+    failed: bool = True
+    high_failure_rate: bool = True
+    failure_rate: float = 0.05
+    open_too_long: bool = True
+    open_hours: float = 24.0
+    since_hours: float = 24.0
+
+    @classmethod
+    def from_config(cls) -> "AlertRules":
+        defaults = cls()
+        values: Dict[str, Any] = {}
+        for name in vars(defaults):
+            value = dlt.config.get(f"{CONFIG_SECTION}.{name}", type(getattr(defaults, name)))
+            values[name] = getattr(defaults, name) if value is None else value
+            if name == "enabled" and not values[name]:
+                return cls(enabled=False)  # the rest is not read
+        rules = cls(**values)
+        rules.check()
+        return rules
+
+    def check(self) -> None:
+        if not 0 < self.failure_rate <= 1:
+            raise ResendConfigError(
+                f"alerts failure_rate must be above 0 and at most 1, got {self.failure_rate}"
+            )
+        if self.open_hours <= 0 or self.since_hours < 0:
+            raise ResendConfigError(
+                "alerts open_hours must be above 0 and since_hours 0 or more, got"
+                f" {self.open_hours} and {self.since_hours}"
+            )
+
+
+def add_alerts_table(resource: DltResource) -> DltResource:
+    """Declares the alerts table on the resource that feeds it (one load package for both)."""
+    resource.apply_hints(table_name=ALERTS_TABLE, columns={}, create_table_variant=True)
+    resource.apply_hints(
+        table_name=ALERTS_TABLE,
+        write_disposition={"disposition": "merge", "strategy": "insert-only"},
+        primary_key="alert_key",
+        columns=ALERT_COLUMNS,
+        create_table_variant=True,
+    )
+    return resource
+
+
+def to_alerts_table(rows: List[Dict[str, Any]]) -> Any:
+    return dlt.mark.with_table_name(rows, ALERTS_TABLE)
+
+
+# Alerts on what a run observed, in two forms that `tests/test_columnar.py` proves equal:
+# plain rows (short incremental runs) and Arrow tables (runs that read many rows).
+
+
+def raised_on_rows(
+    seen: Sequence[Row],
+    history: Sequence[Dict[str, Any]],
+    rules: AlertRules,
+    now: datetime,
+    first_run: bool,
+) -> List[Dict[str, Any]]:
+    """Alerts on imports observed in a new state: `seen` (their rows) and `history` (the
+    history rows the run writes for them, row for row)."""
+    if not rules.enabled or not (rules.failed or rules.high_failure_rate):
+        return []
+    since = now - timedelta(hours=rules.since_hours)
+    raised: List[Dict[str, Any]] = []
+    for row, observed in zip(seen, history, strict=True):
+        before = observed["previous_status"]
+        total, failed = row.get("counts__total"), row.get("counts__failed")
+        rate = failed / total if total and total > 0 and failed is not None else None
+        rule: Optional[str] = None
+        if rules.failed and row.get("status") == "failed" and before != "failed":
+            rule = FAILED
+        elif (
+            rules.high_failure_rate
+            and row.get("status") == "completed"
+            and rate is not None
+            and rate >= rules.failure_rate
+            and before != "completed"
+        ):
+            rule = HIGH_FAILURE_RATE
+        happened_at = row.get("completed_at") or row["created_at"]
+        if rule is None or before == DELETED_STATUS or (first_run and happened_at < since):
+            continue  # (an import back after a deletion was alerted on before it went)
+        key = f"{observed['observation_key']}|{rule}"
+        raised.append(_alert_row({**row, "failure_rate": rate}, rule, key, now))
+    return raised
+
+
+def raised_on_table(
+    seen: Any, history: Any, rules: AlertRules, now: datetime, first_run: bool
+) -> List[Dict[str, Any]]:
+    """`raised_on_rows` over Arrow tables, the few alerts it raises as rows."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not rules.enabled or not (rules.failed or rules.high_failure_rate):
+        return []
+    status = seen.column("status")
+    before = pc.fill_null(history.column("previous_status"), "")
+    total = pc.cast(seen.column("counts__total"), pa.float64())
+    rate = pc.if_else(
+        pc.greater(total, 0),
+        pc.divide(pc.cast(seen.column("counts__failed"), pa.float64()), total),
+        pa.scalar(None, pa.float64()),
+    )
+    failed = pc.and_(pc.equal(status, "failed"), pc.not_equal(before, "failed"))
+    high = pc.and_(
+        pc.and_(pc.equal(status, "completed"), pc.greater_equal(rate, rules.failure_rate)),
+        pc.not_equal(before, "completed"),
+    )
+    failed = pc.fill_null(pc.and_(failed, pa.scalar(rules.failed)), False)
+    high = pc.fill_null(pc.and_(high, pa.scalar(rules.high_failure_rate)), False)
+    chosen = pc.and_(pc.or_(failed, high), pc.not_equal(before, DELETED_STATUS))
+    if first_run:
+        happened_at = pc.coalesce(seen.column("completed_at"), seen.column("created_at"))
+        since = pa.scalar(now - timedelta(hours=rules.since_hours), happened_at.type)
+        chosen = pc.and_(chosen, pc.greater_equal(happened_at, since))
+    if not pc.any(chosen).as_py():
+        return []
+    picked = seen.append_column("failure_rate", rate).filter(chosen)
+    keys = history.column("observation_key").filter(chosen).to_pylist()
+    raised: List[Dict[str, Any]] = []
+    for row, key in zip(picked.to_pylist(), keys, strict=True):
+        rule = FAILED if row["status"] == "failed" and rules.failed else HIGH_FAILURE_RATE
+        raised.append(_alert_row(row, rule, f"{key}|{rule}", now))
+    return raised
+
+
+def raised_on_open(
+    open_rows: Iterable[Dict[str, Any]],
+    alerted: Set[str],
+    rules: AlertRules,
+    now: datetime,
+    first_run: bool,
+) -> tuple[List[Dict[str, Any]], Set[str]]:
+    """Alerts on open imports (their latest rows) open longer than `open_hours`, except those
+    in `alerted`; and the ids alerted so far. On a first run, an import that crossed the
+    limit before `since_hours` is recorded as alerted without an alert."""
+    if not rules.enabled or not rules.open_too_long:
+        return [], alerted
+    limit = timedelta(hours=rules.open_hours)
+    since = now - timedelta(hours=rules.since_hours)
+    rows: List[Dict[str, Any]] = []
+    alerted = set(alerted)
+    for row in open_rows:
+        crossed_at = row["created_at"] + limit
+        if row["id"] in alerted or crossed_at > now:
+            continue
+        alerted.add(row["id"])
+        if first_run and crossed_at < since:
+            continue
+        rows.append(_alert_row(row, OPEN_TOO_LONG, f"{row['id']}|{OPEN_TOO_LONG}", now))
+    return rows, alerted
+
+
+def _alert_row(row: Dict[str, Any], rule: str, key: str, now: datetime) -> Dict[str, Any]:
+    return {
+        "alert_key": key,
+        "import_id": row["id"],
+        "rule": rule,
+        "status": row.get("status"),
+        **{f"counts__{name}": row.get(f"counts__{name}") for name in COUNT_FIELDS},
+        "failure_rate": row.get("failure_rate"),  # of a finished import: counts.failed / total
+        "created_at": row["created_at"],
+        "raised_at": now,
+    }

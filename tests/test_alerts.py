@@ -1,0 +1,330 @@
+"""Import outcome alerts: the rules against the simulator's truth, the outbox in the
+destination, delivery to a local receiver standing in for Slack and a webhook, exactly once.
+
+The account's clock is anchored to the real clock (the rules compare `created_at` with the
+run's clock). Expected alerts are computed here from the simulator's truth, independently of
+the connector's code.
+"""
+
+import os
+import signal
+import subprocess
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Set, Tuple
+
+import pytest
+
+from sources.resend_imports.records import parse_timestamp
+
+from .alert_receiver import AlertReceiver
+from .conftest import COMMAND, Account, cli_environment
+
+OPEN = ("queued", "in_progress")
+SINCE_HOURS = 24.0
+OPEN_HOURS = 2.0
+FAILURE_RATE = 0.05
+SECRET = "T0AAA/B0BBB/hookSecretXyz123"
+
+
+def live_account(make_account: Any, imports: int = 300, seed: int = 3, **options: Any) -> Account:
+    """An account whose history ends 4 hours before the real clock (20 runs of 10 minutes
+    each stay in the past)."""
+    end = datetime.now(UTC) - timedelta(hours=4)
+    account: Account = make_account(imports, seed, stuck=4, history_end=end, **options)
+    return account
+
+
+def rules_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ALERTS__OPEN_HOURS", str(OPEN_HOURS))
+    monkeypatch.setenv("ALERTS__SINCE_HOURS", str(SINCE_HOURS))
+    monkeypatch.setenv("ALERTS__INITIAL_BACKOFF_SECONDS", "0.05")
+    monkeypatch.setenv("ALERTS__MAX_BACKOFF_SECONDS", "0.2")
+    monkeypatch.setenv("ALERTS__READ_TIMEOUT_SECONDS", "0.5")
+
+
+def channels_env(monkeypatch: pytest.MonkeyPatch, receiver: AlertReceiver) -> None:
+    monkeypatch.setenv("RUNTIME__SLACK_INCOMING_HOOK", receiver.url(f"/slack/{SECRET}"))
+    monkeypatch.setenv("ALERTS__WEBHOOK_URL", receiver.url("/webhook"))
+
+
+class Expected:
+    """The alerts the rules call for, run after run, from the simulator's truth."""
+
+    def __init__(self) -> None:
+        self.before: Optional[Dict[str, Dict[str, Any]]] = None
+        self.alerts: Set[Tuple[str, str]] = set()
+        self.open_alerted: Set[str] = set()
+
+    def after_run(self, truth: List[Dict[str, Any]], now: datetime) -> None:
+        since = now - timedelta(hours=SINCE_HOURS)
+        first = self.before is None
+        for item in truth:
+            status, counts = item.get("status"), item.get("counts") or {}
+            created = parse_timestamp(item["created_at"])
+            happened = parse_timestamp(item.get("completed_at") or item["created_at"])
+            was = (self.before or {}).get(item["id"], {}).get("status")
+            fresh = happened >= since if first else was != status
+            total, failed = counts.get("total"), counts.get("failed")
+            if status == "failed" and fresh:
+                self.alerts.add((item["id"], "failed"))
+            rate = failed / total if total and failed is not None else None
+            if status == "completed" and rate is not None and rate >= FAILURE_RATE and fresh:
+                self.alerts.add((item["id"], "high_failure_rate"))
+            crossed = created + timedelta(hours=OPEN_HOURS)
+            if status in OPEN and crossed <= now and item["id"] not in self.open_alerted:
+                self.open_alerted.add(item["id"])
+                if not first or crossed >= since:
+                    self.alerts.add((item["id"], "open_too_long"))
+        self.before = {item["id"]: item for item in truth}
+
+
+def outbox(account: Account) -> List[Dict[str, Any]]:
+    names = ["alert_key", "import_id", "rule", "status", "delivered_at", "failure_rate"]
+    rows = account.query(f"SELECT {', '.join(names)} FROM {{dataset}}.contact_import_alerts")
+    return [dict(zip(names, row, strict=True)) for row in rows]
+
+
+def sync_at(account: Account, pipeline: Any, **options: Any) -> Any:
+    """A sync; the truth it must match is the account's when the sync starts."""
+    truth = account.store.truth()
+    summary = account.sync(pipeline, **options)
+    return summary, truth, datetime.now(UTC)
+
+
+def test_rules_raise_exactly_the_alerts_the_truth_calls_for(
+    make_account: Any, destination_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rules_env(monkeypatch)
+    account = live_account(make_account)
+    pipeline = account.pipeline()
+    expected = Expected()
+    for run in range(4):
+        if run:
+            account.store.advance(new=25, seconds=1800)
+        summary, truth, now = sync_at(account, pipeline)
+        if run == 0:
+            since = now - timedelta(hours=SINCE_HOURS)
+            old_failures = {
+                i["id"]
+                for i in truth
+                if i["status"] == "failed" and parse_timestamp(i["completed_at"]) < since
+            }
+        expected.after_run(truth, now)
+        rows = outbox(account)
+        assert {(row["import_id"], row["rule"]) for row in rows} == expected.alerts, run
+        assert len({row["alert_key"] for row in rows}) == len(rows)
+        assert summary.delivery is not None and summary.delivery.channels == []
+    rules = Counter(rule for _, rule in expected.alerts)
+    assert rules["failed"] and rules["high_failure_rate"] and rules["open_too_long"], rules
+    # the first run raised nothing older than since_hours, and the history has such imports
+    assert old_failures and not old_failures & {import_id for import_id, _ in expected.alerts}
+    for row in outbox(account):
+        if row["rule"] == "high_failure_rate":
+            assert row["failure_rate"] >= FAILURE_RATE
+
+
+def test_a_rerun_a_full_refresh_and_a_lost_local_state_raise_nothing_twice(
+    make_account: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    rules_env(monkeypatch)
+    account = live_account(make_account)
+    receiver = AlertReceiver()
+    channels_env(monkeypatch, receiver)
+    account.sync(account.pipeline())
+    first = len(receiver.webhook_alerts())
+    assert first == len(outbox(account)) > 0
+    account.sync(account.pipeline())
+    account.sync(account.pipeline(), full_refresh=True)
+    fresh = account.pipeline()
+    fresh.drop()  # the local working folder is lost; the destination keeps the state
+    account.sync(account.pipeline())
+    assert len(receiver.webhook_alerts()) == first
+    assert Counter(receiver.slack_keys()) == Counter(a["alert_key"] for a in outbox(account))
+    assert all(row["delivered_at"] is not None for row in outbox(account))
+    receiver.down()
+
+
+def test_slack_lists_twenty_alerts_a_message_and_the_webhook_every_column(
+    make_account: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rules_env(monkeypatch)
+    account = live_account(make_account, imports=600)
+    receiver = AlertReceiver()
+    channels_env(monkeypatch, receiver)
+    summary = account.sync(account.pipeline())
+    alerts = outbox(account)
+    assert summary.alerts_raised == len(alerts) > 40
+    slack = [m["body"]["text"] for m in receiver.received if m["path"].startswith("/slack")]
+    assert len(slack) == -(-len(alerts) // 20)
+    assert all(text.count(" key `") <= 20 for text in slack)
+    assert f"and {len(alerts) - 20} more" in slack[0]
+    webhook = receiver.webhook_alerts()
+    assert sorted(a["alert_key"] for a in webhook) == sorted(a["alert_key"] for a in alerts)
+    assert set(webhook[0]) >= {
+        "alert_key", "import_id", "rule", "status", "counts__total", "counts__failed",
+        "failure_rate", "raised_at", "delivered_at", "created_at",
+    }  # fmt: skip
+    assert "alerts: raised" in "\n".join(summary.lines())
+    receiver.down()
+
+
+@pytest.mark.reliability
+def test_twenty_runs_with_a_quarter_of_the_answers_failing_deliver_each_alert_once(
+    make_account: Any, destination_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rules_env(monkeypatch)
+    account = live_account(make_account)
+    monkeypatch.setenv("ALERTS__MAX_ATTEMPTS", "2")  # so that some wait for a later run
+    receiver = AlertReceiver(failure_share=0.25, seed=5, slow_seconds=0.8)
+    channels_env(monkeypatch, receiver)
+    pipeline = account.pipeline()
+    expected = Expected()
+    waiting_after_a_run = 0
+    for run in range(20):
+        if run:
+            account.store.advance(new=15, seconds=600)
+        summary, truth, now = sync_at(account, pipeline)
+        expected.after_run(truth, now)
+        waiting_after_a_run += summary.delivery.waiting
+    receiver.failure_share = 0.0
+    account.sync(pipeline)  # one more run, answers all good: what waited goes out
+    keys = [row["alert_key"] for row in outbox(account)]
+    assert {(row["import_id"], row["rule"]) for row in outbox(account)} == expected.alerts
+    assert Counter(receiver.slack_keys()) == Counter(keys)  # each exactly once
+    assert Counter(a["alert_key"] for a in receiver.webhook_alerts()) == Counter(keys)
+    assert all(row["delivered_at"] is not None for row in outbox(account))
+    print(
+        f"\n{destination_name}: expected {len(expected.alerts)} alerts, delivered"
+        f" {len(set(receiver.slack_keys()))} to Slack and"
+        f" {len({a['alert_key'] for a in receiver.webhook_alerts()})} to the webhook,"
+        f" duplicated {len(receiver.slack_keys()) - len(set(receiver.slack_keys()))};"
+        f" {receiver.attempts} POSTs, {waiting_after_a_run} alert-runs waited for a later run"
+    )
+    receiver.down()
+
+
+@pytest.mark.reliability
+def test_a_receiver_down_for_three_runs_gets_everything_then_nothing_twice(
+    make_account: Any, destination_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rules_env(monkeypatch)
+    monkeypatch.setenv("ALERTS__MAX_ATTEMPTS", "2")
+    account = live_account(make_account)
+    receiver = AlertReceiver()
+    channels_env(monkeypatch, receiver)
+    receiver.down()
+    pipeline = account.pipeline()
+    for run in range(3):
+        if run:
+            account.store.advance(new=15, seconds=600)
+        summary = account.sync(pipeline)
+        assert summary.delivery.waiting == len(outbox(account)) > 0
+        assert "wait for the next run" in "\n".join(summary.lines())
+        assert SECRET not in "\n".join(summary.lines())
+    receiver.up()
+    for _ in range(2):
+        account.store.advance(new=15, seconds=600)
+        summary = account.sync(pipeline)
+        assert summary.delivery.waiting == 0
+    keys = [row["alert_key"] for row in outbox(account)]
+    assert Counter(receiver.slack_keys()) == Counter(keys)
+    assert Counter(a["alert_key"] for a in receiver.webhook_alerts()) == Counter(keys)
+    print(f"\n{destination_name}: down 3 runs, then up: {len(keys)} alerts, each once")
+    receiver.down()
+
+
+@pytest.mark.reliability
+def test_sigkill_during_delivery_resends_at_most_the_message_in_flight(
+    make_account: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    rules_env(monkeypatch)
+    account = live_account(make_account, imports=600)
+    receiver = AlertReceiver()
+    receiver.hold_seconds = 30.0  # takes the first message, then does not answer
+    channels_env(monkeypatch, receiver)
+    env = cli_environment(account, env={k: v for k, v in os.environ.items() if "ALERTS" in k})
+    env["RUNTIME__SLACK_INCOMING_HOOK"] = os.environ["RUNTIME__SLACK_INCOMING_HOOK"]
+    process = subprocess.Popen(
+        [COMMAND, "sync"], env=env, cwd=account.workdir, stdout=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 60
+    while not receiver.received and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=30)
+    in_flight = set(receiver.slack_keys())
+    assert 0 < len(in_flight) <= 20
+    receiver.hold_seconds = 0.0
+    result = subprocess.run(
+        [COMMAND, "sync"], env=env, cwd=account.workdir, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    keys = [row["alert_key"] for row in outbox(account)]
+    sent = Counter(receiver.slack_keys())
+    assert set(sent) == set(keys) and len(keys) > 20
+    duplicated = {key for key, times in sent.items() if times > 1}
+    assert duplicated <= in_flight and max(sent.values()) <= 2
+    assert Counter(a["alert_key"] for a in receiver.webhook_alerts()) == Counter(keys)
+    print(f"\nSIGKILL during delivery: {len(keys)} alerts, {len(duplicated)} sent twice")
+    receiver.down()
+
+
+def test_fail_on_alert_exits_4_and_the_hook_url_is_nowhere(
+    make_account: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rules_env(monkeypatch)
+    account = live_account(make_account)
+    receiver = AlertReceiver()
+    receiver.down()  # failures print lines: none may carry the URL
+    channels_env(monkeypatch, receiver)
+    env = cli_environment(account, env={k: v for k, v in os.environ.items() if "ALERTS" in k})
+    env["RUNTIME__SLACK_INCOMING_HOOK"] = os.environ["RUNTIME__SLACK_INCOMING_HOOK"]
+    outputs = []
+    for args, code in (
+        (["sync", "--fail-on-alert", "--log-level", "DEBUG"], 4),
+        (["sync", "--fail-on-alert"], 0),  # nothing new raised
+        (["report"], 0),
+    ):
+        result = subprocess.run(
+            [COMMAND, *args], env=env, cwd=account.workdir, capture_output=True, text=True
+        )
+        assert result.returncode == code, result.stderr
+        outputs.append(result.stdout + result.stderr)
+    assert "alerts: raised" in outputs[0] and "wait for the next run" in outputs[0]
+    assert "Alerts" in outputs[2]
+    assert not any(SECRET in output for output in outputs)
+    token = SECRET.split("/")[-1].encode()
+    for path in account.workdir.rglob("*"):
+        if path.is_file():
+            assert token not in path.read_bytes(), path
+    receiver.down()
+
+
+def test_a_hook_that_is_not_https_fails_in_one_line_without_showing_it(
+    account: Account,
+) -> None:
+    env = cli_environment(account, env={"ALERTS__WEBHOOK_URL": f"http://example.com/{SECRET}"})
+    result = subprocess.run(
+        [COMMAND, "sync"], env=env, cwd=account.workdir, capture_output=True, text=True
+    )
+    assert result.returncode == 1
+    assert "must be an https:// URL (http:// only to loopback)" in result.stderr
+    assert SECRET not in result.stderr + result.stdout
+    assert account.requests() == 0  # refused before any request
+
+
+def test_alerts_can_be_switched_off(make_account: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    rules_env(monkeypatch)
+    monkeypatch.setenv("ALERTS__ENABLED", "false")
+    account = live_account(make_account)
+    summary = account.sync(account.pipeline())
+    assert summary.alerts_raised == 0
+    monkeypatch.setenv("ALERTS__ENABLED", "true")
+    monkeypatch.setenv("ALERTS__FAILED", "false")
+    monkeypatch.setenv("ALERTS__HIGH_FAILURE_RATE", "false")
+    account.store.advance(new=40, seconds=1800)
+    account.sync(account.pipeline())
+    assert {row["rule"] for row in outbox(account)} == {"open_too_long"}
