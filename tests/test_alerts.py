@@ -188,6 +188,7 @@ def test_twenty_runs_with_a_quarter_of_the_answers_failing_deliver_each_alert_on
             account.store.advance(new=15, seconds=600)
         summary, truth, now = sync_at(account, pipeline)
         expected.after_run(truth, now)
+        assert summary.delivery is not None
         waiting_after_a_run += summary.delivery.waiting
     receiver.failure_share = 0.0
     account.sync(pipeline)  # one more run, answers all good: what waited goes out
@@ -221,6 +222,7 @@ def test_a_receiver_down_for_three_runs_gets_everything_then_nothing_twice(
         if run:
             account.store.advance(new=15, seconds=600)
         summary = account.sync(pipeline)
+        assert summary.delivery is not None
         assert summary.delivery.waiting == len(outbox(account)) > 0
         assert "wait for the next run" in "\n".join(summary.lines())
         assert SECRET not in "\n".join(summary.lines())
@@ -228,7 +230,7 @@ def test_a_receiver_down_for_three_runs_gets_everything_then_nothing_twice(
     for _ in range(2):
         account.store.advance(new=15, seconds=600)
         summary = account.sync(pipeline)
-        assert summary.delivery.waiting == 0
+        assert summary.delivery is not None and summary.delivery.waiting == 0
     keys = [row["alert_key"] for row in outbox(account)]
     assert Counter(receiver.slack_keys()) == Counter(keys)
     assert Counter(a["alert_key"] for a in receiver.webhook_alerts()) == Counter(keys)

@@ -159,7 +159,7 @@ def test_a_slack_outage_fails_only_the_delivery_task_and_nothing_is_sent_twice(
     assert account.differences() == []  # the load task succeeded
     assert "wait for the next run" in output  # the delivery task failed, in one line
     with duckdb.connect(str(account.duckdb_path), read_only=True) as con:
-        (raised,) = con.execute("SELECT count(*) FROM resend.contact_import_alerts").fetchone()
+        (raised,) = con.execute("SELECT count(*) FROM resend.contact_import_alerts").fetchall()[0]
     assert raised > 0 and receiver.received == []
     receiver.up()
     account.store.advance(new=10, seconds=600)
@@ -170,7 +170,7 @@ def test_a_slack_outage_fails_only_the_delivery_task_and_nothing_is_sent_twice(
         keys = [key for (key,) in rows]
         (waiting,) = con.execute(
             "SELECT count(*) FROM resend.contact_import_alerts WHERE delivered_at IS NULL"
-        ).fetchone()
+        ).fetchall()[0]
     assert waiting == 0
     assert sorted(receiver.slack_keys()) == sorted(keys)  # everything, once
     receiver.down()
