@@ -4,26 +4,34 @@ a JSON webhook.
 After a load, the alerts not yet delivered are read from the destination, sent in messages of
 up to `ALERTS_PER_MESSAGE`, and each message's alerts are marked delivered (per channel, then
 `delivered_at` once every configured channel has them) right after the channel accepted it.
-A channel that is down, answers 5xx or 429, resets or times out is retried within the run
-(tenacity, `retry-after` respected); what is still undelivered waits for the next run. So no
+A channel that cannot be reached (refused, unknown host, connect timeout) or answers 5xx or 429
+is retried within the run (tenacity, `retry-after` respected): it did not take the message. A
+message sent without an answer (a read timeout, a reset) may have been taken: it is not
+retried in the run but waits, like everything still undelivered, for the next run. So no
 alert is lost and none is sent twice once marked; a kill between a channel's acceptance and
-the mark may send one message again, which is why every message carries each `alert_key`.
+the mark, or an acceptance that does not reach us in time, may send one message again at the
+next run, which is why every message carries each `alert_key` (and the webhook gets it as an
+`Idempotency-Key` header).
 
 The hook URLs are secrets: no log line, error or summary shows them (only the channel's name).
 """
 
+import hashlib
 import ipaddress
 import json
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any, Callable, Dict, List, Optional, Sequence
-from urllib.parse import urlsplit
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 import dlt
 import urllib3
+from dlt.common.destination.exceptions import DestinationException, SqlClientNotAvailable
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+from urllib3.exceptions import LocationParseError
+from urllib3.util import parse_url
 
 from sources.resend_imports.alerts import ALERT_COLUMNS, ALERTS_TABLE, CONFIG_SECTION
 from sources.resend_imports.errors import ResendConfigError, ResendError
@@ -57,6 +65,10 @@ class _RefusedDeliveryError(Exception):
     """A channel's answer no retry will change (4xx other than 429)."""
 
 
+class _UnansweredDeliveryError(Exception):
+    """Sent, and no answer: the channel may have taken it; the next run sends it again."""
+
+
 @dataclass(frozen=True)
 class DeliveryPolicy:
     """`[alerts]`: attempts per message, backoff and timeouts."""
@@ -76,7 +88,11 @@ class DeliveryPolicy:
             values[name] = getattr(defaults, name) if value is None else value
         policy = cls(**values)
         if policy.max_attempts < 1 or min(vars(policy).values()) < 0:
-            raise ResendConfigError("alerts: max_attempts must be at least 1, times 0 or more")
+            raise ResendConfigError(
+                "alerts: max_attempts must be at least 1 and the times 0 or more"
+            )
+        if not policy.connect_timeout_seconds > 0 < policy.read_timeout_seconds:
+            raise ResendConfigError("alerts: the timeouts must be above 0")
         return policy
 
 
@@ -93,15 +109,15 @@ class Channel:
 
 @dataclass
 class DeliveryReport:
-    delivered: int = 0  # alerts every configured channel has now
-    waiting: int = 0  # alerts still undelivered after this run
-    channels: List[str] = field(default_factory=list)
+    sent: Dict[str, int] = field(default_factory=dict)  # alerts each channel took this run
+    waiting: int = 0  # alerts not yet delivered to every configured channel after this run
     problems: List[str] = field(default_factory=list)  # one line per channel that failed
 
     def line(self) -> str:
-        if not self.channels:
+        if not self.sent:
             return "no channel configured: they wait in the table (see README, Alerts)"
-        text = f"delivered {self.delivered} ({', '.join(self.channels)}), {self.waiting} waiting"
+        sent = ", ".join(f"{channel} {count}" for channel, count in self.sent.items())
+        text = f"sent to {sent}; {self.waiting} waiting"
         return text + "".join(f"; {problem}" for problem in self.problems)
 
 
@@ -109,23 +125,28 @@ def configured_channels(pipeline: dlt.Pipeline) -> List[Channel]:
     """Slack (dlt's `runtime.slack_incoming_hook`) and the webhook (`alerts.webhook_url`),
     those configured; a URL that is not https (http only to loopback) fails in one line."""
     channels = []
-    slack = pipeline.runtime_config.slack_incoming_hook  # dlt resolved it
+    slack = str(pipeline.runtime_config.slack_incoming_hook or "").strip()  # dlt resolved it
     if slack:
-        _check_url(str(slack), "RUNTIME__SLACK_INCOMING_HOOK (runtime.slack_incoming_hook)")
-        channels.append(Channel("Slack", "slack_delivered_at", str(slack), slack_message))
-    webhook: Any = dlt.secrets.get(WEBHOOK_URL_KEY)  # variables, then .dlt/secrets.toml
+        _check_url(slack, "RUNTIME__SLACK_INCOMING_HOOK (runtime.slack_incoming_hook)")
+        channels.append(Channel("Slack", "slack_delivered_at", slack, slack_message))
+    webhook = str(dlt.secrets.get(WEBHOOK_URL_KEY) or "").strip()  # variables, secrets.toml
     if webhook:
-        _check_url(str(webhook), "ALERTS__WEBHOOK_URL (webhook_url under [alerts])")
-        channels.append(Channel("webhook", "webhook_delivered_at", str(webhook), webhook_payload))
+        _check_url(webhook, "ALERTS__WEBHOOK_URL (webhook_url under [alerts])")
+        channels.append(Channel("webhook", "webhook_delivered_at", webhook, webhook_payload))
+    DeliveryPolicy.from_config()  # a bad setting fails before the run, not after its load
     return channels
 
 
 def _check_url(url: str, setting: str) -> None:
-    parts = urlsplit(url)
-    if parts.scheme == "https" and parts.hostname:
-        return
-    if parts.scheme == "http" and parts.hostname and _is_loopback(parts.hostname):
-        return
+    """https, or http to loopback; parsed by the parser that sends (urllib3's), and with no
+    credentials or backslash in it that parsers read differently."""
+    try:
+        parts = parse_url(url)
+    except LocationParseError:
+        parts = None
+    if parts is not None and parts.host and not parts.auth and "\\" not in url:
+        if parts.scheme == "https" or (parts.scheme == "http" and _is_loopback(parts.host)):
+            return
     raise ResendConfigError(
         f"{setting} must be an https:// URL (http:// only to loopback); the value is not shown"
     )
@@ -146,7 +167,7 @@ def deliver_pending(
     policy: Optional[DeliveryPolicy] = None,
 ) -> DeliveryReport:
     """Sends every alert not yet delivered; marks each message's alerts as it is accepted."""
-    report = DeliveryReport(channels=[channel.name for channel in channels])
+    report = DeliveryReport(sent={channel.name: 0 for channel in channels})
     if not channels:
         return report  # nothing to send to: the alerts wait in the table, not counted
     policy = policy or DeliveryPolicy.from_config()
@@ -156,39 +177,66 @@ def deliver_pending(
         ),
         retries=False,
     )
-    with pipeline.sql_client() as client:
+    with pipeline.sql_client() as client, _urllib3_quiet():
         table = client.make_qualified_table_name(ALERTS_TABLE)
         try:
-            pending_before = _count(client, table)
+            _count(client, table)
         except DatabaseUndefinedRelation:
             return report  # no alert was ever raised into this dataset
         for channel in channels:
             alerts = _undelivered(client, table, channel.column)
-            messages = [
-                alerts[start : start + ALERTS_PER_MESSAGE]
-                for start in range(0, len(alerts), ALERTS_PER_MESSAGE)
-            ]
-            for number, message in enumerate(messages, start=1):
-                body = channel.render(message, len(alerts) - number * ALERTS_PER_MESSAGE)
+            for start in range(0, len(alerts), ALERTS_PER_MESSAGE):
+                message = alerts[start : start + ALERTS_PER_MESSAGE]
+                body = channel.render(message, len(alerts) - start - len(message))
                 try:
-                    _post(http, channel, body, policy)
-                except (_RetryableDeliveryError, _RefusedDeliveryError) as exc:
+                    _post(http, channel, body, policy, message)
+                except (
+                    _RetryableDeliveryError,
+                    _RefusedDeliveryError,
+                    _UnansweredDeliveryError,
+                ) as exc:
                     report.problems.append(
-                        f"{channel.name}: {exc}; {len(alerts) - (number - 1) * ALERTS_PER_MESSAGE}"
-                        " alerts wait for the next run"
+                        f"{channel.name}: {exc}; {len(alerts) - start} alerts wait for the next run"
                     )
                     break
                 _mark(client, table, channel.column, [alert["alert_key"] for alert in message])
+                report.sent[channel.name] += len(message)
         done = " AND ".join(f"{channel.column} IS NOT NULL" for channel in channels)
         client.execute_sql(
             f"UPDATE {table} SET delivered_at = %s WHERE delivered_at IS NULL AND {done}",
             datetime.now(UTC),
         )
         report.waiting = _count(client, table)
-        report.delivered = pending_before - report.waiting
     for problem in report.problems:
         logger.warning("alerts: %s", problem)
     return report
+
+
+@contextmanager
+def _urllib3_quiet() -> Iterator[None]:
+    """urllib3 logs each request's path at DEBUG, and a hook's path is its secret."""
+    pool_logger = logging.getLogger("urllib3.connectionpool")
+    level = pool_logger.level
+    pool_logger.setLevel(max(level, logging.INFO))
+    try:
+        yield
+    finally:
+        pool_logger.setLevel(level)
+
+
+def new_alerts(pipeline: dlt.Pipeline, load_ids: Sequence[str], raised: int) -> int:
+    """How many alerts the loads added (a raised alert the table held already adds none);
+    `raised` when the destination cannot say."""
+    marks = ", ".join(["%s"] * len(load_ids))
+    try:
+        with pipeline.sql_client() as client:
+            table = client.make_qualified_table_name(ALERTS_TABLE)
+            rows = client.execute_sql(
+                f"SELECT count(*) FROM {table} WHERE _dlt_load_id IN ({marks})", *load_ids
+            )
+    except (DestinationException, SqlClientNotAvailable):
+        return raised
+    return int(rows[0][0]) if rows else raised
 
 
 def _count(client: Any, table: str) -> int:
@@ -212,7 +260,13 @@ def _mark(client: Any, table: str, column: str, keys: List[str]) -> None:
     )
 
 
-def _post(http: urllib3.PoolManager, channel: Channel, body: bytes, policy: DeliveryPolicy) -> None:
+def _post(
+    http: urllib3.PoolManager,
+    channel: Channel,
+    body: bytes,
+    policy: DeliveryPolicy,
+    message: List[Dict[str, Any]],
+) -> None:
     def wait(state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, _RetryableDeliveryError) and exc.retry_after is not None:
@@ -226,28 +280,39 @@ def _post(http: urllib3.PoolManager, channel: Channel, body: bytes, policy: Deli
         retry=retry_if_exception_type(_RetryableDeliveryError),
         reraise=True,
     )
+    # the keys of the message, for receivers that de-duplicate a message sent again
+    keys = hashlib.sha256("\n".join(a["alert_key"] for a in message).encode()).hexdigest()
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "resend-imports",
+        "Idempotency-Key": keys,
+    }
     for attempt in retrying:
         with attempt:
-            _post_once(http, channel, body)
+            _post_once(http, channel, body, headers)
 
 
-def _post_once(http: urllib3.PoolManager, channel: Channel, body: bytes) -> None:
-    """One POST; classified by exception type and status, never by the URL-bearing message."""
-    headers = {"Content-Type": "application/json", "User-Agent": "resend-imports"}
+def _post_once(
+    http: urllib3.PoolManager, channel: Channel, body: bytes, headers: Dict[str, str]
+) -> None:
+    """One POST; classified by exception type and status, never by the URL-bearing message.
+
+    Failures before anything was sent are retried; a sent message without an answer is not.
+    """
     try:
         response = http.request("POST", channel.url, body=body, headers=headers)
+    except urllib3.exceptions.NameResolutionError:  # (subclasses of ConnectTimeoutError)
+        raise _RetryableDeliveryError("unknown host") from None
+    except urllib3.exceptions.NewConnectionError:
+        raise _RetryableDeliveryError("connection refused or host unreachable") from None
     except urllib3.exceptions.ConnectTimeoutError:
         raise _RetryableDeliveryError("no answer to connect (timeout)") from None
     except urllib3.exceptions.ReadTimeoutError:
-        raise _RetryableDeliveryError("no answer in time (read timeout)") from None
-    except urllib3.exceptions.NewConnectionError:
-        raise _RetryableDeliveryError("connection refused or host unreachable") from None
-    except urllib3.exceptions.NameResolutionError:
-        raise _RetryableDeliveryError("unknown host") from None
+        raise _UnansweredDeliveryError("sent, but no answer in time (read timeout)") from None
     except urllib3.exceptions.ProtocolError:
-        raise _RetryableDeliveryError("connection reset") from None
+        raise _UnansweredDeliveryError("sent, but the connection was reset") from None
     except urllib3.exceptions.HTTPError as exc:
-        raise _RetryableDeliveryError(f"transport error ({type(exc).__name__})") from None
+        raise _UnansweredDeliveryError(f"transport error ({type(exc).__name__})") from None
     if response.status == 429 or response.status >= 500:
         retry_after = response.headers.get("retry-after")
         seconds = float(retry_after) if retry_after and retry_after.isdigit() else None

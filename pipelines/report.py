@@ -38,7 +38,7 @@ DAILY_COLUMNS = (
 )
 WORST_COLUMNS = ("id", "status", "created_at", "counts__total", "counts__failed", "failure_rate")
 DELETED_COLUMNS = ("deleted_imports",)
-ALERT_COLUMNS = ("raised_at", "import_id", "rule", "status", "failure_rate", "delivered_at")
+REPORT_ALERT_COLUMNS = ("raised_at", "import_id", "rule", "status", "failure_rate", "delivered_at")
 ALERTS_LIMIT = 20
 
 Table = List[Dict[str, Any]]
@@ -106,13 +106,13 @@ def _alerts_of_the_period(client: Any, days: int) -> Table:
     table = client.make_qualified_table_name(ALERTS_TABLE)
     try:
         rows = client.execute_sql(
-            f"SELECT {', '.join(ALERT_COLUMNS)} FROM {table} WHERE raised_at >= %s"
+            f"SELECT {', '.join(REPORT_ALERT_COLUMNS)} FROM {table} WHERE raised_at >= %s"
             " ORDER BY raised_at DESC, alert_key",
             datetime.now(UTC) - timedelta(days=days),
         )
     except DestinationTerminalException:  # no alert raised into this dataset yet
         return []
-    return [dict(zip(ALERT_COLUMNS, row, strict=True)) for row in rows or []]
+    return [dict(zip(REPORT_ALERT_COLUMNS, row, strict=True)) for row in rows or []]
 
 
 # The terminal table: short headers that fit 100 columns; --wide shows every column.
@@ -146,7 +146,7 @@ ALERT_HEADERS = {
     "failure_rate": "failed %",
     "delivered_at": "delivered (UTC)",
 }
-ALERT_NARROW = tuple(c for c in ALERT_COLUMNS if c != "delivered_at")
+ALERT_NARROW = tuple(c for c in REPORT_ALERT_COLUMNS if c != "delivered_at")
 
 
 def _plain(value: Any) -> Any:
@@ -199,7 +199,7 @@ def render(report: Dict[str, Table], output_format: str, wide: bool = False) -> 
             (DAILY_COLUMNS, "daily"),
             (WORST_COLUMNS, "worst_imports"),
             (DELETED_COLUMNS, "deleted"),
-            (ALERT_COLUMNS, "alerts"),
+            (REPORT_ALERT_COLUMNS, "alerts"),
         ):
             buffer = io.StringIO()
             writer = csv.writer(buffer, lineterminator="\n")
@@ -229,5 +229,5 @@ def _alerts_text(alerts: Table, wide: bool) -> str:
     title = f"Alerts of the period: {len(alerts)}, {waiting} not delivered yet"
     if len(alerts) > ALERTS_LIMIT:
         title += f" (the {ALERTS_LIMIT} most recent below)"
-    columns = ALERT_COLUMNS if wide else ALERT_NARROW
+    columns = REPORT_ALERT_COLUMNS if wide else ALERT_NARROW
     return _text_table(title, columns, ALERT_HEADERS, alerts[:ALERTS_LIMIT])

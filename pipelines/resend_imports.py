@@ -27,6 +27,7 @@ from .alert_delivery import (
     DeliveryReport,
     configured_channels,
     deliver_pending,
+    new_alerts,
 )
 from .destination_faults import (
     DestinationFaultError,
@@ -94,7 +95,7 @@ class SyncSummary(SyncReport):
             )
         lines = [f"{first} ({mode})", second]
         delivery = self.delivery
-        if self.alerts_raised or (delivery and (delivery.delivered or delivery.waiting)):
+        if self.alerts_raised or (delivery and (any(delivery.sent.values()) or delivery.waiting)):
             text = f"  alerts: raised {self.alerts_raised}"
             lines.append(text + (f"; {delivery.line()}" if delivery else ""))
         lines.append(
@@ -332,9 +333,12 @@ def _run_locked(
             create_views(pipeline)
         except SqlClientNotAvailable:
             logger.warning("destination %s has no SQL: views not created", name)
+    report = report_of(pipeline)
+    if report.alerts_raised:  # those the table did not hold already (it is insert-only)
+        report.alerts_raised = new_alerts(pipeline, load_info.loads_ids, report.alerts_raised)
     delivery = _deliver_after_load(pipeline, channels, where) if deliver_alerts else None
     return SyncSummary(
-        **vars(report_of(pipeline)),
+        **vars(report),
         elapsed_seconds=time.monotonic() - started,
         destination=where,
         table=f"{pipeline.dataset_name}.{TABLE_NAME}",
@@ -349,11 +353,9 @@ def _deliver_after_load(pipeline: dlt.Pipeline, channels: List[Channel], where: 
         return deliver_pending(pipeline, channels)
     except SqlClientNotAvailable:
         logger.warning("destination %s has no SQL: alerts are not delivered", where)
-    except Exception as exc:
-        fault = destination_fault(exc, where)
-        if fault is None:
-            raise
-        logger.warning("alerts not delivered this run: %s", fault)
+    except Exception as exc:  # noqa: BLE001  (the load succeeded: the sync stays a success)
+        reason = destination_fault(exc, where) or explain(exc) or type(exc).__name__
+        logger.warning("alerts not delivered this run (they wait for the next): %s", reason)
     return None
 
 

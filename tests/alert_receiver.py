@@ -59,6 +59,9 @@ class _Server(ThreadingHTTPServer):
         self.receiver = receiver
         super().__init__(("127.0.0.1", receiver.port), _Handler)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a client that gave up before the answer (a timeout on its side)
+
 
 class AlertReceiver:
     """Serves on one loopback port; `down()` and `up()` close and reopen it."""

@@ -16,7 +16,7 @@ from sources.resend_imports.history import (
     history_table,
     observation_key,
 )
-from sources.resend_imports.incremental import RunObserver, SyncState
+from sources.resend_imports.incremental import DeletedImport, RunObserver, SyncState
 from sources.resend_imports.records import to_row
 
 
@@ -191,16 +191,20 @@ def test_alerts_on_a_table_equal_alerts_on_its_rows(rules: AlertRules, first_run
     previous, items = _changed_account()
     if first_run:
         previous = SyncState()
+    finished = [i["id"] for i in items if i["status"] in ("failed", "completed")]
+    # imports marked deleted and back: open, failed or of unknown status before
+    for import_id, status in zip(finished[:6], ["queued", "failed", None] * 2, strict=True):
+        previous.deleted[import_id] = DeletedImport("2026-10-31T00:00:00+00:00", status)
+    before_deletion = {import_id: gone.status for import_id, gone in previous.deleted.items()}
     table, rows, observations = _observed_batch(previous, items)
     history = history_table(table, observations)
     seen = [row for row, o in zip(rows, observations.observed, strict=True) if o]
     now = datetime(2026, 11, 1, 6, tzinfo=UTC)  # the account's history ends at midnight
     import pyarrow as pa
 
-    by_table = raised_on_table(
-        table.filter(pa.array(observations.observed)), history, rules, now, first_run
-    )
-    by_rows = raised_on_rows(seen, history_rows(rows, observations), rules, now, first_run)
+    context = (rules, now, first_run, before_deletion)
+    by_table = raised_on_table(table.filter(pa.array(observations.observed)), history, *context)
+    by_rows = raised_on_rows(seen, history_rows(rows, observations), *context)
     assert by_table == by_rows
     if rules.enabled:
         assert by_rows

@@ -13,7 +13,7 @@ snowflake...). The key comes from `RESEND_API_KEY` or `SOURCES__RESEND__API_KEY`
 setting of the source (e.g. `full_refresh_every_days`) is read the dlt way, as for the CLI.
 
 Alerts (`[alerts]`, `RUNTIME__SLACK_INCOMING_HOOK`, `ALERTS__WEBHOOK_URL`) are raised by the
-sync task, in its load, and delivered by a task of their own after it: a Slack or webhook
+sync task, in its load, and delivered by a task of their own, last: a Slack or webhook
 outage fails (and retries) only `deliver_alerts`; what it could not send waits in the
 `contact_import_alerts` table for its retry or the next DAG run.
 """
@@ -64,7 +64,9 @@ def resend_contact_imports() -> None:
         for line in summary.lines():
             logger.info(line)
 
-    @task(task_id="deliver_alerts")
+    # after the views (both take the lock: one after the other, never racing for it), and
+    # whatever became of the sync: alerts of earlier runs still go out
+    @task(task_id="deliver_alerts", trigger_rule="all_done")
     def deliver() -> None:
         """Sends the alerts not yet delivered (under the lock); fails while any stay."""
         report = deliver_alerts(_pipeline(), configured_wait_seconds())
@@ -77,9 +79,7 @@ def resend_contact_imports() -> None:
         with writer_lock(pipeline, configured_wait_seconds()):
             create_views(pipeline)
 
-    synced = sync()
-    synced >> refresh_views()
-    synced >> deliver()
+    sync() >> refresh_views() >> deliver()
 
 
 resend_contact_imports()

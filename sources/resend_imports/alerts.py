@@ -11,14 +11,14 @@ An alert's `alert_key` is the import, the rule and the observation that triggere
 the table is insert-only on that key: the same observation raised again (a rerun, a first
 run on a wiped state) is the same row, and a row once delivered stays delivered. The rows are
 yielded by the same resource as the imports, so both land in one load package or neither
-does. A first run (no state) raises nothing older than `since_hours`, so that turning the
-connector on does not replay years of history. Delivery is not the source's job: see
-`pipelines/alert_delivery.py`.
+does. The first run with alerts on (no state yet, or alerts off until now) raises nothing
+older than `since_hours`, so that turning alerts on does not replay years of history.
+Delivery is not the source's job: see `pipelines/alert_delivery.py`.
 """
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Set
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Set
 
 import dlt
 from dlt.sources import DltResource
@@ -114,15 +114,19 @@ def raised_on_rows(
     rules: AlertRules,
     now: datetime,
     first_run: bool,
+    before_deletion: Mapping[str, Optional[str]],
 ) -> List[Dict[str, Any]]:
     """Alerts on imports observed in a new state: `seen` (their rows) and `history` (the
-    history rows the run writes for them, row for row)."""
+    history rows the run writes for them, row for row). An import back after this connector
+    marked it deleted is compared with its status before the deletion (`before_deletion`)."""
     if not rules.enabled or not (rules.failed or rules.high_failure_rate):
         return []
     since = now - timedelta(hours=rules.since_hours)
     raised: List[Dict[str, Any]] = []
     for row, observed in zip(seen, history, strict=True):
         before = observed["previous_status"]
+        if before == DELETED_STATUS:
+            before = before_deletion.get(row["id"])
         total, failed = row.get("counts__total"), row.get("counts__failed")
         rate = failed / total if total and total > 0 and failed is not None else None
         rule: Optional[str] = None
@@ -137,15 +141,20 @@ def raised_on_rows(
         ):
             rule = HIGH_FAILURE_RATE
         happened_at = row.get("completed_at") or row["created_at"]
-        if rule is None or before == DELETED_STATUS or (first_run and happened_at < since):
-            continue  # (an import back after a deletion was alerted on before it went)
+        if rule is None or (first_run and happened_at < since):
+            continue
         key = f"{observed['observation_key']}|{rule}"
         raised.append(_alert_row({**row, "failure_rate": rate}, rule, key, now))
     return raised
 
 
 def raised_on_table(
-    seen: Any, history: Any, rules: AlertRules, now: datetime, first_run: bool
+    seen: Any,
+    history: Any,
+    rules: AlertRules,
+    now: datetime,
+    first_run: bool,
+    before_deletion: Mapping[str, Optional[str]],
 ) -> List[Dict[str, Any]]:
     """`raised_on_rows` over Arrow tables, the few alerts it raises as rows."""
     import pyarrow as pa
@@ -154,7 +163,17 @@ def raised_on_table(
     if not rules.enabled or not (rules.failed or rules.high_failure_rate):
         return []
     status = seen.column("status")
-    before = pc.fill_null(history.column("previous_status"), "")
+    before = history.column("previous_status")
+    if pc.any(pc.equal(before, DELETED_STATUS)).as_py():  # imports back after a deletion
+        ids = seen.column("id").to_pylist()
+        before = pa.array(
+            [
+                before_deletion.get(i) if b == DELETED_STATUS else b
+                for i, b in zip(ids, before.to_pylist(), strict=True)
+            ],
+            pa.string(),
+        )
+    before = pc.fill_null(before, "")
     total = pc.cast(seen.column("counts__total"), pa.float64())
     rate = pc.if_else(
         pc.greater(total, 0),
@@ -168,7 +187,7 @@ def raised_on_table(
     )
     failed = pc.fill_null(pc.and_(failed, pa.scalar(rules.failed)), False)
     high = pc.fill_null(pc.and_(high, pa.scalar(rules.high_failure_rate)), False)
-    chosen = pc.and_(pc.or_(failed, high), pc.not_equal(before, DELETED_STATUS))
+    chosen = pc.or_(failed, high)
     if first_run:
         happened_at = pc.coalesce(seen.column("completed_at"), seen.column("created_at"))
         since = pa.scalar(now - timedelta(hours=rules.since_hours), happened_at.type)
@@ -193,8 +212,9 @@ def raised_on_open(
 ) -> tuple[List[Dict[str, Any]], Set[str]]:
     """Alerts on open imports (their latest rows) open longer than `open_hours`, except those
     in `alerted`; and the ids alerted so far. On a first run, an import that crossed the
-    limit before `since_hours` is recorded as alerted without an alert."""
-    if not rules.enabled or not rules.open_too_long:
+    limit before `since_hours` is recorded as alerted without an alert, and so is every one
+    while the rule is switched off (turning it on does not replay them)."""
+    if not rules.enabled:
         return [], alerted
     limit = timedelta(hours=rules.open_hours)
     since = now - timedelta(hours=rules.since_hours)
@@ -205,7 +225,7 @@ def raised_on_open(
         if row["id"] in alerted or crossed_at > now:
             continue
         alerted.add(row["id"])
-        if first_run and crossed_at < since:
+        if not rules.open_too_long or (first_run and crossed_at < since):
             continue
         rows.append(_alert_row(row, OPEN_TOO_LONG, f"{row['id']}|{OPEN_TOO_LONG}", now))
     return rows, alerted

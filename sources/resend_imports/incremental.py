@@ -61,6 +61,7 @@ class DeletedImport:
     """An import this connector marked deleted, re-checked by id for a while."""
 
     deleted_at: str
+    status: Optional[str] = None  # its status when it was marked deleted, when known
 
 
 @dataclass
@@ -75,6 +76,7 @@ class SyncState:
     parent_run_id: Optional[str] = None  # the run whose state that run started from
     complete_listing_at: Optional[str] = None  # when a run last listed every import
     open_alerted: List[str] = field(default_factory=list)  # alerted as open too long
+    alerts_since: Optional[str] = None  # when alerts were turned on (None: off, or not yet)
 
     @property
     def is_empty(self) -> bool:
@@ -199,6 +201,7 @@ class SyncState:
             parent_run_id=stored.get("parent_run_id"),
             complete_listing_at=stored.get("complete_listing_at"),
             open_alerted=list(stored.get("open_alerted", [])),
+            alerts_since=stored.get("alerts_since"),
         )
 
     def save(self, stored: MutableMapping[str, Any]) -> None:
@@ -214,6 +217,7 @@ class SyncState:
                 "parent_run_id": self.parent_run_id,
                 "complete_listing_at": self.complete_listing_at,
                 "open_alerted": self.open_alerted,
+                "alerts_since": self.alerts_since,
             }
         )
 
@@ -298,9 +302,9 @@ class RunObserver:
             missing_runs=known.missing_runs + 1,
         )
 
-    def deleted(self, import_id: str, deleted_at: datetime) -> None:
-        """An import this run marked deleted."""
-        self._deleted[import_id] = DeletedImport(deleted_at.isoformat())
+    def deleted(self, import_id: str, deleted_at: datetime, status: Optional[str]) -> None:
+        """An import this run marked deleted, and its status then."""
+        self._deleted[import_id] = DeletedImport(deleted_at.isoformat(), status)
 
     def back(self, import_id: str) -> None:
         """An import marked deleted that this run read again."""
@@ -322,10 +326,12 @@ class RunObserver:
         now: Optional[datetime] = None,
         complete_listing: bool = False,
         open_alerted: Optional[Set[str]] = None,
+        alerts_since: Optional[str] = None,
     ) -> SyncState:
         """The state after this run; keeps the previous newest when nothing was listed.
 
-        `open_alerted`: the imports alerted as open too long (kept while they stay open).
+        `open_alerted`: the imports alerted as open too long (kept while they stay open);
+        `alerts_since`: when alerts were turned on, None while they are off.
         """
         now = now or datetime.now(UTC)
         if self.newest is None:
@@ -355,6 +361,7 @@ class RunObserver:
             state.open_imports.pop(import_id, None)
         alerted = previous.open_alerted if open_alerted is None else open_alerted
         state.open_alerted = sorted(set(alerted) & state.open_imports.keys())
+        state.alerts_since = alerts_since
         # a new run id only when something changed: a quiet run commits no new state
         if state.changes_from(previous):
             state.run_id, state.parent_run_id = uuid.uuid4().hex, previous.run_id

@@ -54,17 +54,22 @@ class SyncReport:
 
 @dataclass(frozen=True)
 class Alerting:
-    """The alert rules of this run, its clock, and whether it is a first run."""
+    """The alert rules of this run, its clock, whether it is the first with alerts on, and
+    the status of each import marked deleted when it was (for one that comes back)."""
 
     rules: AlertRules
     now: datetime
     first_run: bool
+    before_deletion: Mapping[str, Optional[str]]
 
     def on_rows(self, seen: List[Row], history: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
-        return raised_on_rows(seen, history, self.rules, self.now, self.first_run)
+        return raised_on_rows(seen, history, *self._context())
 
     def on_table(self, seen: Any, history: Any) -> List[Dict[str, Any]]:
-        return raised_on_table(seen, history, self.rules, self.now, self.first_run)
+        return raised_on_table(seen, history, *self._context())
+
+    def _context(self) -> Tuple[AlertRules, datetime, bool, Mapping[str, Optional[str]]]:
+        return self.rules, self.now, self.first_run, self.before_deletion
 
     def on_open(self, observer: RunObserver, alerted: List[str]) -> Tuple[List[Any], Set[str]]:
         rows = observer.open_rows()

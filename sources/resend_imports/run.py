@@ -161,7 +161,7 @@ def _mark_deleted(
     deleted_at = datetime.now(UTC)
     for row in rows:
         row["deleted_at"] = deleted_at
-        observer.deleted(row["id"], deleted_at)
+        observer.deleted(row["id"], deleted_at, row.get("status"))
         logger.warning("import %s is gone from Resend: marked deleted", row["id"])
     report.deleted += len(rows)
     if len(rows) < len(gone):
@@ -257,7 +257,10 @@ def sync_contact_imports(
             **previous.deleted,
         }
     observer = RunObserver(page_size)
-    alerting = Alerting(rules, started_at, first_run=report.mode == "first")
+    # the first run, or the first with alerts on, raises nothing older than `since_hours`
+    first_alerts = previous.is_empty or previous.alerts_since is None
+    before_deletion = {import_id: gone.status for import_id, gone in previous.deleted.items()}
+    alerting = Alerting(rules, started_at, first_alerts, before_deletion)
     intake: Intake = (
         TableIntake(previous, report, observer, columns, alerting, collect_ids=in_table is not None)
         if frontier is None
@@ -285,7 +288,8 @@ def sync_contact_imports(
         if raised:
             report.alerts_raised += len(raised)
             yield to_alerts_table(raised)
-        state = observer.next_state(previous, started_at, complete, open_alerted)
+        alerts_since = (previous.alerts_since or started_at.isoformat()) if rules.enabled else None
+        state = observer.next_state(previous, started_at, complete, open_alerted, alerts_since)
         state.save(stored)
         report.open_imports = len(state.open_imports)
 
