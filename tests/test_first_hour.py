@@ -31,6 +31,8 @@ def test_1_ctrl_c_and_sigterm_end_in_one_line_and_nothing_is_lost(make_account: 
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            # as from a terminal: a shell script's background job would inherit SIGINT ignored
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         deadline = time.monotonic() + 60
         while account.requests("list") < 5 and time.monotonic() < deadline:
