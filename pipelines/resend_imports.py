@@ -99,7 +99,7 @@ class SyncSummary(SyncReport):
             text = f"  alerts: raised {self.alerts_raised}"
             lines.append(text + (f"; {delivery.line()}" if delivery else ""))
         lines.append(
-            f"  requests {self.requests} (by id {self.refreshed_by_get + self.not_found}),"
+            f"  requests {self.requests} (by id {self.refreshed_by_id + self.not_found}),"
             f" retries {self.retries}, rate-limited {self.rate_limited};"
             f" {self.elapsed_seconds:.2f}s"
         )

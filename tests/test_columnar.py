@@ -2,7 +2,8 @@
 result: parsing, what is new or changed, what a listing showed, history rows and alerts
 (see `sources/resend_imports/intake.py`)."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, Dict, List
 
 import pytest
@@ -199,7 +200,14 @@ def test_alerts_on_a_table_equal_alerts_on_its_rows(rules: AlertRules, first_run
     table, rows, observations = _observed_batch(previous, items)
     history = history_table(table, observations)
     seen = [row for row, o in zip(rows, observations.observed, strict=True) if o]
-    now = datetime(2026, 11, 1, 6, tzinfo=UTC)  # the account's history ends at midnight
+    # the first run's limit (now - since_hours) falls between the creation and the end of
+    # finished imports: which of the two times counts decides whether they are alerted
+    slow = [
+        r for r in rows if r["completed_at"] and (r["completed_at"] - r["created_at"]).seconds > 60
+    ]
+    middle = slow[len(slow) // 2]
+    limit = middle["created_at"] + (middle["completed_at"] - middle["created_at"]) / 2
+    now = limit + timedelta(hours=rules.since_hours)
     import pyarrow as pa
 
     context = (rules, now, first_run, before_deletion)
@@ -208,3 +216,82 @@ def test_alerts_on_a_table_equal_alerts_on_its_rows(rules: AlertRules, first_run
     assert by_table == by_rows
     if rules.enabled:
         assert by_rows
+
+
+def _outputs(items: Any) -> Dict[str, List[Dict[str, Any]]]:
+    """What an intake handed to dlt, by table, as plain rows with every hinted column."""
+    from dlt.extract.items import DataItemWithMeta
+
+    tables: Dict[str, List[Dict[str, Any]]] = {}
+    for item in items:
+        name, data = "contact_imports", item
+        if isinstance(item, DataItemWithMeta):
+            name, data = item.meta.table_name, item.data
+        rows = data.to_pylist() if hasattr(data, "to_pylist") else data
+        if name == "contact_imports":
+            rows = [{column: row.get(column) for column in COLUMNS} for row in rows]
+        tables.setdefault(name, []).extend(rows)
+    return tables
+
+
+@pytest.mark.parametrize("first_run", [True, False])
+def test_both_intakes_hand_dlt_the_same_rows_history_alerts_and_state(
+    first_run: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same pages and fetched imports, through RowIntake and TableIntake."""
+    from sources.resend_imports.intake import Alerting, RowIntake, SyncReport, TableIntake
+
+    monkeypatch.setattr(arrow, "with_dlt_columns", lambda table: table)  # needs a load id
+    previous, items = _changed_account()
+    if first_run:
+        previous = SyncState()
+    fetched = items[-3:]  # read again by id: already yielded, so not taken twice
+    seen_at = datetime(2026, 11, 1, 1, tzinfo=UTC)
+    now = datetime(2026, 11, 1, 6, tzinfo=UTC)
+    results = []
+    for kind in (RowIntake, TableIntake):
+        report, observer = SyncReport(), RunObserver(100)
+        alerting = Alerting(AlertRules(open_hours=1.0), now, first_run, {})
+        intake = kind(previous, report, observer, COLUMNS, alerting)
+        emitted: List[Any] = []
+        for start in range(0, len(items), 100):
+            intake.take_page(items[start : start + 100], seen_at)
+            emitted += intake.emit()
+        intake.finish()
+        taken = [intake.take_fetched(raw, to_row(raw), seen_at) for raw in fetched]
+        emitted += intake.emit(flush=True)
+        raised, alerted = alerting.on_open(observer, previous.open_alerted)
+        state = observer.next_state(previous, now, True, alerted)
+        results.append((_outputs(emitted), vars(report), taken, raised, state))
+    (rows_out, rows_report, *rows_rest), (table_out, table_report, *table_rest) = results
+    assert rows_out == table_out
+    assert rows_report == table_report and rows_report["rows"] == len(items)
+    assert rows_rest[:2] == table_rest[:2]
+    assert not rows_rest[2].changes_from(table_rest[2])
+    assert rows_out["contact_import_status_history"] and rows_out["contact_import_alerts"]
+
+
+def test_a_short_incremental_run_never_imports_pyarrow(account: Any) -> None:
+    """The reason there are two intakes: importing pyarrow would cost such a run ~0.1 s."""
+    import subprocess
+    import sys
+
+    from .conftest import API_KEY
+
+    script = (
+        "import sys\n"
+        "from tests.conftest import FAST_RETRIES\n"
+        "from pipelines.resend_imports import make_pipeline, run_sync\n"
+        "import dlt\n"
+        f"pipeline = make_pipeline(dlt.destinations.duckdb({str(account.duckdb_path)!r}),"
+        f" pipelines_dir={str(account.workdir / 'pipelines')!r})\n"
+        f"summary = run_sync(pipeline, api_key={API_KEY!r}, base_url={account.url!r})\n"
+        "print(summary.mode, 'pyarrow' in sys.modules)\n"
+    )
+    account.sync(account.pipeline())  # the first run reads everything: Arrow
+    account.store.advance(new=20, seconds=600)
+    repository = Path(__file__).parents[1]
+    command = [sys.executable, "-c", script]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=repository)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["incremental", "False"]

@@ -203,7 +203,7 @@ def test_an_open_import_left_out_of_one_listing_is_fetched_by_id(
     account.store.advance(new=10, seconds=600)
     account.simulator.unlisted_for[target] = 1
     summary = account.sync(pipeline)
-    assert summary.refreshed_by_get == 1 and account.requests("get") == 1
+    assert summary.refreshed_by_id == 1 and account.requests("get") == 1
     assert account.differences() == []
     account.store.advance(new=10, seconds=600)
     account.sync(pipeline)

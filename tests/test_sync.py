@@ -100,7 +100,7 @@ def test_stuck_import_deep_in_history_is_refreshed_by_id(make_account: Any) -> N
     summary = account.sync(pipeline)
     assert account.requests("list") == 1
     assert account.requests("get") == 1
-    assert summary.refreshed_by_get == 1
+    assert summary.refreshed_by_id == 1
     assert account.differences() == []
 
 
@@ -224,9 +224,9 @@ def test_a_nested_new_field_gets_the_same_columns_in_full_and_incremental_runs(
 
     account.simulator.rewrite = add_nested_fields
     pipeline = account.pipeline()
-    assert account.sync(pipeline).mode == "first"  # bulk path
+    assert account.sync(pipeline).mode == "first"  # TableIntake (Arrow)
     account.store.advance(new=20, seconds=600)
-    assert account.sync(pipeline).mode == "incremental"  # row path
+    assert account.sync(pipeline).mode == "incremental"  # RowIntake (plain rows)
     with duckdb.connect(str(account.duckdb_path), read_only=True) as con:
         tables = {
             row[0] for row in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()

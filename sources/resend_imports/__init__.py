@@ -72,7 +72,7 @@ def contact_imports(
     gone_after_runs: int = DEFAULT_GONE_AFTER_RUNS,
     full_refresh_every_days: float = DEFAULT_FULL_REFRESH_EVERY_DAYS,
 ) -> Iterator[Any]:
-    """Yields contact imports a page at a time; see `incremental` for what a run lists.
+    """Yields contact imports in batches; see `incremental` for what a run lists.
 
     Also yields, to `contact_import_status_history`, the imports this run saw in a new
     status or with new counts (see `history`), and to `contact_import_alerts` the alerts

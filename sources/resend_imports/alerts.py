@@ -113,7 +113,7 @@ def raised_on_rows(
     history: Sequence[Dict[str, Any]],
     rules: AlertRules,
     now: datetime,
-    first_run: bool,
+    first_alerting_run: bool,
     before_deletion: Mapping[str, Optional[str]],
 ) -> List[Dict[str, Any]]:
     """Alerts on imports observed in a new state: `seen` (their rows) and `history` (the
@@ -141,7 +141,7 @@ def raised_on_rows(
         ):
             rule = HIGH_FAILURE_RATE
         happened_at = row.get("completed_at") or row["created_at"]
-        if rule is None or (first_run and happened_at < since):
+        if rule is None or (first_alerting_run and happened_at < since):
             continue
         key = f"{observed['observation_key']}|{rule}"
         raised.append(_alert_row({**row, "failure_rate": rate}, rule, key, now))
@@ -153,7 +153,7 @@ def raised_on_table(
     history: Any,
     rules: AlertRules,
     now: datetime,
-    first_run: bool,
+    first_alerting_run: bool,
     before_deletion: Mapping[str, Optional[str]],
 ) -> List[Dict[str, Any]]:
     """`raised_on_rows` over Arrow tables, the few alerts it raises as rows."""
@@ -188,7 +188,7 @@ def raised_on_table(
     failed = pc.fill_null(pc.and_(failed, pa.scalar(rules.failed)), False)
     high = pc.fill_null(pc.and_(high, pa.scalar(rules.high_failure_rate)), False)
     chosen = pc.or_(failed, high)
-    if first_run:
+    if first_alerting_run:
         happened_at = pc.coalesce(seen.column("completed_at"), seen.column("created_at"))
         since = pa.scalar(now - timedelta(hours=rules.since_hours), happened_at.type)
         chosen = pc.and_(chosen, pc.greater_equal(happened_at, since))
@@ -208,7 +208,7 @@ def raised_on_open(
     alerted: Set[str],
     rules: AlertRules,
     now: datetime,
-    first_run: bool,
+    first_alerting_run: bool,
 ) -> tuple[List[Dict[str, Any]], Set[str]]:
     """Alerts on open imports (their latest rows) open longer than `open_hours`, except those
     in `alerted`; and the ids alerted so far. On a first run, an import that crossed the
@@ -225,7 +225,7 @@ def raised_on_open(
         if row["id"] in alerted or crossed_at > now:
             continue
         alerted.add(row["id"])
-        if not rules.open_too_long or (first_run and crossed_at < since):
+        if not rules.open_too_long or (first_alerting_run and crossed_at < since):
             continue
         rows.append(_alert_row(row, OPEN_TOO_LONG, f"{row['id']}|{OPEN_TOO_LONG}", now))
     return rows, alerted

@@ -1,4 +1,4 @@
-"""Arrow tables of listed imports, for runs that read many rows (first runs, full listings).
+"""Arrow tables of listed imports, for runs that read to the end (first, full, filtered runs).
 
 dlt writes Arrow tables straight to parquet (or csv for PostgreSQL's COPY), which
 destinations load in bulk, instead of normalizing every row as a Python object. A batch of
@@ -131,8 +131,8 @@ def _counts(raw: pa.Table) -> Dict[str, Any]:
 
 
 def concat(tables: Sequence[pa.Table]) -> pa.Table:
-    """Pages as one table; a column some pages lack (a field Resend added) is null there."""
-    return pa.concat_tables(tables, promote_options="default")
+    """Tables of the same hinted columns (`fields`) as one table."""
+    return pa.concat_tables(tables)
 
 
 def keep(table: pa.Table, kept: List[bool]) -> pa.Table:

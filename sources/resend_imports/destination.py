@@ -8,7 +8,7 @@ and a run reads the last rows of the imports it concludes are gone, to mark them
 table that cannot be read (a destination without SQL, files DuckDB cannot scan) is logged
 and not reconciled; the run goes on.
 
-Everything here goes through the pipeline that runs the source (`dlt.current.pipeline()`),
+Everything here goes through the pipeline that runs the source (dlt's active pipeline context),
 so the source keeps these guarantees in any dlt pipeline. A destination without SQL or
 without state sync answers "unknown", and the run then behaves as dlt alone would.
 """

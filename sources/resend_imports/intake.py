@@ -59,7 +59,7 @@ class Alerting:
 
     rules: AlertRules
     now: datetime
-    first_run: bool
+    first_alerting_run: bool
     before_deletion: Mapping[str, Optional[str]]
 
     def on_rows(self, seen: List[Row], history: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
@@ -69,11 +69,11 @@ class Alerting:
         return raised_on_table(seen, history, *self._context())
 
     def _context(self) -> Tuple[AlertRules, datetime, bool, Mapping[str, Optional[str]]]:
-        return self.rules, self.now, self.first_run, self.before_deletion
+        return self.rules, self.now, self.first_alerting_run, self.before_deletion
 
     def on_open(self, observer: RunObserver, alerted: List[str]) -> Tuple[List[Any], Set[str]]:
         rows = observer.open_rows()
-        return raised_on_open(rows, set(alerted), self.rules, self.now, self.first_run)
+        return raised_on_open(rows, set(alerted), self.rules, self.now, self.first_alerting_run)
 
 
 class LoggedOnce:

@@ -147,7 +147,7 @@ def _reconcile_with_table(
 def _accept_fetched(intake: Intake, fetched: Dict[str, Any]) -> None:
     row = to_row(fetched)
     if intake.take_fetched(fetched, row, datetime.now(UTC)):
-        intake.report.refreshed_by_get += 1
+        intake.report.refreshed_by_id += 1
         intake.observer.fetched(row)
 
 
@@ -227,8 +227,9 @@ def sync_contact_imports(
     Cost model: a first or complete listing makes ceil(N / page_size) list requests; an
     incremental one pages down to the frontier (the oldest open import near the top, else the
     newest import), so a quiet run makes 1; plus one GET per import watched by id (stuck deep
-    in history, missing from the listing, or marked deleted in the last 7 days) and, after a
-    complete listing, one per id the table holds that the listing did not return.
+    in history, missing from the listing, or marked deleted in the last
+    `RECHECK_DELETED_DAYS`) and, after a complete listing, one per id the table holds that the
+    listing did not return.
     """
     if not client.has_api_key:
         raise ResendConfigError(
