@@ -42,7 +42,7 @@ class SyncReport:
     rows: int = 0
     new: int = 0
     updated: int = 0
-    refreshed_by_get: int = 0
+    refreshed_by_id: int = 0
     not_found: int = 0
     deleted: int = 0
     requests: int = 0
