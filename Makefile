@@ -34,7 +34,8 @@ postgres-server:
 test: install postgres-server
 	$(BIN)/pytest
 
-# Soak under faults, SIGKILL trials, rate limits: heavier, run by CI too.
+# Soak under faults, SIGKILL trials, rate limits, the PostgreSQL fault matrix, alert delivery
+# under a failing receiver: heavier, run by CI too.
 reliability: install postgres-server
 	$(BIN)/pytest -m reliability
 

@@ -127,7 +127,17 @@ EXPECTED = {
 }
 
 
-@pytest.mark.parametrize("fault", sorted(FAULTS))
+# two faults in `make test`; the whole matrix in `make reliability` (both run in CI)
+QUICK_FAULTS = ("refused", "wrong password")
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        pytest.param(fault, marks=() if fault in QUICK_FAULTS else pytest.mark.reliability)
+        for fault in sorted(FAULTS)
+    ],
+)
 def test_each_postgres_fault_is_one_line_and_the_next_run_is_whole(
     make_account: Any, postgres: ThrowawayPostgres, silent_port: int, fault: str
 ) -> None:

@@ -37,7 +37,15 @@ def dlt_pipeline_output(account: Account, *command: str) -> str:
     return result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("key_from", ["RESEND_API_KEY", "SOURCES__RESEND__API_KEY", "secrets.toml"])
+@pytest.mark.parametrize(
+    "key_from",
+    [
+        "RESEND_API_KEY",
+        # the other sources of the key in `make reliability` (run by CI too)
+        pytest.param("SOURCES__RESEND__API_KEY", marks=pytest.mark.reliability),
+        pytest.param("secrets.toml", marks=pytest.mark.reliability),
+    ],
+)
 def test_key_appears_nowhere_after_good_and_failed_runs(account: Account, key_from: str) -> None:
     env = {"RESEND_API_KEY": ""}
     if key_from == "secrets.toml":
