@@ -33,7 +33,12 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_aft
 from urllib3.exceptions import LocationParseError
 from urllib3.util import parse_url
 
-from sources.resend_imports.alerts import ALERT_COLUMNS, ALERTS_TABLE, CONFIG_SECTION
+from sources.resend_imports.alerts import (
+    ALERT_COLUMNS,
+    ALERTS_TABLE,
+    CONFIG_SECTION,
+    config_values,
+)
 from sources.resend_imports.errors import ResendConfigError, ResendError
 from sources.resend_imports.settings import COUNT_FIELDS
 
@@ -81,12 +86,7 @@ class DeliveryPolicy:
 
     @classmethod
     def from_config(cls) -> "DeliveryPolicy":
-        defaults = cls()
-        values: Dict[str, Any] = {}
-        for name in vars(defaults):
-            value = dlt.config.get(f"{CONFIG_SECTION}.{name}", type(getattr(defaults, name)))
-            values[name] = getattr(defaults, name) if value is None else value
-        policy = cls(**values)
+        policy = cls(**config_values(cls()))
         if policy.max_attempts < 1 or min(vars(policy).values()) < 0:
             raise ResendConfigError(
                 "alerts: max_attempts must be at least 1 and the times 0 or more"

@@ -2,12 +2,13 @@
 
 import argparse
 import logging
+import math
 import os
 import signal
 import sys
 import traceback
 from types import FrameType
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from sources.resend_imports.settings import STATUSES
 
@@ -163,34 +164,26 @@ def _add_destination_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("--dataset", default=DATASET_NAME, help="dataset/schema (default resend)")
 
 
-def _seconds(text: str) -> float:
+def _number(text: str, accept: Callable[[float], bool], expected: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        value = -1.0
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, 0 or more, got {text!r}")
+        value = math.nan  # accepted by no rule
+    if not accept(value):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
     return value
+
+
+def _seconds(text: str) -> float:
+    return _number(text, lambda value: value >= 0, "a number of seconds, 0 or more")
 
 
 def _rate(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"expected a rate above 0 and at most 1, got {text!r}")
-    return value
+    return _number(text, lambda value: 0 < value <= 1, "a rate above 0 and at most 1")
 
 
 def _hours(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a number of hours above 0, got {text!r}")
-    return value
+    return _number(text, lambda value: value > 0, "a number of hours above 0")
 
 
 def _alert_settings(args: argparse.Namespace) -> None:

@@ -24,6 +24,7 @@ import dlt
 from dlt.sources import DltResource
 
 from .errors import ResendConfigError
+from .history import add_insert_only_table
 from .records import Row
 from .settings import COUNT_FIELDS, DELETED_STATUS
 
@@ -64,15 +65,9 @@ class AlertRules:
 
     @classmethod
     def from_config(cls) -> "AlertRules":
-        defaults = cls()
-        values: Dict[str, Any] = {}
-        for name in vars(defaults):
-            value = dlt.config.get(f"{CONFIG_SECTION}.{name}", type(getattr(defaults, name)))
-            values[name] = getattr(defaults, name) if value is None else value
-            if name == "enabled" and not values[name]:
-                return cls(enabled=False)  # the rest is not read
-        rules = cls(**values)
-        rules.check()
+        rules = cls(**config_values(cls()))
+        if rules.enabled:
+            rules.check()
         return rules
 
     def check(self) -> None:
@@ -87,17 +82,19 @@ class AlertRules:
             )
 
 
+def config_values(defaults: Any) -> Dict[str, Any]:
+    """The `[alerts]` values (`ALERTS__...`) of a settings dataclass's fields, each typed like
+    its default, which stands where nothing is set."""
+    values: Dict[str, Any] = {}
+    for name, default in vars(defaults).items():
+        value = dlt.config.get(f"{CONFIG_SECTION}.{name}", type(default))
+        values[name] = default if value is None else value
+    return values
+
+
 def add_alerts_table(resource: DltResource) -> DltResource:
     """Declares the alerts table on the resource that feeds it (one load package for both)."""
-    resource.apply_hints(table_name=ALERTS_TABLE, columns={}, create_table_variant=True)
-    resource.apply_hints(
-        table_name=ALERTS_TABLE,
-        write_disposition={"disposition": "merge", "strategy": "insert-only"},
-        primary_key="alert_key",
-        columns=ALERT_COLUMNS,
-        create_table_variant=True,
-    )
-    return resource
+    return add_insert_only_table(resource, ALERTS_TABLE, "alert_key", ALERT_COLUMNS)
 
 
 def to_alerts_table(rows: List[Dict[str, Any]]) -> Any:

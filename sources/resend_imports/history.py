@@ -32,13 +32,21 @@ HISTORY_COLUMNS: Any = {
 
 def add_history_table(resource: DltResource) -> DltResource:
     """Declares the history table on the resource that feeds it (one load package for both)."""
+    return add_insert_only_table(resource, HISTORY_TABLE, "observation_key", HISTORY_COLUMNS)
+
+
+def add_insert_only_table(
+    resource: DltResource, table: str, primary_key: str, columns: Any
+) -> DltResource:
+    """Declares `table`, fed by `resource` with `dlt.mark.with_table_name`, insert-only on
+    `primary_key`: a row whose key the table holds already is not written again."""
     # a table variant starts as a copy of the resource's hints: drop its columns first
-    resource.apply_hints(table_name=HISTORY_TABLE, columns={}, create_table_variant=True)
+    resource.apply_hints(table_name=table, columns={}, create_table_variant=True)
     resource.apply_hints(
-        table_name=HISTORY_TABLE,
+        table_name=table,
         write_disposition={"disposition": "merge", "strategy": "insert-only"},
-        primary_key="observation_key",
-        columns=HISTORY_COLUMNS,
+        primary_key=primary_key,
+        columns=columns,
         create_table_variant=True,
     )
     return resource

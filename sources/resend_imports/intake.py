@@ -158,11 +158,6 @@ class Intake:
         self.report.updated += updated
         self.batch_rows += len(observed)
 
-    def _key_suffixes(self, ids: List[str], previous_status: List[Optional[str]]) -> List[str]:
-        if DELETED_STATUS not in previous_status:
-            return [""] * len(ids)
-        return [self.previous.history_key_suffix(import_id) for import_id in ids]
-
 
 class RowIntake(Intake):
     """A short incremental run: plain rows, one by one."""
@@ -189,7 +184,7 @@ class RowIntake(Intake):
         self.new_statuses.log([status] if (status := raw.get("status")) not in STATUSES else [])
         observed, previous_status = self.previous.observe(row)
         self._count([observed], [previous_status])
-        suffix = self._key_suffixes([row["id"]], [previous_status])[0]
+        suffix = self.previous.history_key_suffix(row["id"])
         self.observations.add(observed, previous_status, seen_at, suffix)
         self.batch.append(row)
         return True
@@ -251,12 +246,15 @@ class TableIntake(Intake):
         self.new_statuses.log(arrow.unknown_statuses(kept, STATUSES))
         observed, previous_status = self.previous.observe_table(kept)
         self._count(observed, previous_status)
-        ids = kept.column("id").to_pylist() if DELETED_STATUS in previous_status else []
+        suffixes = [""] * kept.num_rows
+        if DELETED_STATUS in previous_status:  # imports back: only then a suffix to look up
+            ids = kept.column("id").to_pylist()
+            suffixes = [self.previous.history_key_suffix(import_id) for import_id in ids]
         self.observations.extend(
             observed,
             previous_status,
             [at for at, keep in zip(seen_at, first, strict=True) if keep],
-            self._key_suffixes(ids, previous_status) if ids else [""] * kept.num_rows,
+            suffixes,
         )
         if self.collect_ids:
             self.ids.append(kept.column("id"))
