@@ -19,6 +19,7 @@ from sources.resend_imports.destination import committed_state, resource_state_o
 from sources.resend_imports.errors import ResendConfigError, ResendError
 from sources.resend_imports.history import HISTORY_TABLE
 from sources.resend_imports.incremental import SyncState
+from sources.resend_imports.quarantine import QUARANTINE_TABLE
 from sources.resend_imports.settings import TABLE_NAME
 
 from .alert_delivery import (
@@ -56,6 +57,8 @@ MODE_TEXT = {
     "scheduled full": "scheduled full listing",
     "incremental": "incremental run",
     "filtered": "filtered run",
+    "repair": "repair: the table did not hold what the state describes, every import listed",
+    "another key": "another API key: every import listed and compared with the table",
 }
 
 PIPELINE_NAME = "resend_imports"
@@ -94,6 +97,12 @@ class SyncSummary(SyncReport):
                 f" still open {self.open_imports}{deletions}"
             )
         lines = [f"{first} ({mode})", second]
+        if self.quarantined:
+            lines.append(
+                f"  set aside {self.quarantined} malformed record"
+                f"{'s' if self.quarantined > 1 else ''} in"
+                f" {self.table.split('.')[0]}.{QUARANTINE_TABLE} (the WARNING lines say why)"
+            )
         delivery = self.delivery
         if self.alerts_raised or (delivery and (any(delivery.sent.values()) or delivery.waiting)):
             text = f"  alerts: raised {self.alerts_raised}"

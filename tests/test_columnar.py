@@ -18,7 +18,8 @@ from sources.resend_imports.history import (
     observation_key,
 )
 from sources.resend_imports.incremental import DeletedImport, RunObserver, SyncState
-from sources.resend_imports.records import to_row
+from sources.resend_imports.known import Comparison, StateKnowledge, compare
+from sources.resend_imports.records import fingerprint, to_row
 
 
 def _listing(store: ImportStore) -> List[Dict[str, Any]]:
@@ -99,7 +100,10 @@ def test_history_table_keys_rows_as_observation_key_does() -> None:
     ]  # fmt: skip
     observations = Observations()
     at = datetime(2026, 5, 15, 19, tzinfo=UTC)
-    observations.extend([True] * 3, [None, "queued", None], [at] * 3, ["", "", ""])
+    comparison = Comparison(
+        [True] * 3, [None, "queued", None], [None, "queued|||||", None], [""] * 3
+    )
+    observations.extend(comparison, [at] * 3)
     table = arrow.page_table(items, COLUMNS)
     assert table is not None
     history = history_table(table, observations)
@@ -128,14 +132,13 @@ def _changed_account() -> tuple[SyncState, List[Dict[str, Any]]]:
     return previous, _listing(store)
 
 
-def test_observe_table_equals_observe_row_by_row() -> None:
-    previous, items = _changed_account()
+def test_fingerprints_of_a_table_equal_fingerprints_of_its_rows() -> None:
+    _, items = _changed_account()
     for start in range(0, len(items), 500):
         batch = items[start : start + 500]
         table = arrow.page_table(batch, COLUMNS)
-        observed, previous_status = previous.observe_table(table)
-        by_rows = [previous.observe(row) for row in map(to_row, batch)]
-        assert list(zip(observed, previous_status, strict=True)) == by_rows
+        assert table is not None
+        assert arrow.fingerprints(table) == [fingerprint(row) for row in map(to_row, batch)]
 
 
 def test_listing_a_table_equals_listing_its_rows() -> None:
@@ -161,12 +164,15 @@ def _observed_batch(
     previous: SyncState, batch: List[Dict[str, Any]]
 ) -> tuple[Any, List[Dict[str, Any]], Observations]:
     table = arrow.page_table(batch, COLUMNS)
-    observed, previous_status = previous.observe_table(table)
+    rows = [to_row(item) for item in batch]
+    printed = [fingerprint(row) for row in rows]
+    known = StateKnowledge(previous).lookup(
+        [row["id"] for row in rows], [row["created_at"] for row in rows], printed
+    )
     observations = Observations()
     at = datetime(2026, 11, 1, tzinfo=UTC)
-    suffixes = [previous.history_key_suffix(item["id"]) for item in batch]
-    observations.extend(observed, previous_status, [at] * len(batch), suffixes)
-    return table, [to_row(item) for item in batch], observations
+    observations.extend(compare(printed, known), [at] * len(batch))
+    return table, rows, observations
 
 
 def test_history_table_equals_history_rows() -> None:
@@ -196,7 +202,6 @@ def test_alerts_on_a_table_equal_alerts_on_its_rows(rules: AlertRules, first_run
     # imports marked deleted and back: open, failed or of unknown status before
     for import_id, status in zip(finished[:6], ["queued", "failed", None] * 2, strict=True):
         previous.deleted[import_id] = DeletedImport("2026-10-31T00:00:00+00:00", status)
-    before_deletion = {import_id: gone.status for import_id, gone in previous.deleted.items()}
     table, rows, observations = _observed_batch(previous, items)
     history = history_table(table, observations)
     seen = [row for row, o in zip(rows, observations.observed, strict=True) if o]
@@ -210,7 +215,8 @@ def test_alerts_on_a_table_equal_alerts_on_its_rows(rules: AlertRules, first_run
     now = limit + timedelta(hours=rules.since_hours)
     import pyarrow as pa
 
-    context = (rules, now, first_run, before_deletion)
+    before = [observations.before[i] for i in observations.chosen()]
+    context = (before, rules, now, first_run)
     by_table = raised_on_table(table.filter(pa.array(observations.observed)), history, *context)
     by_rows = raised_on_rows(seen, history_rows(rows, observations), *context)
     assert by_table == by_rows
@@ -251,14 +257,15 @@ def test_both_intakes_hand_dlt_the_same_rows_history_alerts_and_state(
     results: List[Any] = []
     for kind in (RowIntake, TableIntake):
         report, observer = SyncReport(), RunObserver(100)
-        alerting = Alerting(AlertRules(open_hours=1.0), now, first_run, {})
-        intake = kind(previous, report, observer, COLUMNS, alerting)
+        alerting = Alerting(AlertRules(open_hours=1.0), now, first_run)
+        knowledge = StateKnowledge(previous)
+        intake = kind(previous, report, observer, COLUMNS, alerting, knowledge)
         emitted: List[Any] = []
         for start in range(0, len(items), 100):
             intake.take_page(items[start : start + 100], seen_at)
             emitted += intake.emit()
         intake.finish()
-        taken = [intake.take_fetched(raw, to_row(raw), seen_at) for raw in fetched]
+        taken = [intake.take_fetched(raw, seen_at) for raw in fetched]
         emitted += intake.emit(flush=True)
         raised, alerted = alerting.on_open(observer, previous.open_alerted)
         state = observer.next_state(previous, now, True, alerted)

@@ -455,22 +455,6 @@ def test_a_field_that_changes_type_loads_alike_incremental_and_full(
     assert account.differences() == []
 
 
-def test_an_integer_no_column_holds_fails_in_one_line_naming_field_and_import(
-    make_account: Any,
-    destination_name: str,
-) -> None:
-    account: Account = make_account(imports=50)
-    target = account.store.truth()[3]["id"]
-    account.simulator.rewrite = _with_field({target: 2**63}, 1)
-    with pytest.raises(Exception) as failure:
-        account.sync()
-    message = explain(failure.value)
-    assert message is not None and target in message and "weight" in message
-    account.simulator.rewrite = None
-    account.sync()
-    assert account.differences() == []
-
-
 def test_rows_the_destination_refuses_do_not_wedge_the_pipeline(
     make_account: Any, destination_name: str
 ) -> None:

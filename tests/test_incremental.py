@@ -1,10 +1,11 @@
 """The incremental state: what is new, what changed, and what the next run must refresh."""
 
 from datetime import UTC, datetime, timedelta
-from typing import Any, Dict
+from typing import Any, Dict, List, Optional
 
 from sources.resend_imports.incremental import OpenImport, RunObserver, SyncState, imports_to_page
-from sources.resend_imports.records import Row
+from sources.resend_imports.known import StateKnowledge, compare
+from sources.resend_imports.records import Row, fingerprint
 
 T0 = datetime(2026, 5, 15, 12, 0, tzinfo=UTC)
 
@@ -70,15 +71,24 @@ def test_unknown_status_stays_open() -> None:
     assert set(state.open_imports) == {"a"}
 
 
+def _seen(state: SyncState, *rows: Dict[str, Any]) -> List[tuple[bool, Optional[str]]]:
+    """What a run without SQL access to the table observes of `rows` (`StateKnowledge`)."""
+    printed = [fingerprint(row) for row in rows]
+    known = StateKnowledge(state).lookup(
+        [row["id"] for row in rows], [row["created_at"] for row in rows], printed
+    )
+    comparison = compare(printed, known)
+    return list(zip(comparison.observed, comparison.previous_status, strict=True))
+
+
 def test_new_and_updated_against_the_previous_state() -> None:
     previous = _observe(_row("a", 0, "queued"), _row("t", 0), _row("b", 1))
-    assert previous.observe(_row("n", -1)) == (True, None)  # created later
-    assert previous.observe(_row("tie", 0)) == (True, None)  # same instant, an unseen id
-    assert previous.observe(_row("t", 0)) == (False, None)
-    assert previous.observe(_row("a", 0, "completed")) == (True, "queued")
-    assert previous.is_updated(_row("a", 0, "completed"))
-    assert not previous.is_updated(_row("a", 0, "queued"))
-    assert not previous.is_updated(_row("b", 1))
+    assert _seen(previous, _row("n", -1)) == [(True, None)]  # created later
+    assert _seen(previous, _row("tie", 0)) == [(True, None)]  # same instant, an unseen id
+    assert _seen(previous, _row("t", 0)) == [(False, "completed")]
+    assert _seen(previous, _row("a", 0, "completed")) == [(True, "queued")]
+    assert _seen(previous, _row("a", 0, "queued"))[0][0] is False
+    assert _seen(previous, _row("b", 1))[0][0] is False
 
 
 def test_state_round_trips_through_plain_json() -> None:
@@ -101,5 +111,5 @@ def test_states_saved_before_the_renames_load_the_same() -> None:
     row = {"status": "in_progress", "counts__total": 10, "counts__created": 4}
     assert loaded.refresh_by_id and loaded.missing_runs == 1
     state = SyncState(T0.isoformat(), ["a"], {"a": loaded})
-    assert not state.is_updated({"id": "a", **row})
-    assert state.is_updated({"id": "a", **row, "counts__created": 5})
+    assert _seen(state, {"id": "a", "created_at": T0, **row})[0][0] is False
+    assert _seen(state, {"id": "a", "created_at": T0, **row, "counts__created": 5})[0][0]

@@ -23,6 +23,8 @@ UTC = UTC
             "2026-05-15 20:32:37.5+02:00",
             datetime(2026, 5, 15, 18, 32, 37, 500000, tzinfo=UTC),
         ),
+        # a nanosecond clock: cut at microseconds
+        ("2026-05-15 18:32:37.123456789+00", datetime(2026, 5, 15, 18, 32, 37, 123456, tzinfo=UTC)),
     ],
 )
 def test_parse_timestamp_accepts_resend_formats(text: str, expected: datetime) -> None:
@@ -36,7 +38,6 @@ def test_parse_timestamp_accepts_resend_formats(text: str, expected: datetime) -
     [
         "2026-05-15",  # no time
         "2026-05-15 18:32:37",  # no offset: ambiguous
-        "2026-05-15 18:32:37.1234567+00",  # 7 digits
         "15/05/2026 18:32:37+00",
         "2026-13-15 18:32:37+00",  # month 13
         "",
@@ -100,6 +101,7 @@ def test_to_row_flattens_unknown_nested_fields() -> None:
         ({"completed_at": "2026-05-15"}, "unparseable completed_at '2026-05-15'"),
         ({"counts": {"total": "12"}}, "counts.total is not an integer: '12'"),
         ({"counts": {"total": 1.5}}, "counts.total is not an integer"),
+        ({"counts": {"total": 2.0**64}}, "counts.total = 18446744073709551616 does not fit"),
         ({"counts": {"failed": True}}, "counts.failed is not an integer"),
         ({"counts": [1, 2]}, "counts is not an object"),
     ],
@@ -114,6 +116,12 @@ def test_to_row_rejects_bad_imports_naming_id_field_and_value(
     assert "\n" not in text
     if changes.get("id", "x") is not None:
         assert "479e3145-dd38-476b-932c-529ceb705947" in text
+
+
+def test_to_row_takes_integral_floats_and_objects_inside_counts() -> None:
+    row = to_row(_raw(counts={"total": 10.0, "failed": 1, "by_reason": {"bounced": 1}}))
+    assert row["counts__total"] == 10 and isinstance(row["counts__total"], int)
+    assert row["counts__by_reason__bounced"] == 1
 
 
 def test_to_row_rejects_non_objects() -> None:

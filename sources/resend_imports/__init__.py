@@ -12,7 +12,9 @@ from .alerts import add_alerts_table
 from .client import ResendClient, RetryPolicy
 from .history import add_history_table
 from .intake import SyncReport
+from .quarantine import add_quarantine_table
 from .run import (
+    RunOptions,
     check_deletion_settings,
     check_settings,
     clean_key,
@@ -75,17 +77,20 @@ def contact_imports(
     """Yields contact imports in batches; see `incremental` for what a run lists.
 
     Also yields, to `contact_import_status_history`, the imports this run saw in a new
-    status or with new counts (see `history`), and to `contact_import_alerts` the alerts
-    those raise (see `alerts`), in the same load package.
+    status or with new counts (compared with the table: see `known` and `history`), to
+    `contact_import_alerts` the alerts those raise (see `alerts`), and to
+    `contact_imports_quarantine` the records it could not load as typed (see
+    `quarantine`), in the same load package.
 
     The run starts from the state committed in the destination with the table (see
-    `destination`), and marks deleted (`deleted_at`) the imports it concludes are gone.
+    `destination`), checks the table and the API key against it (see `run`), and marks
+    deleted (`deleted_at`) the imports it concludes are gone.
     With a `status` filter every matching import is listed and the incremental state is
     neither used nor changed (a filtered list cannot tell where history ends). What the run
     did (`SyncReport`) lands in dlt's resource metrics: `last_trace.last_extract_info`.
     """
-    options = (page_size, status, full_refresh, gone_after_runs, full_refresh_every_days)
-    yield from sync_contact_imports(client, COLUMNS, *options)
+    options = RunOptions(page_size, status, full_refresh, gone_after_runs, full_refresh_every_days)
+    yield from sync_contact_imports(client, COLUMNS, options)
 
 
 @dlt.source(name=SOURCE_NAME, section=SOURCE_NAME)  # config and state under `sources.resend`
@@ -145,4 +150,4 @@ def resend_source(
     resource = contact_imports(
         client, page_size, status, full_refresh, gone_after_runs, full_refresh_every_days
     )
-    return add_alerts_table(add_history_table(resource))
+    return add_quarantine_table(add_alerts_table(add_history_table(resource)))

@@ -5,7 +5,9 @@ Rules, evaluated on what a run observed (the rows it also writes to the history 
 - `high_failure_rate`: an import became `completed` with `counts.failed / counts.total` at
   or above `failure_rate`;
 - `open_too_long`: an import has been open longer than `open_hours` (by its `created_at`
-  against the run's clock); raised once per import, the state remembers which were.
+  against the run's clock); raised once per import, the state remembers which were;
+- `malformed`: a record Resend returned could not be loaded as typed and was set aside in
+  `contact_imports_quarantine` (once per malformed version of it).
 
 An alert's `alert_key` is the import, the rule and the observation that triggered it, and
 the table is insert-only on that key: the same observation raised again (a rerun, a first
@@ -18,22 +20,23 @@ Delivery is not the source's job: see `pipelines/alert_delivery.py`.
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Set
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 import dlt
 from dlt.sources import DltResource
 
 from .errors import ResendConfigError
 from .history import add_insert_only_table
-from .records import Row
-from .settings import COUNT_FIELDS, DELETED_STATUS
+from .records import Row, fingerprint_parts
+from .settings import COUNT_FIELDS
 
 ALERTS_TABLE = "contact_import_alerts"
 CONFIG_SECTION = "alerts"
 FAILED = "failed"
 HIGH_FAILURE_RATE = "high_failure_rate"
 OPEN_TOO_LONG = "open_too_long"
-RULES = (FAILED, HIGH_FAILURE_RATE, OPEN_TOO_LONG)
+MALFORMED = "malformed"
+RULES = (FAILED, HIGH_FAILURE_RATE, OPEN_TOO_LONG, MALFORMED)
 
 ALERT_COLUMNS: Any = {
     "alert_key": {"data_type": "text", "nullable": False},
@@ -62,6 +65,7 @@ class AlertRules:
     open_too_long: bool = True
     open_hours: float = 24.0
     since_hours: float = 24.0
+    malformed: bool = True
 
     @classmethod
     def from_config(cls) -> "AlertRules":
@@ -102,39 +106,54 @@ def to_alerts_table(rows: List[Dict[str, Any]]) -> Any:
 
 
 # Alerts on what a run observed, in two forms that `tests/test_columnar.py` proves equal:
-# plain rows (short incremental runs) and Arrow tables (runs that read many rows).
+# plain rows (short incremental runs) and Arrow tables (runs that read many rows). A rule
+# fires when the observation meets it and the state the table held before did not: an import
+# that became failed, or a completed import whose counts now reach the failure rate (also one
+# corrected deep in history). An import back after a deletion is compared with its state
+# before the deletion.
+
+
+def _rate(counts: Mapping[str, Any]) -> Optional[float]:
+    total, failed = counts.get("total"), counts.get("failed")
+    return failed / total if total and total > 0 and failed is not None else None
+
+
+def _was(before: Optional[str], rules: AlertRules) -> Tuple[bool, bool]:
+    """Whether the state before was failed, and whether it was completed at a high rate."""
+    if before is None:
+        return False, False
+    status, counts = fingerprint_parts(before)
+    rate = _rate(counts)
+    high = status == "completed" and rate is not None and rate >= rules.failure_rate
+    return status == "failed", high
 
 
 def raised_on_rows(
     seen: Sequence[Row],
     history: Sequence[Dict[str, Any]],
+    before: Sequence[Optional[str]],
     rules: AlertRules,
     now: datetime,
     first_alerting_run: bool,
-    before_deletion: Mapping[str, Optional[str]],
 ) -> List[Dict[str, Any]]:
-    """Alerts on imports observed in a new state: `seen` (their rows) and `history` (the
-    history rows the run writes for them, row for row). An import back after this connector
-    marked it deleted is compared with its status before the deletion (`before_deletion`)."""
+    """Alerts on imports observed in a new state: `seen` (their rows), `history` (the history
+    rows the run writes for them) and `before` (the fingerprint the table held), row for row."""
     if not rules.enabled or not (rules.failed or rules.high_failure_rate):
         return []
     since = now - timedelta(hours=rules.since_hours)
     raised: List[Dict[str, Any]] = []
-    for row, observed in zip(seen, history, strict=True):
-        before = observed["previous_status"]
-        if before == DELETED_STATUS:
-            before = before_deletion.get(row["id"])
-        total, failed = row.get("counts__total"), row.get("counts__failed")
-        rate = failed / total if total and total > 0 and failed is not None else None
+    for row, observed, prior in zip(seen, history, before, strict=True):
+        was_failed, was_high = _was(prior, rules)
+        rate = _rate({name: row.get(f"counts__{name}") for name in ("total", "failed")})
         rule: Optional[str] = None
-        if rules.failed and row.get("status") == "failed" and before != "failed":
+        if rules.failed and row.get("status") == "failed" and not was_failed:
             rule = FAILED
         elif (
             rules.high_failure_rate
             and row.get("status") == "completed"
             and rate is not None
             and rate >= rules.failure_rate
-            and before != "completed"
+            and not was_high
         ):
             rule = HIGH_FAILURE_RATE
         happened_at = row.get("completed_at") or row["created_at"]
@@ -148,10 +167,10 @@ def raised_on_rows(
 def raised_on_table(
     seen: Any,
     history: Any,
+    before: Sequence[Optional[str]],
     rules: AlertRules,
     now: datetime,
     first_alerting_run: bool,
-    before_deletion: Mapping[str, Optional[str]],
 ) -> List[Dict[str, Any]]:
     """`raised_on_rows` over Arrow tables, the few alerts it raises as rows."""
     import pyarrow as pa
@@ -159,28 +178,20 @@ def raised_on_table(
 
     if not rules.enabled or not (rules.failed or rules.high_failure_rate):
         return []
+    was = [_was(prior, rules) for prior in before]
+    was_failed = pa.array([failed for failed, _ in was], pa.bool_())
+    was_high = pa.array([high for _, high in was], pa.bool_())
     status = seen.column("status")
-    before = history.column("previous_status")
-    if pc.any(pc.equal(before, DELETED_STATUS)).as_py():  # imports back after a deletion
-        ids = seen.column("id").to_pylist()
-        before = pa.array(
-            [
-                before_deletion.get(i) if b == DELETED_STATUS else b
-                for i, b in zip(ids, before.to_pylist(), strict=True)
-            ],
-            pa.string(),
-        )
-    before = pc.fill_null(before, "")
     total = pc.cast(seen.column("counts__total"), pa.float64())
     rate = pc.if_else(
         pc.greater(total, 0),
         pc.divide(pc.cast(seen.column("counts__failed"), pa.float64()), total),
         pa.scalar(None, pa.float64()),
     )
-    failed = pc.and_(pc.equal(status, "failed"), pc.not_equal(before, "failed"))
+    failed = pc.and_(pc.equal(status, "failed"), pc.invert(was_failed))
     high = pc.and_(
         pc.and_(pc.equal(status, "completed"), pc.greater_equal(rate, rules.failure_rate)),
-        pc.not_equal(before, "completed"),
+        pc.invert(was_high),
     )
     failed = pc.fill_null(pc.and_(failed, pa.scalar(rules.failed)), False)
     high = pc.fill_null(pc.and_(high, pa.scalar(rules.high_failure_rate)), False)
@@ -198,6 +209,23 @@ def raised_on_table(
         rule = FAILED if row["status"] == "failed" and rules.failed else HIGH_FAILURE_RATE
         raised.append(_alert_row(row, rule, f"{key}|{rule}", now))
     return raised
+
+
+def raised_on_malformed(
+    quarantined: Iterable[Dict[str, Any]], rules: AlertRules, now: datetime
+) -> List[Dict[str, Any]]:
+    """An alert per record set aside (`quarantine`): once per malformed version of it."""
+    if not (rules.enabled and rules.malformed):
+        return []
+    return [
+        {
+            "alert_key": f"{row['quarantine_key']}|{MALFORMED}",
+            "import_id": row["import_id"] or "",
+            "rule": MALFORMED,
+            "raised_at": now,
+        }
+        for row in quarantined
+    ]
 
 
 def raised_on_open(

@@ -16,7 +16,7 @@ import dlt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .records import TIMESTAMP_PATTERN, Row
+from .records import MICROSECOND_TIMESTAMP_PATTERN, Row
 from .settings import COUNT_FIELDS, KNOWN_FIELDS
 
 _ARROW_TYPES = {
@@ -25,7 +25,7 @@ _ARROW_TYPES = {
     "timestamp": pa.timestamp("us", tz="UTC"),
 }
 TIMESTAMP = _ARROW_TYPES["timestamp"]
-_WHOLE_TIMESTAMP = f"^{TIMESTAMP_PATTERN}$"
+_WHOLE_TIMESTAMP = f"^{MICROSECOND_TIMESTAMP_PATTERN}$"
 
 
 class _NeedsRowByRowError(Exception):
@@ -128,6 +128,42 @@ def _counts(raw: pa.Table) -> Dict[str, Any]:
             raise _NeedsRowByRowError
         arrays[f"counts__{name}"] = pc.cast(child, pa.int64())
     return arrays
+
+
+def fingerprints(table: pa.Table) -> List[str]:
+    """`records.fingerprint` of every row of a table of imports, in one pass."""
+    parts = [table["status"], *(table[f"counts__{name}"] for name in COUNT_FIELDS)]
+    joined = pc.binary_join_element_wise(
+        *(pc.fill_null(pc.cast(part, pa.string()), "") for part in parts), "|"
+    )
+    return joined.to_pylist()  # type: ignore[no-any-return]
+
+
+KNOWN_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string()),
+        pa.field("status", pa.string()),
+        *(pa.field(f"counts__{name}", pa.int64()) for name in COUNT_FIELDS),
+        pa.field("deleted_at", TIMESTAMP),
+    ]
+)
+
+
+def known_table(batch: Any) -> pa.Table:
+    """Rows the table holds (`destination.copy_known`: an Arrow table or DB-API tuples) as
+    one Arrow table of `KNOWN_SCHEMA`."""
+    if isinstance(batch, pa.RecordBatch):
+        batch = pa.Table.from_batches([batch])
+    if isinstance(batch, pa.Table):
+        return pa.Table.from_arrays(
+            [pc.cast(batch.column(index), field.type) for index, field in enumerate(KNOWN_SCHEMA)],
+            schema=KNOWN_SCHEMA,
+        )
+    columns = list(zip(*batch, strict=True)) if batch else [()] * len(KNOWN_SCHEMA)
+    return pa.Table.from_arrays(
+        [pa.array(column, field.type) for column, field in zip(columns, KNOWN_SCHEMA, strict=True)],
+        schema=KNOWN_SCHEMA,
+    )
 
 
 def concat(tables: Sequence[pa.Table]) -> pa.Table:

@@ -4,6 +4,7 @@ Every HTTP request is retried on its own (tenacity), never a whole listing, so a
 never yield a row twice.
 """
 
+import hashlib
 import ipaddress
 import logging
 import random
@@ -12,7 +13,7 @@ import urllib.request
 from dataclasses import dataclass
 from http.client import IncompleteRead
 from typing import Any, Callable, Dict, Iterator, List, Optional
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import orjson
 import urllib3
@@ -204,6 +205,7 @@ class ResendClient:
         self.base_url = validate_base_url(base_url)
         self.progress_every = progress_every
         self.has_api_key = bool(api_key)
+        self._key_digest = hashlib.sha256(api_key.encode()).digest()
         self.retry_policy = retry_policy
         self.timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
         self.stats = RequestStats()
@@ -224,6 +226,11 @@ class ResendClient:
     def close(self) -> None:
         self._pool.clear()
 
+    def key_fingerprint(self, salt: str) -> str:
+        """A salted hash of the API key: tells a run whether the key that loaded a table is
+        the one it holds, without the key (or an unsalted hash of it) ever being stored."""
+        return hashlib.sha256(salt.encode() + self._key_digest).hexdigest()[:32]
+
     def list_page(
         self, limit: int, after: Optional[str] = None, status: Optional[str] = None
     ) -> JSONObject:
@@ -243,7 +250,7 @@ class ResendClient:
     def get_import(self, import_id: str) -> Optional[JSONObject]:
         """`GET /contacts/imports/{id}`; None when Resend no longer knows the import."""
         try:
-            return self.request(f"{LIST_PATH}/{import_id}")
+            return self.request(f"{LIST_PATH}/{quote(import_id, safe='')}")
         except ResendAPIError as exc:
             if exc.status_code == 404:
                 return None
@@ -277,13 +284,23 @@ class ResendClient:
 
     @staticmethod
     def _next_cursor(data: List[JSONObject], cursor: Optional[str], used_cursors: set[str]) -> str:
+        """The id of the last import of the page that has one: a malformed record at the end
+        of a page (set aside by the run) does not stop the paging; it is listed again as the
+        first of the next page."""
         if not data:
             raise ResendDataError(
                 f"GET {LIST_PATH}: has_more is true but the page is empty (after={cursor})"
             )
-        last_id = data[-1].get("id") if isinstance(data[-1], dict) else None
-        if not isinstance(last_id, str) or not last_id:
-            raise ResendDataError(f"GET {LIST_PATH}: the last import of a page has no id")
+        last_id: Optional[str] = next(
+            (
+                str(item["id"])
+                for item in reversed(data)
+                if isinstance(item, dict) and isinstance(item.get("id"), str) and item["id"]
+            ),
+            None,
+        )
+        if last_id is None:
+            raise ResendDataError(f"GET {LIST_PATH}: no import of a page has an id to page on")
         if last_id in used_cursors:
             raise ResendDataError(
                 f"GET {LIST_PATH}: cursor {last_id} repeats; paging would never end"

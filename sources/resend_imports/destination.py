@@ -1,42 +1,64 @@
 """What the destination already holds for this source, read by the run that loads into it.
 
-The incremental state that counts is the one committed with the table (dlt loads it in the
-same package as the rows); the local copy in the pipeline's working folder can be ahead of
-it, behind it, or belong to another dataset. A complete listing also reads the ids of the
-imports the table holds, to find those it no longer returns (read in chunks of ids),
-and a run reads the last rows of the imports it concludes are gone, to mark them deleted. A
-table that cannot be read (a destination without SQL, files DuckDB cannot scan) is logged
-and not reconciled; the run goes on.
+The local state is a cache: the table is what a run checks it against. Through one
+connection held for the whole extract, a run reads the state committed with the table (dlt
+loads it in the same package as the rows), whether the tables it writes still exist and how
+many live imports `contact_imports` holds, whether dlt's staging dataset for this dataset is
+somebody else's dataset, and the rows the table holds for the imports the run reads (what
+makes a row new, changed or as before: `known`).
 
-Everything here goes through the pipeline that runs the source (dlt's active pipeline context),
-so the source keeps these guarantees in any dlt pipeline. A destination without SQL or
-without state sync answers "unknown", and the run then behaves as dlt alone would.
+A read that fails for a passing reason (a lock held by another process, a lost connection:
+dlt's transient exceptions) is tried again a few times, then stops the run in one line
+(`DestinationReadError`): a check that did not happen is never taken for a check that
+passed. A destination that is not a SQL database (dlt's filesystem) is read through the
+state alone (`readable` is False), and the run behaves as dlt alone would.
+
+Everything here goes through the pipeline that runs the source (dlt's active pipeline
+context), so the source keeps these guarantees in any dlt pipeline.
 """
 
 import logging
-from typing import Any, Dict, Iterable, List, Mapping, NamedTuple, Optional
+from contextlib import ExitStack
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    Iterator,
+    List,
+    Mapping,
+    NamedTuple,
+    Optional,
+    TypeVar,
+)
 
 import dlt
 from dlt.common.configuration.container import Container
 from dlt.common.destination.client import WithStateSync
 from dlt.common.destination.exceptions import (
     DestinationException,
+    DestinationTransientException,
     DestinationUndefinedEntity,
     SqlClientNotAvailable,
 )
 from dlt.common.pipeline import PipelineContext
+from dlt.destinations.job_client_impl import SqlJobClientBase
 from dlt.pipeline.state_sync import load_pipeline_state_from_destination
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from .errors import DestinationReadError
 from .records import Row
-from .settings import SOURCE_NAME, TABLE_NAME
+from .settings import COUNT_FIELDS, SOURCE_NAME, TABLE_NAME
 
 _DLT_COLUMNS = ("_dlt_load_id", "_dlt_id")
-_ROWS_PER_QUERY = 500
-_IDS_PER_CHUNK = 100_000
+_IDS_PER_QUERY = 500
+_ROWS_PER_QUERY = 5000
+READ_ATTEMPTS = 4  # a lock held by a short reader is usually gone within the backoff
 
 logger = logging.getLogger("resend_imports")
 
 ResourceState = Dict[str, Any]
+T = TypeVar("T")
 
 
 def running_pipeline() -> Optional[dlt.Pipeline]:
@@ -63,99 +85,239 @@ class Committed(NamedTuple):
     empty: bool  # no dataset or state table at all: no table to read either
 
 
+class TableHealth(NamedTuple):
+    """What the table holds now, to check the state against."""
+
+    columns: List[str]  # empty: the table does not exist
+    live: Optional[int]  # rows not marked deleted; None when the table does not exist
+
+
 def committed_state(pipeline: dlt.Pipeline) -> Committed:
-    """The resource state committed in the destination with the data: one query."""
-    try:
-        with pipeline.destination_client() as client:
-            if not isinstance(client, WithStateSync):
-                return Committed(False, {}, False)
-            stored = load_pipeline_state_from_destination(pipeline.pipeline_name, client)
-    except DestinationUndefinedEntity:  # no dataset, or no state table yet
-        return Committed(True, {}, True)
-    return Committed(True, resource_state_of(stored or {}), False)
+    """The resource state committed in the destination with the data (one connection)."""
+    with DestinationReader(pipeline) as reader:
+        return reader.committed_state()
 
 
-def deleted_ids(pipeline: dlt.Pipeline) -> Optional[Dict[str, str]]:
-    """Ids of the table's rows marked deleted, with when; None when the table does not exist
-    or cannot be read here, e.g. a table no run of this version has written yet (it has no
-    `deleted_at`): then a complete listing does not reconcile it either."""
-    try:
-        with pipeline.sql_client() as client:
-            table = client.make_qualified_table_name(TABLE_NAME)
-            rows = client.execute_sql(
-                f"SELECT id, deleted_at FROM {table} WHERE deleted_at IS NOT NULL"
+class DestinationReader:
+    """The reads of one run, through one connection held from the start of the extract to
+    its end (a DuckDB connection costs tens of milliseconds to open)."""
+
+    def __init__(self, pipeline: dlt.Pipeline) -> None:
+        self.pipeline = pipeline
+        self._stack = ExitStack()
+        self._client: Any = None
+        self.readable = False  # a SQL database whose tables this run can read
+
+    def __enter__(self) -> "DestinationReader":
+        client: Any = self.pipeline.destination_client()
+        self._client = self._stack.enter_context(client)
+        self.readable = isinstance(self._client, SqlJobClientBase)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._stack.close()
+
+    @property
+    def dataset(self) -> str:
+        return self.pipeline.dataset_name
+
+    # -- the state and the health of the tables ------------------------------------------
+
+    def committed_state(self) -> Committed:
+        """The resource state committed with the data: one query."""
+        client = self._client
+        if not isinstance(client, WithStateSync):
+            return Committed(False, {}, False)
+        try:
+            stored = self._read(
+                "the committed state",
+                lambda: load_pipeline_state_from_destination(self.pipeline.pipeline_name, client),
             )
-    except DestinationUndefinedEntity:
+        except DestinationUndefinedEntity:  # no dataset, or no state table yet
+            return Committed(True, {}, True)
+        return Committed(True, resource_state_of(stored or {}), False)
+
+    def storage_columns(self, tables: Iterable[str]) -> Dict[str, List[str]]:
+        """The columns each of `tables` has in the destination (none: it does not exist)."""
+        client = self._client
+        wanted = list(tables)
+        if not self.readable:
+            return {}
+        found = self._read("the catalog", lambda: dict(client.get_storage_tables(wanted)))
+        return {name: [c.lower() for c in found.get(name, {})] for name in wanted}
+
+    def staging_dataset_of_its_own(self) -> Optional[str]:
+        """The name of dlt's staging dataset for this dataset when it is a dataset of its own
+        (it holds dlt's load records): a merge would replace its tables with this run's
+        staging copies. None when it is free or only ever held staging copies."""
+        client = self._client
+        if not self.readable:
+            return None
+        loads = client.schema.loads_table_name
+
+        def loads_in_staging() -> Dict[str, Any]:
+            with client.with_staging_dataset():
+                return dict(client.get_storage_tables([loads]))
+
+        if self._read("the staging dataset", loads_in_staging).get(loads):
+            name: str = client.sql_client.staging_dataset_name
+            return name
         return None
-    except (DestinationException, SqlClientNotAvailable) as exc:
-        _cannot_read(pipeline, exc)
-        return None
-    return {row[0]: _isoformat(row[1]) for row in rows or []}
 
+    def table_health(self, columns: List[str]) -> TableHealth:
+        """How many live imports the table holds (`columns`: its columns, from the catalog)."""
+        if not columns:
+            return TableHealth([], None)
+        table = self._qualified(TABLE_NAME)
+        live = "WHERE deleted_at IS NULL" if "deleted_at" in columns else ""
+        rows = self._query("the table", f"SELECT count(*) FROM {table} {live}")
+        return TableHealth(columns, int(rows[0][0]) if rows else 0)
 
-def row_count(pipeline: dlt.Pipeline) -> Optional[int]:
-    """How many rows the table holds (for a complete listing's progress), or None."""
-    try:
-        with pipeline.sql_client() as client:
-            table = client.make_qualified_table_name(TABLE_NAME)
-            rows = client.execute_sql(f"SELECT count(*) FROM {table}")
-    except (DestinationException, SqlClientNotAvailable):
-        return None
-    return int(rows[0][0]) if rows else None
+    def recreate_tables(self, tables: List[str]) -> None:
+        """Creates the tables the schema describes that the destination lacks (dropped or
+        renamed by a person): dlt creates a table only when its schema version is new."""
+        client = self._client
+        known = [name for name in tables if name in client.schema.tables]
+        if known:
+            self._read(
+                "the tables", lambda: client.update_stored_schema(only_tables=known, force=True)
+            )
 
+    # -- rows ---------------------------------------------------------------------------------
 
-def unlisted_live_ids(pipeline: dlt.Pipeline, listed: Any) -> List[str]:
-    """Ids of the table's live rows that the Arrow array `listed` does not hold, read in
-    chunks so that memory stays flat whatever the size of the table."""
-    from . import arrow
+    def known_rows(self, ids: List[str], columns: List[str]) -> List[Row]:
+        """The table's `id`, `status`, counts and `deleted_at` of these imports."""
+        table = self._qualified(TABLE_NAME)
+        selected = ", ".join(_known_columns(columns))
+        found: List[Row] = []
+        for start in range(0, len(ids), _IDS_PER_QUERY):
+            chunk = ids[start : start + _IDS_PER_QUERY]
+            marks = ", ".join(["%s"] * len(chunk))
+            query = f"SELECT {selected} FROM {table} WHERE id IN ({marks})"
+            names = ["id", "status", *(f"counts__{f}" for f in COUNT_FIELDS), "deleted_at"]
+            rows = self._query("the table", query, *chunk)
+            found += [dict(zip(names, row, strict=True)) for row in rows]
+        return found
 
-    unlisted: List[str] = []
-    try:
-        with pipeline.sql_client() as client:
-            table = client.make_qualified_table_name(TABLE_NAME)
-            query = f"SELECT id FROM {table} WHERE deleted_at IS NULL"
-            with client.execute_query(query) as cursor:
-                for chunk in cursor.iter_fetch(_IDS_PER_CHUNK):
-                    unlisted += arrow.not_in([row[0] for row in chunk], listed)
-    except (DestinationException, SqlClientNotAvailable) as exc:
-        _cannot_read(pipeline, exc)
-        return []
-    return unlisted
+    def copy_known(
+        self,
+        columns: List[str],
+        rows_per_batch: int,
+        start: Callable[[], None],
+        take: Callable[[Any], None],
+    ) -> None:
+        """Every row of the table as `known_rows` reads them, handed to `take` in Arrow tables
+        of at most `rows_per_batch` rows, streamed: memory stays flat whatever the size of the
+        table. `start` is called before each attempt (a retry starts the copy over)."""
+        from . import arrow
 
+        table = self._qualified(TABLE_NAME)
+        query = f"SELECT {', '.join(_known_columns(columns))} FROM {table}"
+        sql = self._client.sql_client
 
-def last_rows(pipeline: dlt.Pipeline, ids: Iterable[str]) -> List[Row]:
-    """The table's rows of these imports as they are now, without dlt's own columns."""
-    wanted = list(ids)
-    found: List[Row] = []
-    try:
-        with pipeline.sql_client() as client:
-            table = client.make_qualified_table_name(TABLE_NAME)
-            for start in range(0, len(wanted), _ROWS_PER_QUERY):
-                chunk = wanted[start : start + _ROWS_PER_QUERY]
-                marks = ", ".join(["%s"] * len(chunk))
-                with client.execute_query(
-                    f"SELECT * FROM {table} WHERE id IN ({marks})", *chunk
-                ) as cursor:
+        def copy() -> None:
+            start()
+            for batch in _stream(sql, query, rows_per_batch):
+                take(arrow.known_table(batch))
+
+        self._read("the table", copy)
+
+    def last_rows(self, ids: List[str]) -> Iterator[List[Row]]:
+        """The table's rows of these imports as they are now, without dlt's own columns, in
+        chunks."""
+        table = self._qualified(TABLE_NAME)
+        for start in range(0, len(ids), _ROWS_PER_QUERY):
+            chunk = ids[start : start + _ROWS_PER_QUERY]
+            marks = ", ".join(["%s"] * len(chunk))
+            query = f"SELECT * FROM {table} WHERE id IN ({marks})"
+
+            def read(query: str = query, chunk: List[str] = chunk) -> List[Row]:
+                with self._client.sql_client.execute_query(query, *chunk) as cursor:
                     names = [column[0].lower() for column in cursor.description]
-                    for values in cursor.fetchall():
-                        row = dict(zip(names, values, strict=True))
-                        found.append({k: v for k, v in row.items() if k not in _DLT_COLUMNS})
-    except (DestinationException, SqlClientNotAvailable) as exc:
-        _cannot_read(pipeline, exc)
-        return []
-    return found
+                    rows = [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
+                return [{k: v for k, v in r.items() if k not in _DLT_COLUMNS} for r in rows]
+
+            yield self._read("the table", read)
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    def _qualified(self, table: str) -> str:
+        name: str = self._client.sql_client.make_qualified_table_name(table)
+        return name
+
+    def _query(self, what: str, query: str, *args: Any) -> List[Any]:
+        return list(
+            self._read(what, lambda: self._client.sql_client.execute_sql(query, *args)) or []
+        )
+
+    def _read(self, what: str, read: Callable[[], T]) -> T:
+        """`read`, tried again on dlt's transient errors with a fresh connection; then a
+        `DestinationReadError` in one line. A missing table or dataset is the caller's."""
+        retrying = Retrying(
+            stop=stop_after_attempt(READ_ATTEMPTS),
+            wait=wait_exponential(multiplier=0.5, max=4),
+            retry=retry_if_exception_type(DestinationTransientException),
+            before_sleep=lambda _: self._reconnect(),
+            reraise=True,
+        )
+        try:
+            return retrying(read)
+        except DestinationUndefinedEntity:
+            raise
+        except SqlClientNotAvailable:
+            raise
+        except DestinationException as exc:
+            raise _read_error(self.pipeline, what, exc) from None
+
+    def _reconnect(self) -> None:
+        sql = self._client.sql_client
+        try:
+            sql.close_connection()
+        except DestinationException:
+            pass  # a connection that is gone needs no closing
+        sql.open_connection()
 
 
-def _isoformat(value: Any) -> str:
-    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+def _known_columns(columns: List[str]) -> List[str]:
+    """What `known_rows` selects, with NULL for columns an older table does not have."""
+    wanted = ["id", "status", *(f"counts__{f}" for f in COUNT_FIELDS), "deleted_at"]
+    return [name if name in columns else f"NULL AS {name}" for name in wanted]
 
 
-def _cannot_read(pipeline: dlt.Pipeline, exc: BaseException) -> None:
-    if isinstance(exc, DestinationUndefinedEntity):
+def _stream(sql: Any, query: str, rows: int) -> Iterator[Any]:
+    """Batches of a query's rows without holding the result: DuckDB's Arrow record batches,
+    a PostgreSQL server-side cursor, or the DB-API's `fetchmany` elsewhere. Errors of the
+    native drivers are classified as dlt classifies its own."""
+    native = sql.native_connection
+    driver = type(native).__module__.lstrip("_")
+    if not driver.startswith(("psycopg2", "duckdb")):
+        with sql.execute_query(query) as cursor:
+            yield from cursor.iter_fetch(rows)
         return
-    logger.warning(
-        "cannot read %s.%s on this destination (%s): deletions are not reconciled in this run",
-        pipeline.dataset_name,
-        TABLE_NAME,
-        type(exc).__name__,
+    try:
+        if driver.startswith("duckdb"):
+            for batch in native.sql(query).to_arrow_reader(rows):
+                yield batch
+            return
+        with sql.begin_transaction():  # a server-side cursor lives in a transaction
+            with native.cursor(name="resend_imports_known") as cursor:
+                cursor.itersize = rows
+                cursor.execute(query)
+                while batch := cursor.fetchmany(rows):
+                    yield batch
+    except Exception as exc:
+        if sql.is_dbapi_exception(exc):
+            raise sql._make_database_exception(exc) from exc
+        raise
+
+
+def _read_error(pipeline: dlt.Pipeline, what: str, exc: BaseException) -> DestinationReadError:
+    detail = (str(exc).strip().splitlines() or [""])[0][:300]
+    return DestinationReadError(
+        f"cannot read {what} of {pipeline.dataset_name}.{TABLE_NAME} in the destination"
+        f" ({type(exc).__name__}: {detail}); the run stopped before loading anything, the"
+        " table and its state are as the last run left them: run again"
     )

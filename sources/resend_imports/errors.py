@@ -54,4 +54,20 @@ class RetryableResponseError(ResendAPIError):
 
 
 class ResendDataError(ResendError):
-    """Resend returned data the connector cannot load safely (bad timestamp, no id, bad paging)."""
+    """Resend returned data the connector cannot load safely (bad paging, a body that is not
+    an object)."""
+
+
+class MalformedImportError(ResendDataError):
+    """One ContactImport that cannot be loaded as typed (no id, an unparseable timestamp, a
+    count that is not a whole number...): it is set aside, the others load."""
+
+    def __init__(self, import_id: Optional[str], reason: str) -> None:
+        self.import_id = import_id
+        self.reason = reason
+        super().__init__(f"import {import_id}: {reason}" if import_id else reason)
+
+
+class DestinationReadError(ResendError):
+    """The table could not be read for a check the run depends on (a lock held by another
+    process, a lost connection): the run stops before loading anything."""

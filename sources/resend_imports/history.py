@@ -15,6 +15,7 @@ import dlt
 from dlt.extract.items import DataItemWithMeta
 from dlt.sources import DltResource
 
+from .known import Comparison
 from .records import Row, fingerprint
 from .settings import COUNT_FIELDS, DELETED_STATUS
 
@@ -61,30 +62,19 @@ class Observations:
     observed_at: List[datetime] = field(default_factory=list)
     # appended to the observation key: keeps an import's return after a deletion apart
     key_suffix: List[str] = field(default_factory=list)
+    # the fingerprint the table held before (its status before a deletion), for the alerts
+    before: List[Optional[str]] = field(default_factory=list)
 
-    def add(
-        self,
-        observed: bool,
-        previous_status: Optional[str],
-        observed_at: datetime,
-        key_suffix: str = "",
-    ) -> None:
-        self.observed.append(observed)
-        self.previous_status.append(previous_status)
-        self.observed_at.append(observed_at)
-        self.key_suffix.append(key_suffix)
-
-    def extend(
-        self,
-        observed: List[bool],
-        previous_status: List[Optional[str]],
-        observed_at: List[datetime],
-        key_suffix: List[str],
-    ) -> None:
-        self.observed += observed
-        self.previous_status += previous_status
+    def extend(self, comparison: Comparison, observed_at: List[datetime]) -> None:
+        self.observed += comparison.observed
+        self.previous_status += comparison.previous_status
         self.observed_at += observed_at
-        self.key_suffix += key_suffix
+        self.key_suffix += comparison.key_suffix
+        self.before += comparison.before
+
+    def chosen(self) -> List[int]:
+        """Positions of the observed rows."""
+        return [index for index, observed in enumerate(self.observed) if observed]
 
 
 # The history rows of a batch, in two forms that `tests/test_columnar.py` proves equal: plain
@@ -95,53 +85,39 @@ def history_rows(batch: Sequence[Row], observations: Observations) -> List[Dict[
     """History rows for the observed rows of `batch` (the same rows, in order)."""
     return [
         {
-            "observation_key": observation_key(row) + suffix,
-            "import_id": row["id"],
-            "status": row.get("status"),
-            **{f"counts__{name}": row.get(f"counts__{name}") for name in COUNT_FIELDS},
-            "observed_at": observed_at,
-            "previous_status": previous_status,
+            "observation_key": observation_key(batch[i]) + observations.key_suffix[i],
+            "import_id": batch[i]["id"],
+            "status": batch[i].get("status"),
+            **{f"counts__{name}": batch[i].get(f"counts__{name}") for name in COUNT_FIELDS},
+            "observed_at": observations.observed_at[i],
+            "previous_status": observations.previous_status[i],
         }
-        for row, observed, previous_status, observed_at, suffix in zip(
-            batch,
-            observations.observed,
-            observations.previous_status,
-            observations.observed_at,
-            observations.key_suffix,
-            strict=True,
-        )
-        if observed
+        for i in observations.chosen()
     ]
 
 
 def history_table(imports: Any, observations: Observations) -> Any:
     """`history_rows` as one Arrow table (None when no row was observed)."""
     import pyarrow as pa
-    import pyarrow.compute as pc
 
-    from .arrow import fields
+    from .arrow import fields, fingerprints
 
-    if not any(observations.observed):
+    chosen = observations.chosen()
+    if not chosen:
         return None
     seen = imports.filter(pa.array(observations.observed))
-    chosen = [index for index, observed in enumerate(observations.observed) if observed]
-    counts = [seen[f"counts__{name}"] for name in COUNT_FIELDS]
-    key = pc.binary_join_element_wise(
-        *(
-            pc.fill_null(pc.cast(part, pa.string()), "")
-            for part in [seen["id"], seen["status"], *counts]
-        ),
-        "|",
-    )
-    suffixes = [observations.key_suffix[i] for i in chosen]
-    if any(suffixes):
-        key = pc.binary_join_element_wise(key, pa.array(suffixes, pa.string()), "")
+    keys = [
+        f"{import_id}|{printed}{observations.key_suffix[i]}"
+        for import_id, printed, i in zip(
+            seen["id"].to_pylist(), fingerprints(seen), chosen, strict=True
+        )
+    ]
     typed = fields(HISTORY_COLUMNS)
     columns: Dict[str, Any] = {
-        "observation_key": key,
+        "observation_key": pa.array(keys, pa.string()),
         "import_id": seen["id"],
         "status": seen["status"],
-        **{f"counts__{name}": part for name, part in zip(COUNT_FIELDS, counts, strict=True)},
+        **{f"counts__{name}": seen[f"counts__{name}"] for name in COUNT_FIELDS},
         "observed_at": pa.array(
             [observations.observed_at[i] for i in chosen], typed["observed_at"].type
         ),

@@ -31,7 +31,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Dict, List, MutableMapping, Optional, Set, Tuple
 
 from .records import Row, fingerprint, is_terminal
-from .settings import DELETED_STATUS, TERMINAL_STATUSES
+from .settings import TERMINAL_STATUSES
 
 STATE_VERSION = 1
 RECHECK_DELETED_DAYS = 7
@@ -77,6 +77,12 @@ class SyncState:
     complete_listing_at: Optional[str] = None  # when a run last listed every import
     open_alerted: List[str] = field(default_factory=list)  # alerted as open too long
     alerts_since: Optional[str] = None  # when alerts were turned on (None: off, or not yet)
+    # live imports the table holds after the run (None: unknown, e.g. no SQL to count with);
+    # a table that holds fewer was emptied, dropped or replaced by someone else
+    live_imports: Optional[int] = None
+    # which API key loaded the table, as a salted hash (`ResendClient.key_fingerprint`)
+    key_salt: Optional[str] = None
+    key_fingerprint: Optional[str] = None
 
     @property
     def is_empty(self) -> bool:
@@ -105,81 +111,6 @@ class SyncState:
         """Open imports refreshed one by one rather than by paging."""
         return [import_id for import_id, o in self.open_imports.items() if o.refresh_by_id]
 
-    def known_ids(self) -> List[str]:
-        """Ids whose next sighting is compared with what the state remembers of them."""
-        return [*self.open_imports, *self.deleted]
-
-    # What a run observes of an import it reads, in two forms that `tests/test_columnar.py`
-    # proves equal: row by row (short incremental runs) and a whole Arrow table at once.
-
-    def observe(self, row: Row) -> Tuple[bool, Optional[str]]:
-        """Whether a run sees `row` in a new state, and the status before when it changed
-        (None for a new import): new when created after the newest of the last run (or in
-        the same instant under an unseen id); updated when open at the last run and changed
-        since, or marked deleted and back."""
-        if self.is_updated(row):
-            return True, self.status_before(row["id"])
-        if row["id"] in self.open_imports or row["id"] in self.deleted:
-            return False, None
-        if self.newest_created_at is None:
-            return True, None
-        newest = datetime.fromisoformat(self.newest_created_at)
-        created_at = row["created_at"]
-        return created_at > newest or (
-            created_at == newest and row["id"] not in self.newest_ids
-        ), None
-
-    def observe_table(self, table: Any) -> Tuple[List[bool], List[Optional[str]]]:
-        """`observe` for every row of an Arrow table, in one pass of Arrow compute."""
-        import pyarrow as pa
-        import pyarrow.compute as pc
-
-        from .arrow import TIMESTAMP, rows_at
-
-        rows = table.num_rows
-        ids = table.column("id")
-        if not self.known_ids() and self.newest_created_at is None:
-            return [True] * rows, [None] * rows
-        known = pc.is_in(ids, value_set=pa.array(self.known_ids(), pa.string()))
-        if self.newest_created_at is None:
-            is_new = pc.invert(known)
-        else:
-            newest = pa.scalar(datetime.fromisoformat(self.newest_created_at), TIMESTAMP)
-            created = table.column("created_at")
-            unseen_tie = pc.and_(
-                pc.equal(created, newest),
-                pc.invert(pc.is_in(ids, value_set=pa.array(self.newest_ids, pa.string()))),
-            )
-            is_new = pc.and_(pc.invert(known), pc.or_(pc.greater(created, newest), unseen_tie))
-        observed: List[bool] = is_new.to_pylist()
-        previous_status: List[Optional[str]] = [None] * rows
-        known_at = pc.indices_nonzero(known).to_pylist()
-        for index, row in zip(known_at, rows_at(table, known_at), strict=True):
-            if self.is_updated(row):
-                observed[index] = True
-                previous_status[index] = self.status_before(row["id"])
-        return observed, previous_status
-
-    def is_updated(self, row: Row) -> bool:
-        """Open at the last run and changed since, or marked deleted and back."""
-        if row["id"] in self.deleted:
-            return True
-        known = self.open_imports.get(row["id"])
-        return known is not None and known.fingerprint != fingerprint(row)
-
-    def status_before(self, import_id: str) -> Optional[str]:
-        """The status the state remembers (`deleted` for an import marked deleted)."""
-        if import_id in self.deleted:
-            return DELETED_STATUS
-        known = self.open_imports.get(import_id)
-        return known.status if known else None
-
-    def history_key_suffix(self, import_id: str) -> str:
-        """What keeps the history row of an import's return apart from the row of the same
-        status and counts observed before its deletion."""
-        deleted = self.deleted.get(import_id)
-        return f"|back after {deleted.deleted_at}" if deleted else ""
-
     def changes_from(self, other: "SyncState") -> bool:
         """Whether this state says something `other` does not (run ids aside)."""
         mine = {k: v for k, v in vars(self).items() if k not in ("run_id", "parent_run_id")}
@@ -202,6 +133,9 @@ class SyncState:
             complete_listing_at=stored.get("complete_listing_at"),
             open_alerted=list(stored.get("open_alerted", [])),
             alerts_since=stored.get("alerts_since"),
+            live_imports=stored.get("live_imports"),
+            key_salt=stored.get("key_salt"),
+            key_fingerprint=stored.get("key_fingerprint"),
         )
 
     def save(self, stored: MutableMapping[str, Any]) -> None:
@@ -218,6 +152,9 @@ class SyncState:
                 "complete_listing_at": self.complete_listing_at,
                 "open_alerted": self.open_alerted,
                 "alerts_since": self.alerts_since,
+                "live_imports": self.live_imports,
+                "key_salt": self.key_salt,
+                "key_fingerprint": self.key_fingerprint,
             }
         )
 
@@ -250,6 +187,7 @@ class RunObserver:
         self._not_found: Dict[str, OpenImport] = {}
         self._deleted: Dict[str, DeletedImport] = {}
         self._back: Set[str] = set()
+        self._quarantined: Set[str] = set()
         self._position = 0
 
     # What a listing showed, in two forms that `tests/test_columnar.py` proves equal.
@@ -310,6 +248,10 @@ class RunObserver:
         """An import marked deleted that this run read again."""
         self._back.add(import_id)
 
+    def quarantined(self, import_id: str) -> None:
+        """An import this run read malformed: an open one stays watched as it was."""
+        self._quarantined.add(import_id)
+
     @property
     def returned(self) -> Set[str]:
         return self._back
@@ -327,11 +269,15 @@ class RunObserver:
         complete_listing: bool = False,
         open_alerted: Optional[Set[str]] = None,
         alerts_since: Optional[str] = None,
+        live_imports: Optional[int] = None,
+        key: Tuple[Optional[str], Optional[str]] = (None, None),
     ) -> SyncState:
         """The state after this run; keeps the previous newest when nothing was listed.
 
         `open_alerted`: the imports alerted as open too long (kept while they stay open);
-        `alerts_since`: when alerts were turned on, None while they are off.
+        `alerts_since`: when alerts were turned on, None while they are off; `live_imports`:
+        the live imports the table holds after this run; `key`: salt and fingerprint of the
+        API key that loaded it.
         """
         now = now or datetime.now(UTC)
         if self.newest is None:
@@ -357,11 +303,19 @@ class RunObserver:
             state.open_imports[import_id] = _open_import(row, refresh_by_id=index >= paged_count)
         for row in self._open_fetched:
             state.open_imports[row["id"]] = _open_import(row, refresh_by_id=True)
+        for import_id in self._quarantined:
+            if import_id in previous.open_imports and import_id not in state.open_imports:
+                kept = previous.open_imports[import_id]
+                state.open_imports[import_id] = OpenImport(
+                    kept.created_at, kept.status, kept.fingerprint, refresh_by_id=True
+                )
         for import_id in self._deleted:
             state.open_imports.pop(import_id, None)
         alerted = previous.open_alerted if open_alerted is None else open_alerted
         state.open_alerted = sorted(set(alerted) & state.open_imports.keys())
         state.alerts_since = alerts_since
+        state.live_imports = live_imports
+        state.key_salt, state.key_fingerprint = key
         # a new run id only when something changed: a quiet run commits no new state
         if state.changes_from(previous):
             state.run_id, state.parent_run_id = uuid.uuid4().hex, previous.run_id

@@ -1,17 +1,16 @@
-"""The intake of one run's rows: each id once, counted, observed for the history and alerts,
-and handed to dlt in batches.
+"""The intake of one run's rows: each id once, compared with what the table holds, counted,
+observed for the history and alerts, and handed to dlt in batches; malformed records set
+aside.
 
 Two intakes behind one interface (`take_page`, `take_fetched`, `finish`, `emit`):
-- `RowIntake`, for a short incremental run: plain rows one by one; it never imports pyarrow,
-  which would cost such a run about a tenth of its time;
-- `TableIntake`, for a run that reads to the end (first run, full listings, filtered runs):
+- `RowIntake`, for a short incremental run: plain rows; it never imports pyarrow, which
+  would cost such a run about a tenth of its time;
+- `TableIntake`, for a run that reads to the end (first run, complete and filtered runs):
   pages collected into batches of `BATCH_ROWS`, each turned into one Arrow table at once.
 
-Each idea they apply exists in a row form and a columnar form, defined side by side and proved
-equal by `tests/test_columnar.py`: parsing (`records.to_row` / `arrow.page_table`), what is
-new or changed (`SyncState.observe` / `observe_table`), what a listing showed
-(`RunObserver.listed` / `listed_table`), history rows (`history_rows` / `history_table`) and
-alerts (`raised_on_rows` / `raised_on_table`).
+Both compare what they read with the table through one rule (`known.compare`); parsing,
+history rows and alerts exist in a row form and a columnar form, defined side by side and
+proved equal by `tests/test_columnar.py`.
 
 Whatever the intake, a row that carries a field this connector does not know is handed to dlt
 as a plain row, so that dlt's normalizer types that field the same way on every run (a
@@ -24,13 +23,25 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Deque, Dict, Iterable, Iterator, List, Mapping, Optional, Set, Tuple
 
-from .alerts import AlertRules, raised_on_open, raised_on_rows, raised_on_table, to_alerts_table
+from .alerts import (
+    AlertRules,
+    raised_on_malformed,
+    raised_on_open,
+    raised_on_rows,
+    raised_on_table,
+    to_alerts_table,
+)
+from .errors import MalformedImportError
 from .history import Observations, history_rows, history_table, to_history_table
 from .incremental import RunObserver, SyncState
-from .records import Row, to_row
-from .settings import BATCH_ROWS, DELETED_STATUS, KNOWN_FIELDS, STATUSES
+from .known import Known, NothingKnown, compare
+from .quarantine import quarantine_row, to_quarantine_table
+from .records import Row, fingerprint, to_row
+from .settings import BATCH_ROWS, KNOWN_FIELDS, STATUSES
 
 logger = logging.getLogger("resend_imports")
+
+LOGGED_MALFORMED = 10  # records set aside named one by one in a run; the summary counts all
 
 
 @dataclass
@@ -45,6 +56,7 @@ class SyncReport:
     refreshed_by_id: int = 0
     not_found: int = 0
     deleted: int = 0
+    quarantined: int = 0  # malformed records set aside
     requests: int = 0
     retries: int = 0
     rate_limited: int = 0
@@ -54,22 +66,22 @@ class SyncReport:
 
 @dataclass(frozen=True)
 class Alerting:
-    """The alert rules of this run, its clock, whether it is the first with alerts on, and
-    the status of each import marked deleted when it was (for one that comes back)."""
+    """The alert rules of this run, its clock, and whether it is the first with alerts on."""
 
     rules: AlertRules
     now: datetime
     first_alerting_run: bool
-    before_deletion: Mapping[str, Optional[str]]
 
-    def on_rows(self, seen: List[Row], history: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
-        return raised_on_rows(seen, history, *self._context())
+    def on_rows(
+        self, seen: List[Row], history: List[Dict[str, Any]], before: List[Optional[str]]
+    ) -> List[Dict[str, Any]]:
+        return raised_on_rows(seen, history, before, *self._context())
 
-    def on_table(self, seen: Any, history: Any) -> List[Dict[str, Any]]:
-        return raised_on_table(seen, history, *self._context())
+    def on_table(self, seen: Any, history: Any, before: List[Optional[str]]) -> List[Any]:
+        return raised_on_table(seen, history, before, *self._context())
 
-    def _context(self) -> Tuple[AlertRules, datetime, bool, Mapping[str, Optional[str]]]:
-        return self.rules, self.now, self.first_alerting_run, self.before_deletion
+    def _context(self) -> Tuple[AlertRules, datetime, bool]:
+        return self.rules, self.now, self.first_alerting_run
 
     def on_open(self, observer: RunObserver, alerted: List[str]) -> Tuple[List[Any], Set[str]]:
         rows = observer.open_rows()
@@ -91,7 +103,8 @@ class LoggedOnce:
 
 
 class Intake:
-    """What both intakes share: the ids of the last pages, the counts, the observations."""
+    """What both intakes share: the ids of the last pages, the comparison with the table,
+    the counts, the observations and the records set aside."""
 
     def __init__(
         self,
@@ -100,12 +113,14 @@ class Intake:
         observer: RunObserver,
         columns: Mapping[str, Any],
         alerting: Alerting,
+        knowledge: Optional[NothingKnown] = None,
     ) -> None:
         self.previous = previous
         self.report = report
         self.observer = observer
         self.columns = columns
         self.alerting = alerting
+        self.knowledge = knowledge or NothingKnown()
         # ids of the last two pages (batches), against an API that repeats a row across a
         # page boundary; a set of every id would grow with the history
         self.recent: Deque[Set[str]] = deque([set(), set()], maxlen=2)
@@ -118,12 +133,15 @@ class Intake:
         self.oldest_listed: Optional[datetime] = None  # of the last page taken in
         self.batch_rows = 0
         self.observations = Observations()
+        self.quarantined: List[Dict[str, Any]] = []  # set aside, not yet handed to dlt
+        self.quarantine_keys: Set[str] = set()  # set aside by this run
 
     def take_page(self, page: List[Any], seen_at: datetime) -> None:
         raise NotImplementedError
 
-    def take_fetched(self, raw: Dict[str, Any], row: Row, seen_at: datetime) -> bool:
-        """Takes an import read by id; False when this run already yielded it."""
+    def take_fetched(self, raw: Any, seen_at: datetime) -> Optional[Row]:
+        """Takes an import read by id; its row, or None when this run already took it or
+        set it aside."""
         raise NotImplementedError
 
     def finish(self) -> None:
@@ -136,10 +154,51 @@ class Intake:
         """
         raise NotImplementedError
 
-    def _alerts(self, raised: List[Dict[str, Any]]) -> Iterator[Any]:
-        if raised:
-            self.report.alerts_raised += len(raised)
-            yield to_alerts_table(raised)
+    def _parse(self, raw: Any, seen_at: datetime) -> Optional[Row]:
+        """The row of a record, or None when it is malformed (then set aside, once a run;
+        an import read malformed counts as read: it is not fetched again by id)."""
+        try:
+            return to_row(raw)
+        except MalformedImportError as error:
+            row = quarantine_row(raw, error, seen_at)
+            import_id = row["import_id"]
+            if import_id is not None:
+                self.observer.quarantined(import_id)
+                if import_id in self.previously_open:
+                    self.previously_open_seen.add(import_id)
+            if row["quarantine_key"] not in self.quarantine_keys:
+                self.quarantine_keys.add(row["quarantine_key"])
+                self.report.quarantined += 1
+                if self.report.quarantined <= LOGGED_MALFORMED:
+                    logger.warning(
+                        "set aside a malformed record (%s): %s",
+                        error.reason,
+                        row["quarantine_key"],
+                    )
+                self.quarantined.append(row)
+            return None
+
+    def _compare(
+        self,
+        ids: List[str],
+        created_at: List[datetime],
+        printed: List[str],
+        seen_at: List[datetime],
+    ) -> None:
+        """Compares accepted rows with the table: counts and observations."""
+        known: List[Optional[Known]] = self.knowledge.lookup(ids, created_at, printed)
+        comparison = compare(printed, known)
+        for import_id, previous in zip(ids, known, strict=True):
+            if previous is not None and previous.deleted_at is not None:
+                self.observer.back(import_id)
+        self.report.rows += len(ids)
+        self.report.new += sum(previous is None for previous in known)
+        self.report.updated += sum(
+            observed and previous is not None
+            for observed, previous in zip(comparison.observed, known, strict=True)
+        )
+        self.batch_rows += len(ids)
+        self.observations.extend(comparison, seen_at)
 
     def _first_sighting(self, import_id: str) -> bool:
         if any(import_id in ids for ids in self.recent):
@@ -147,70 +206,87 @@ class Intake:
         self.recent[-1].add(import_id)
         if import_id in self.previously_open:
             self.previously_open_seen.add(import_id)
-        if import_id in self.previous.deleted:
-            self.observer.back(import_id)
         return True
 
-    def _count(self, observed: List[bool], previous_status: List[Optional[str]]) -> None:
-        updated = sum(status is not None for status in previous_status)
-        self.report.rows += len(observed)
-        self.report.new += sum(observed) - updated
-        self.report.updated += updated
-        self.batch_rows += len(observed)
+    def _log_unusual(self, raw: Mapping[str, Any]) -> None:
+        self.new_fields.log(sorted(raw.keys() - KNOWN_FIELDS))
+        self.new_statuses.log([status] if (status := raw.get("status")) not in STATUSES else [])
+
+    def _emit_quarantined(self) -> Iterator[Any]:
+        if self.quarantined:
+            yield to_quarantine_table(self.quarantined)
+            yield from self._alerts(raised_on_malformed(self.quarantined, *self._malformed()))
+            self.quarantined = []
+
+    def _malformed(self) -> Tuple[AlertRules, datetime]:
+        return self.alerting.rules, self.alerting.now
+
+    def _alerts(self, raised: List[Dict[str, Any]]) -> Iterator[Any]:
+        if raised:
+            self.report.alerts_raised += len(raised)
+            yield to_alerts_table(raised)
 
 
 class RowIntake(Intake):
-    """A short incremental run: plain rows, one by one."""
+    """A short incremental run: plain rows."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.batch: List[Row] = []
 
     def take_page(self, page: List[Any], seen_at: datetime) -> None:
+        accepted: List[Row] = []
         for raw in page:
-            row = to_row(raw)
+            row = self._parse(raw, seen_at)
+            if row is None:
+                continue
             self.oldest_listed = row["created_at"]  # the listing is newest first
-            if self._accept(raw, row, seen_at):
-                self.observer.listed(row)
+            if self._first_sighting(row["id"]):
+                self._log_unusual(raw)
+                accepted.append(row)
+        self._accept(accepted, seen_at)
+        for row in accepted:
+            self.observer.listed(row)
         self.recent.append(set())
 
-    def take_fetched(self, raw: Dict[str, Any], row: Row, seen_at: datetime) -> bool:
-        return self._accept(raw, row, seen_at)
+    def take_fetched(self, raw: Any, seen_at: datetime) -> Optional[Row]:
+        row = self._parse(raw, seen_at)
+        if row is None or not self._first_sighting(row["id"]):
+            return None
+        self._log_unusual(raw)
+        self._accept([row], seen_at)
+        return row
 
-    def _accept(self, raw: Dict[str, Any], row: Row, seen_at: datetime) -> bool:
-        if not self._first_sighting(row["id"]):
-            return False
-        self.new_fields.log(sorted(raw.keys() - KNOWN_FIELDS))
-        self.new_statuses.log([status] if (status := raw.get("status")) not in STATUSES else [])
-        observed, previous_status = self.previous.observe(row)
-        self._count([observed], [previous_status])
-        suffix = self.previous.history_key_suffix(row["id"])
-        self.observations.add(observed, previous_status, seen_at, suffix)
-        self.batch.append(row)
-        return True
+    def _accept(self, rows: List[Row], seen_at: datetime) -> None:
+        if rows:
+            ids = [row["id"] for row in rows]
+            created = [row["created_at"] for row in rows]
+            printed = [fingerprint(row) for row in rows]
+            self._compare(ids, created, printed, [seen_at] * len(rows))
+            self.batch += rows
 
     def emit(self, flush: bool = False) -> Iterator[Any]:
+        yield from self._emit_quarantined()
         if not self.batch_rows or not (flush or self.batch_rows >= BATCH_ROWS):
             return
         yield self.batch
         history = history_rows(self.batch, self.observations)
         if history:
             yield to_history_table(history)
-            observed = self.observations.observed
-            seen = [row for row, o in zip(self.batch, observed, strict=True) if o]
-            yield from self._alerts(self.alerting.on_rows(seen, history))
+            chosen = self.observations.chosen()
+            seen = [self.batch[i] for i in chosen]
+            before = [self.observations.before[i] for i in chosen]
+            yield from self._alerts(self.alerting.on_rows(seen, history, before))
         self.batch, self.batch_rows, self.observations = [], 0, Observations()
 
 
 class TableIntake(Intake):
     """A run that reads to the end: pages collected into batches, each one Arrow table."""
 
-    def __init__(self, *args: Any, collect_ids: bool = False, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.pages: List[Any] = []  # items of listed pages not yet turned into a table
         self.pages_seen_at: List[datetime] = []
-        self.collect_ids = collect_ids  # a complete listing that reconciles the table
-        self.ids: List[Any] = []  # then: Arrow arrays of every id accepted
         # (Arrow table, None or the same rows as dicts when they carry an unknown field)
         self.tables: List[Tuple[Any, Optional[List[Row]]]] = []
 
@@ -223,19 +299,22 @@ class TableIntake(Intake):
     def finish(self) -> None:
         if not self.pages:
             return
-        table, rows = _listed_table(self.pages, self.new_fields, self.columns)
-        kept = self._accept_table(table, rows, self.pages_seen_at)
+        table, rows, seen_at = self._listed_table(self.pages, self.pages_seen_at)
+        kept = self._accept_table(table, rows, seen_at)
         self.observer.listed_table(kept)
         self.pages, self.pages_seen_at = [], []
         self.recent.append(set())
 
-    def take_fetched(self, raw: Dict[str, Any], row: Row, seen_at: datetime) -> bool:
+    def take_fetched(self, raw: Any, seen_at: datetime) -> Optional[Row]:
         from . import arrow
 
-        self.new_fields.log(sorted(raw.keys() - KNOWN_FIELDS))
+        row = self._parse(raw, seen_at)
+        if row is None:
+            return None
+        self._log_unusual(raw)
         rows = [row] if row.keys() - self.columns.keys() else None  # a new field: dlt types it
         table = arrow.to_arrow([row], self.columns)
-        return bool(self._accept_table(table, rows, [seen_at]).num_rows)
+        return row if self._accept_table(table, rows, [seen_at]).num_rows else None
 
     def _accept_table(self, table: Any, rows: Optional[List[Row]], seen_at: List[datetime]) -> Any:
         from . import arrow
@@ -244,24 +323,17 @@ class TableIntake(Intake):
         kept = arrow.keep(table, first)
         kept_rows = None if rows is None else [r for r, k in zip(rows, first, strict=True) if k]
         self.new_statuses.log(arrow.unknown_statuses(kept, STATUSES))
-        observed, previous_status = self.previous.observe_table(kept)
-        self._count(observed, previous_status)
-        suffixes = [""] * kept.num_rows
-        if DELETED_STATUS in previous_status:  # imports back: only then a suffix to look up
-            ids = kept.column("id").to_pylist()
-            suffixes = [self.previous.history_key_suffix(import_id) for import_id in ids]
-        self.observations.extend(
-            observed,
-            previous_status,
+        self._compare(
+            kept.column("id").to_pylist(),
+            kept.column("created_at").to_pylist(),
+            arrow.fingerprints(kept),
             [at for at, keep in zip(seen_at, first, strict=True) if keep],
-            suffixes,
         )
-        if self.collect_ids:
-            self.ids.append(kept.column("id"))
         self.tables.append((kept, kept_rows))
         return kept
 
     def emit(self, flush: bool = False) -> Iterator[Any]:
+        yield from self._emit_quarantined()
         if not self.batch_rows or not (flush or self.batch_rows >= BATCH_ROWS):
             return
         import pyarrow as pa
@@ -279,28 +351,28 @@ class TableIntake(Intake):
         if history is not None:
             yield to_history_table(arrow.with_dlt_columns(history))
             seen = imports.filter(pa.array(self.observations.observed))
-            yield from self._alerts(self.alerting.on_table(seen, history))
+            before = [self.observations.before[i] for i in self.observations.chosen()]
+            yield from self._alerts(self.alerting.on_table(seen, history, before))
         self.tables, self.batch_rows, self.observations = [], 0, Observations()
 
-    def listed_ids(self) -> List[Any]:
-        """The ids of every import accepted (with `collect_ids`), as Arrow arrays; once."""
-        ids, self.ids = self.ids, []
-        return ids
+    def _listed_table(
+        self, items: List[Any], seen_at: List[datetime]
+    ) -> Tuple[Any, Optional[List[Row]], List[datetime]]:
+        """Listed items as one Arrow table of the known columns, in one columnar pass or row
+        by row if need be (malformed records set aside); and, when any item has a field this
+        connector does not know, the rows themselves, for dlt's normalizer to type."""
+        from . import arrow
 
-
-def _listed_table(
-    items: List[Any], new_fields: LoggedOnce, columns: Mapping[str, Any]
-) -> Tuple[Any, Optional[List[Row]]]:
-    """Listed items as one Arrow table of the known columns, in one columnar pass or row by
-    row if need be; and, when any item has a field this connector does not know, the rows
-    themselves, for dlt's normalizer to type."""
-    from . import arrow
-
-    table = arrow.page_table(items, columns)
-    if table is not None:
-        return table, None
-    rows = [to_row(raw) for raw in items]  # validates: names the import of a malformed value
-    for raw in items:
-        new_fields.log(sorted(raw.keys() - KNOWN_FIELDS))
-    extra = any(row.keys() - columns.keys() for row in rows)
-    return arrow.to_arrow(rows, columns), rows if extra else None
+        table = arrow.page_table(items, self.columns)
+        if table is not None:
+            return table, None, seen_at
+        rows: List[Row] = []
+        kept_at: List[datetime] = []
+        for raw, at in zip(items, seen_at, strict=True):
+            row = self._parse(raw, at)
+            if row is not None:
+                self.new_fields.log(sorted(raw.keys() - KNOWN_FIELDS))
+                rows.append(row)
+                kept_at.append(at)
+        extra = any(row.keys() - self.columns.keys() for row in rows)
+        return arrow.to_arrow(rows, self.columns), rows if extra else None, kept_at

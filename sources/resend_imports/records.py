@@ -5,12 +5,16 @@ import re
 from datetime import datetime
 from typing import Any, Dict, Mapping, Optional
 
-from .errors import ResendDataError
+from .errors import MalformedImportError
 from .settings import COUNT_FIELDS, KNOWN_FIELDS, TERMINAL_STATUSES
 
-# PostgreSQL-style (`2026-05-15 18:32:37.823+00`) or ISO (`2026-05-15T18:32:37.823Z`).
-TIMESTAMP_PATTERN = r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}(:?\d{2})?)"
-_TIMESTAMP = re.compile(TIMESTAMP_PATTERN)
+# PostgreSQL-style (`2026-05-15 18:32:37.823+00`) or ISO (`2026-05-15T18:32:37.823Z`), with
+# any number of fractional digits: beyond microseconds (a nanosecond clock) they are cut off.
+_DATE_TIME = r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}"
+_OFFSET = r"(Z|[+-]\d{2}(:?\d{2})?)"
+_TIMESTAMP = re.compile(rf"({_DATE_TIME})(\.\d+)?{_OFFSET}")
+# What Arrow's own cast reads (at most microseconds); anything else goes row by row.
+MICROSECOND_TIMESTAMP_PATTERN = rf"{_DATE_TIME}(\.\d{{1,6}})?{_OFFSET}"
 
 Row = Dict[str, Any]
 
@@ -18,14 +22,16 @@ _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 def parse_timestamp(value: str) -> datetime:
-    """Parses a Resend timestamp into a timezone-aware datetime.
+    """Parses a Resend timestamp into a timezone-aware datetime (microsecond precision).
 
     Raises:
         ValueError: the value is not a timestamp with an offset in a format Resend uses.
     """
-    if not isinstance(value, str) or not _TIMESTAMP.fullmatch(value):
+    match = _TIMESTAMP.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
         raise ValueError(value)
-    return datetime.fromisoformat(value)
+    fraction = (match.group(2) or "")[:7]  # the dot and six digits
+    return datetime.fromisoformat(f"{match.group(1)}{fraction}{match.group(3)}")
 
 
 def is_terminal(status: Any) -> bool:
@@ -40,18 +46,24 @@ def _timestamp_field(raw: Mapping[str, Any], field: str, import_id: str) -> Opti
     try:
         return parse_timestamp(value)  # type: ignore[arg-type]
     except ValueError:
-        raise ResendDataError(
-            f"import {import_id}: unparseable {field} {value!r}"
-            " (expected e.g. '2026-05-15 18:32:37.823+00')"
+        raise MalformedImportError(
+            import_id,
+            f"unparseable {field} {value!r} (expected e.g. '2026-05-15 18:32:37.823+00')",
         ) from None
 
 
 def _count_field(counts: Mapping[str, Any], field: str, import_id: str) -> Optional[int]:
+    """A count as a whole number: an integral float (`10.0`, as some serializers write
+    integers) is one; text, booleans and fractions are not."""
     value = counts.get(field)
     if value is None:
         return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ResendDataError(f"import {import_id}: counts.{field} is not an integer: {value!r}")
+        raise MalformedImportError(import_id, f"counts.{field} is not an integer: {value!r}")
+    if not _INT64_MIN <= value <= _INT64_MAX:
+        raise MalformedImportError(import_id, f"counts.{field} = {value} does not fit 64 bits")
     return value
 
 
@@ -60,16 +72,18 @@ def to_row(raw: Any) -> Row:
 
     Timestamps become timezone-aware datetimes and `counts` becomes `counts__*` columns
     (all None when `counts` is absent). Unknown fields become new columns: scalars as they
-    are, objects flattened into `field__key` columns, lists as JSON text.
+    are, objects flattened into `field__key` columns, lists as JSON text; the same holds for
+    keys Resend may add inside `counts` (`counts.by_reason` becomes `counts__by_reason__*`).
 
     Raises:
-        ResendDataError: no id, an unparseable timestamp, or a count that is not an integer.
+        MalformedImportError: not an object, no id, an unparseable timestamp, one of the five
+            counts not a whole number, or a whole number no 64-bit column holds.
     """
     if not isinstance(raw, dict):
-        raise ResendDataError(f"a contact import is not a JSON object: {str(raw)[:80]!r}")
+        raise MalformedImportError(None, f"a contact import is not a JSON object: {_short(raw)}")
     import_id = raw.get("id")
     if not isinstance(import_id, str) or not import_id:
-        raise ResendDataError(f"a contact import has no id: {str(raw)[:120]!r}")
+        raise MalformedImportError(None, f"a contact import has no id: {_short(raw)}")
 
     row: Row = {}
     for key, value in raw.items():
@@ -85,12 +99,21 @@ def to_row(raw: Any) -> Row:
     if counts is None:
         counts = {}
     elif not isinstance(counts, dict):
-        raise ResendDataError(f"import {import_id}: counts is not an object: {counts!r}")
+        raise MalformedImportError(import_id, f"counts is not an object: {_short(counts)}")
     for field in COUNT_FIELDS:
         row[f"counts__{field}"] = _count_field(counts, field, import_id)
     for field in counts.keys() - set(COUNT_FIELDS):
-        row[f"counts__{field}"] = _count_field(counts, field, import_id)
+        _flatten_unknown(f"counts__{field}", counts[field], row, import_id)
     return row
+
+
+def _short(value: Any) -> str:
+    """A value as one short line of JSON, for a reason that names what was wrong."""
+    try:
+        text = json.dumps(value, default=str)
+    except ValueError:
+        text = repr(value)
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 def _flatten_unknown(name: str, value: Any, row: Row, import_id: str) -> None:
@@ -98,7 +121,7 @@ def _flatten_unknown(name: str, value: Any, row: Row, import_id: str) -> None:
     an object becomes `name__key` columns, a list one column of JSON text.
 
     Raises:
-        ResendDataError: a whole number no destination's integer column holds.
+        MalformedImportError: a whole number no destination's integer column holds.
     """
     if isinstance(value, dict):
         for key, inner in value.items():
@@ -110,21 +133,31 @@ def _flatten_unknown(name: str, value: Any, row: Row, import_id: str) -> None:
         and not isinstance(value, bool)
         and not _INT64_MIN <= value <= _INT64_MAX
     ):
-        raise ResendDataError(
-            f"import {import_id}: field {name.replace('__', '.')} = {value} does not fit a"
-            " 64-bit integer column; no table was changed"
+        raise MalformedImportError(
+            import_id,
+            f"field {name.replace('__', '.')} = {value} does not fit a 64-bit integer column",
         )
     else:
         row[name] = value
 
 
 def fingerprint(row: Mapping[str, Any]) -> str:
-    """What can change on an open import (status and counts), as one comparable string.
+    """What can change on an import that a sync records (status and counts), as one
+    comparable string: `status|total|created|updated|skipped|failed`, empty for NULL.
 
-    The state keeps it for each open import; `history.observation_key` (and its columnar
-    twin `history.history_table`) key a history row by the import's id and this string.
+    A run compares it with the fingerprint of the row the table holds (`known`); the history
+    keys a row by the import's id and this string.
     """
     counts = (
         "" if row.get(f"counts__{f}") is None else str(row[f"counts__{f}"]) for f in COUNT_FIELDS
     )
     return "|".join([row.get("status") or "", *counts])
+
+
+def fingerprint_parts(value: str) -> tuple[str, Dict[str, Optional[int]]]:
+    """The status and the counts a fingerprint holds (its inverse, for the alert rules)."""
+    status, *counts = value.split("|")
+    return status, {
+        field: int(count) if count else None
+        for field, count in zip(COUNT_FIELDS, counts, strict=False)
+    }

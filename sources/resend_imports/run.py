@@ -1,48 +1,71 @@
 """One run of the `contact_imports` resource, step by step.
 
 The resource in `__init__` is a few lines over `sync_contact_imports`; what becomes of the
-rows it reads is the intake's job (`intake`).
+rows it reads is the intake's job (`intake`), and what they are compared with is the table's
+(`known`). Before it lists anything, a run checks what it is about to trust: the state
+committed with the table (it wins over the local copy), that dlt's staging dataset is not a
+dataset of somebody else's, that the table still holds the live imports the state counted,
+and that the API key is the one that loaded it. When the table or the key say otherwise, the
+run says so in one line and lists every import to repair the table in the same run.
 """
 
 import logging
+import secrets
+from contextlib import ExitStack
 from copy import deepcopy
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Dict, Iterator, List, Mapping, Optional
 
 import dlt
+from dlt.common.schema.utils import has_table_seen_data
 
-from . import destination
-from .alerts import AlertRules, to_alerts_table
+from .alerts import ALERTS_TABLE, AlertRules, to_alerts_table
 from .client import ResendClient
+from .destination import DestinationReader, TableHealth, running_pipeline
 from .errors import ResendConfigError
-from .history import deletion_rows, to_history_table
-from .incremental import DeletedImport, RunObserver, SyncState
+from .history import HISTORY_TABLE, deletion_rows, to_history_table
+from .incremental import RunObserver, SyncState
 from .intake import Alerting, Intake, RowIntake, SyncReport, TableIntake
-from .records import to_row
-from .settings import MAX_PAGE_SIZE, STATUSES
+from .known import NothingKnown, StateKnowledge, TableCopy, TableLookups
+from .quarantine import QUARANTINE_TABLE
+from .settings import MAX_PAGE_SIZE, STATUSES, TABLE_NAME
 
 logger = logging.getLogger("resend_imports")
 
+FIRST = "first"
+FULL = "full"
+SCHEDULED = "scheduled full"
+INCREMENTAL = "incremental"
+FILTERED = "filtered"
+REPAIR = "repair"  # the table does not hold what the state describes
+ANOTHER_KEY = "another key"  # the API key is not the one that loaded the table
 
-def _mode(
-    previous: SyncState,
-    status: Optional[str],
-    full_refresh: bool,
-    now: datetime,
-    full_refresh_every_days: float,
-) -> str:
-    if status is not None:
-        return "filtered"
-    if previous.is_empty:
-        return "first"
-    if full_refresh:
-        return "full"
-    if previous.complete_listing_due(now, full_refresh_every_days):
-        return "scheduled full"
-    return "incremental"
+WRITTEN_TABLES = (TABLE_NAME, HISTORY_TABLE, ALERTS_TABLE, QUARANTINE_TABLE)
 
 
-def _start_from_committed_state(pipeline: dlt.Pipeline, stored: Dict[str, Any]) -> bool:
+@dataclass(frozen=True)
+class RunOptions:
+    """The settings of one run of the resource."""
+
+    page_size: int
+    status: Optional[str]
+    full_refresh: bool
+    gone_after_runs: int
+    full_refresh_every_days: float
+
+
+@dataclass
+class Checked:
+    """What the checks before the listing found."""
+
+    empty_destination: bool = True  # no dataset or state: nothing to read
+    readable: bool = False  # a SQL database: the table can be read and counted
+    health: Optional[TableHealth] = None  # None: the destination cannot be read with SQL
+    repair: Optional[str] = None  # why the table does not hold what the state describes
+
+
+def _start_from_committed_state(reader: DestinationReader, stored: Dict[str, Any]) -> bool:
     """Makes the run continue from the state committed with the table it loads into.
 
     The local copy differs after a restored backup, a run on another dataset or destination
@@ -50,14 +73,14 @@ def _start_from_committed_state(pipeline: dlt.Pipeline, stored: Dict[str, Any]) 
     destination that holds none makes this a first run. Returns whether the destination holds
     nothing at all (no dataset or state table: no table to read either).
     """
-    known, committed, empty = destination.committed_state(pipeline)
+    known, committed, empty = reader.committed_state()
     if not known or committed == dict(stored):
         return empty
     if stored or committed:
         logger.warning(
             "the incremental state in %s differs from the local copy (a restored backup,"
             " another dataset or a wiped folder): continuing from the destination's%s",
-            pipeline.dataset_name,
+            reader.dataset,
             "" if committed else " (none: this is a first run)",
         )
     stored.clear()
@@ -65,21 +88,116 @@ def _start_from_committed_state(pipeline: dlt.Pipeline, stored: Dict[str, Any]) 
     return empty
 
 
+def _check_destination(
+    reader: DestinationReader, stored: Dict[str, Any], pipeline: dlt.Pipeline
+) -> Checked:
+    """The state from the destination, then the staging dataset and the tables."""
+    checked = Checked(_start_from_committed_state(reader, stored), reader.readable)
+    taken = reader.staging_dataset_of_its_own()
+    if taken is not None:
+        raise ResendConfigError(
+            f"dlt would merge {reader.dataset} through the staging dataset {taken}, which is a"
+            " dataset of its own (it holds dlt loads): its tables would be replaced. Set"
+            " another staging_dataset_name_layout (e.g. DESTINATION__STAGING_DATASET_NAME_LAYOUT"
+            "='%s__dlt_staging') or use another dataset name; nothing was written"
+        )
+    if checked.empty_destination or not reader.readable:
+        return checked
+    columns = reader.storage_columns(WRITTEN_TABLES)
+    schema_tables: Dict[str, Any] = (
+        pipeline.default_schema.tables if pipeline.default_schema_name else {}
+    )
+    missing = [
+        name
+        for name in WRITTEN_TABLES
+        if not columns.get(name)
+        and name in schema_tables
+        and has_table_seen_data(schema_tables[name])
+    ]
+    if missing:
+        logger.warning(
+            "%s missing from %s (dropped or renamed by a person?): created again",
+            ", ".join(missing) + (" is" if len(missing) == 1 else " are"),
+            reader.dataset,
+        )
+        reader.recreate_tables(missing)
+    checked.health = reader.table_health(columns.get(TABLE_NAME, []))
+    return checked
+
+
+def _repair_reason(previous: SyncState, checked: Checked, dataset: str) -> Optional[str]:
+    """Why the table does not hold what the state describes, or None."""
+    health = checked.health
+    if previous.is_empty or health is None:
+        return None
+    table = f"{dataset}.{TABLE_NAME}"
+    if health.live is None:
+        return f"{table} was missing (dropped or renamed by a person?)"
+    if previous.live_imports is not None and health.live < previous.live_imports:
+        return (
+            f"{table} holds {health.live:,} live imports where the last run left"
+            f" {previous.live_imports:,} (rows deleted, or the table replaced, by a person?)"
+        )
+    return None
+
+
+def _mode(
+    previous: SyncState,
+    options: RunOptions,
+    now: datetime,
+    key_changed: bool,
+    repair: Optional[str],
+) -> str:
+    if options.status is not None:
+        return FILTERED
+    if previous.is_empty:
+        return FIRST
+    if key_changed:
+        return ANOTHER_KEY
+    if repair is not None:
+        return REPAIR
+    if options.full_refresh:
+        return FULL
+    if previous.complete_listing_due(now, options.full_refresh_every_days):
+        return SCHEDULED
+    return INCREMENTAL
+
+
+def _knowledge(
+    reader: Optional[DestinationReader], checked: Checked, previous: SyncState, complete: bool
+) -> NothingKnown:
+    """Where this run reads what the table holds (see `known`)."""
+    if reader is None or checked.health is None:
+        if reader is not None and checked.empty_destination:
+            return NothingKnown()
+        return StateKnowledge(previous)
+    if checked.health.live is None:
+        return NothingKnown()  # the table is new (again)
+    if complete:
+        return TableCopy(reader, checked.health.columns)
+    return TableLookups(reader, checked.health.columns)
+
+
 def _refresh_unlisted(
     client: ResendClient,
     intake: Intake,
     previous: SyncState,
-    gone_after_runs: int,
+    options: RunOptions,
     complete: bool,
+    another_key: bool,
 ) -> List[str]:
     """Fetches by id every import open at the last run that this listing did not return.
 
     Returns the ids concluded gone: those that answered 404 on `gone_after_runs`
-    consecutive runs, or at once when a complete listing also omitted them.
+    consecutive runs, or at once when a complete listing also omitted them (without a
+    request when the key is another one: the listing is that key's account).
     """
     gone: List[str] = []
     for import_id, known in previous.open_imports.items():
         if import_id in intake.previously_open_seen:
+            continue
+        if another_key:
+            gone.append(import_id)
             continue
         fetched = client.get_import(import_id)
         if fetched is not None:
@@ -87,7 +205,7 @@ def _refresh_unlisted(
             continue
         intake.report.not_found += 1
         misses = known.missing_runs + 1
-        if complete or misses >= gone_after_runs:
+        if complete or misses >= options.gone_after_runs:
             gone.append(import_id)
             continue
         intake.observer.not_found(import_id, known)
@@ -95,18 +213,14 @@ def _refresh_unlisted(
             "import %s answered 404 (%d of %d runs before it is marked deleted)",
             import_id,
             misses,
-            gone_after_runs,
+            options.gone_after_runs,
         )
     return gone
 
 
-def _recheck_deleted(
-    client: ResendClient, intake: Intake, previous: SyncState, complete: bool
-) -> None:
+def _recheck_deleted(client: ResendClient, intake: Intake, previous: SyncState) -> None:
     """Fetches by id the imports marked deleted lately that this run has not read: one that
     answers again was not deleted (its row and history say so); a 404 keeps it deleted."""
-    if complete:
-        return  # the complete listing has shown every import that exists
     for import_id in previous.deleted:
         if import_id in intake.observer.returned:
             continue
@@ -118,60 +232,62 @@ def _recheck_deleted(
 
 
 def _reconcile_with_table(
-    client: ResendClient,
-    intake: Intake,
-    pipeline: dlt.Pipeline,
-    previous: SyncState,
-    already: List[str],
+    client: ResendClient, intake: Intake, another_key: bool, already: List[str]
 ) -> List[str]:
-    """After a complete listing: imports the table holds that the listing did not return are
-    fetched by id; those that answer 404 are gone."""
-    from . import arrow
-
-    assert isinstance(intake, TableIntake)  # a complete listing
-    listed = arrow.combined(intake.listed_ids())
-    unlisted = destination.unlisted_live_ids(pipeline, listed)
+    """After a complete listing: live imports of the table that the listing did not return
+    are fetched by id, and those that answer 404 are gone (all of them, without a request
+    each, when the key is another one)."""
     gone: List[str] = []
-    for import_id in unlisted:
-        if import_id in previous.open_imports or import_id in already:
-            continue  # already fetched by `_refresh_unlisted`
-        fetched = client.get_import(import_id)
-        if fetched is None:
-            intake.report.not_found += 1
-            gone.append(import_id)
-        else:
-            _accept_fetched(intake, fetched)
+    skip = set(already)
+    for chunk in intake.knowledge.unlisted_live_ids():
+        for import_id in chunk:
+            if import_id in skip:
+                continue
+            if another_key:
+                gone.append(import_id)
+                continue
+            fetched = client.get_import(import_id)
+            if fetched is None:
+                intake.report.not_found += 1
+                gone.append(import_id)
+            else:
+                _accept_fetched(intake, fetched)
     return gone
 
 
 def _accept_fetched(intake: Intake, fetched: Dict[str, Any]) -> None:
-    row = to_row(fetched)
-    if intake.take_fetched(fetched, row, datetime.now(UTC)):
+    row = intake.take_fetched(fetched, datetime.now(UTC))
+    if row is not None:
         intake.report.refreshed_by_id += 1
         intake.observer.fetched(row)
 
 
 def _mark_deleted(
-    pipeline: Optional[dlt.Pipeline], gone: List[str], report: SyncReport, observer: RunObserver
+    reader: Optional[DestinationReader], gone: List[str], report: SyncReport, observer: RunObserver
 ) -> Iterator[Any]:
     """The last rows of imports concluded gone, with `deleted_at` set, and their history."""
-    if not gone:
+    if not gone or reader is None or not reader.readable:
+        if gone:
+            logger.warning(
+                "%d gone imports could not be marked deleted: the destination cannot be read",
+                len(gone),
+            )
         return
-    rows = destination.last_rows(pipeline, gone) if pipeline is not None else []
     deleted_at = datetime.now(UTC)
-    for row in rows:
-        row["deleted_at"] = deleted_at
-        observer.deleted(row["id"], deleted_at, row.get("status"))
-        logger.warning("import %s is gone from Resend: marked deleted", row["id"])
-    report.deleted += len(rows)
-    if len(rows) < len(gone):
-        logger.warning(
-            "%d gone imports could not be marked deleted: the destination cannot be read",
-            len(gone) - len(rows),
-        )
-    if rows:
-        yield rows
-        yield to_history_table(deletion_rows(rows, deleted_at))
+    logged = 0
+    for rows in reader.last_rows(gone):
+        for row in rows:
+            row["deleted_at"] = deleted_at
+            observer.deleted(row["id"], deleted_at, row.get("status"))
+            if logged < 10:
+                logger.warning("import %s is gone from Resend: marked deleted", row["id"])
+            logged += 1
+        report.deleted += len(rows)
+        if rows:
+            yield rows
+            yield to_history_table(deletion_rows(rows, deleted_at))
+    if logged > 10:
+        logger.warning("%d more imports gone from Resend: marked deleted", logged - 10)
 
 
 def check_settings(
@@ -212,24 +328,34 @@ def clean_key(key: str) -> str:
     return key
 
 
+def _say_why(mode: str, repair: Optional[str], dataset: str) -> None:
+    if mode == REPAIR:
+        logger.warning("%s: listing every import to repair it", repair)
+    elif mode == ANOTHER_KEY:
+        logger.warning(
+            "the API key is not the one that loaded %s.%s (another Resend account, or a"
+            " rotated key): listing every import; imports of the table that this key's"
+            " account does not return are marked deleted, without a request each",
+            dataset,
+            TABLE_NAME,
+        )
+
+
 def sync_contact_imports(
-    client: ResendClient,
-    columns: Mapping[str, Any],
-    page_size: int,
-    status: Optional[str],
-    full_refresh: bool,
-    gone_after_runs: int,
-    full_refresh_every_days: float,
+    client: ResendClient, columns: Mapping[str, Any], options: RunOptions
 ) -> Iterator[Any]:
-    """One run of `contact_imports`: lists (down to the frontier, or everything), refreshes by
-    id what the listing did not show, marks what is gone, and saves the next state.
+    """One run of `contact_imports`: checks the destination, lists (down to the frontier, or
+    everything), refreshes by id what the listing did not show, marks what is gone, and
+    saves the next state.
 
     Cost model: a first or complete listing makes ceil(N / page_size) list requests; an
     incremental one pages down to the frontier (the oldest open import near the top, else the
     newest import), so a quiet run makes 1; plus one GET per import watched by id (stuck deep
     in history, missing from the listing, or marked deleted in the last
     `RECHECK_DELETED_DAYS`) and, after a complete listing, one per id the table holds that the
-    listing did not return.
+    listing did not return. On the destination: a few catalog queries and a count before the
+    listing, one query per page (incremental), or one streamed copy of the table's ids
+    (complete listing).
     """
     if not client.has_api_key:
         raise ResendConfigError(
@@ -237,60 +363,91 @@ def sync_contact_imports(
             " or api_key under [sources.resend] in .dlt/secrets.toml"
             " (to try the connector without a key: resend-imports demo)"
         )
+    pipeline = running_pipeline()
+    with ExitStack() as cleanup:  # also when the run fails or is interrupted
+        reader = None
+        if pipeline is not None:
+            reader = cleanup.enter_context(DestinationReader(pipeline))
+        yield from _run(client, columns, options, pipeline, reader, cleanup)
+
+
+def _run(
+    client: ResendClient,
+    columns: Mapping[str, Any],
+    options: RunOptions,
+    pipeline: Optional[dlt.Pipeline],
+    reader: Optional[DestinationReader],
+    cleanup: ExitStack,
+) -> Iterator[Any]:
     report = SyncReport()
     rules = AlertRules.from_config()
     stored = dlt.current.resource_state()
-    pipeline = destination.running_pipeline()
-    empty_destination = True
-    if pipeline is not None:
-        empty_destination = _start_from_committed_state(pipeline, stored)
+    checked = Checked(empty_destination=True)
+    if reader is not None and pipeline is not None:
+        checked = _check_destination(reader, stored, pipeline)
     previous = SyncState.load(stored)
     started_at = datetime.now(UTC)
-    report.mode = _mode(previous, status, full_refresh, started_at, full_refresh_every_days)
-    report.status = status
-    frontier = previous.frontier() if report.mode == "incremental" else None
-    complete = frontier is None and status is None
-    readable = complete and not empty_destination
-    in_table = destination.deleted_ids(pipeline) if readable and pipeline else None
-    if in_table:  # imports the table holds as deleted: a listing that shows them is a return
-        previous.deleted = {
-            **{k: DeletedImport(at) for k, at in in_table.items()},
-            **previous.deleted,
-        }
-    observer = RunObserver(page_size)
-    # the first run, or the first with alerts on, raises nothing older than `since_hours`
-    first_alerts = previous.is_empty or previous.alerts_since is None
-    before_deletion = {import_id: gone.status for import_id, gone in previous.deleted.items()}
-    alerting = Alerting(rules, started_at, first_alerts, before_deletion)
-    intake: Intake = (
-        TableIntake(previous, report, observer, columns, alerting, collect_ids=in_table is not None)
-        if frontier is None
-        else RowIntake(previous, report, observer, columns, alerting)
-    )
+    salt = previous.key_salt or secrets.token_hex(8)
+    key_fingerprint = client.key_fingerprint(salt)
+    key_changed = previous.key_fingerprint not in (None, key_fingerprint)
+    dataset = pipeline.dataset_name if pipeline is not None else ""
+    repair = _repair_reason(previous, checked, dataset)
+    report.mode = _mode(previous, options, started_at, key_changed, repair)
+    report.status = options.status
+    _say_why(report.mode, repair, dataset)
+    frontier = previous.frontier() if report.mode == INCREMENTAL else None
+    complete = frontier is None and options.status is None
+    knowledge = _knowledge(reader, checked, previous, complete)
+    cleanup.callback(knowledge.close)
+    observer = RunObserver(options.page_size)
+    # the first run, the first with alerts on, or another account's: nothing older than
+    # `since_hours` is alerted
+    first_alerts = previous.is_empty or previous.alerts_since is None or key_changed
+    alerting = Alerting(rules, started_at, first_alerts)
+    intake_type = TableIntake if frontier is None else RowIntake
+    intake: Intake = intake_type(previous, report, observer, columns, alerting, knowledge)
 
-    expected = destination.row_count(pipeline) if in_table is not None and pipeline else None
-    for page in client.iter_pages(page_size, status=status, expected=expected):
+    expected = checked.health.live if complete and checked.health is not None else None
+    pages = client.iter_pages(options.page_size, status=options.status, expected=expected)
+    for page in pages:
         intake.take_page(page, datetime.now(UTC))
         yield from intake.emit()
         if frontier is not None and intake.oldest_listed and intake.oldest_listed < frontier:
             break  # an incremental run is down to the frontier
     intake.finish()  # the last pages, before the GETs below look at what was listed
 
-    if status is not None:
+    if options.status is not None:
         yield from intake.emit(flush=True)
     else:
-        gone = _refresh_unlisted(client, intake, previous, gone_after_runs, complete)
-        _recheck_deleted(client, intake, previous, complete)
-        if in_table is not None and pipeline is not None:
-            gone += _reconcile_with_table(client, intake, pipeline, previous, gone)
+        another_key = report.mode == ANOTHER_KEY
+        gone = _refresh_unlisted(client, intake, previous, options, complete, another_key)
+        if not complete:
+            _recheck_deleted(client, intake, previous)
+        if knowledge.reconciles:
+            gone += _reconcile_with_table(client, intake, another_key, gone)
+        elif complete and reader is not None and not reader.readable:
+            logger.warning(
+                "%s cannot be read with SQL on this destination: deletions are not"
+                " reconciled by complete listings",
+                TABLE_NAME,
+            )
         yield from intake.emit(flush=True)
-        yield from _mark_deleted(pipeline, gone, report, observer)
+        yield from _mark_deleted(reader, gone, report, observer)
         raised, open_alerted = alerting.on_open(observer, previous.open_alerted)
         if raised:
             report.alerts_raised += len(raised)
             yield to_alerts_table(raised)
         alerts_since = (previous.alerts_since or started_at.isoformat()) if rules.enabled else None
-        state = observer.next_state(previous, started_at, complete, open_alerted, alerts_since)
+        live = _live_imports(previous, checked, report, observer, complete)
+        state = observer.next_state(
+            previous,
+            started_at,
+            complete,
+            open_alerted,
+            alerts_since,
+            live_imports=live,
+            key=(salt, key_fingerprint),
+        )
         state.save(stored)
         report.open_imports = len(state.open_imports)
 
@@ -298,3 +455,23 @@ def sync_contact_imports(
     report.retries = client.stats.retries
     report.rate_limited = client.stats.rate_limited
     dlt.current.resource_metrics().update(vars(report))
+
+
+def _live_imports(
+    previous: SyncState,
+    checked: Checked,
+    report: SyncReport,
+    observer: RunObserver,
+    complete: bool,
+) -> Optional[int]:
+    """The live imports the table holds once this run's load is in: what a complete listing
+    read, or the last count moved by what this run added, brought back and marked deleted."""
+    if not checked.readable:
+        return None  # nothing to count with: no check on the next run either
+    if complete:
+        return report.rows
+    counted = checked.health.live if checked.health is not None else None
+    base = previous.live_imports if previous.live_imports is not None else counted
+    if base is None:
+        return None
+    return base + report.new + len(observer.returned) - report.deleted

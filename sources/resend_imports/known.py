@@ -1,0 +1,231 @@
+"""What a run compares each import it reads with: the row the table holds for it.
+
+An import is *new* when the table does not hold it, *changed* when the table holds it with
+another status or other counts (or marked deleted), and *as before* otherwise; whichever path
+found it (a listing, a GET by id, a late arrival below the newest import seen, a complete
+listing deep in history), the history, the alert rules and the summary see the same thing.
+The table, not the state, is the reference: a state that describes another copy of the
+table, another account or a table a person emptied cannot make a change go unrecorded.
+
+Where the table is read from depends on the run:
+- `NothingKnown`: a first run into an empty destination (nothing to read);
+- `TableLookups`: short runs (incremental, filtered): one query per page for its ids;
+- `TableCopy`: a complete listing of an existing table: the table's ids, statuses and counts
+  are copied once into a scratch DuckDB file, which answers each batch and, at the end,
+  which live imports the listing did not return, in bounded memory whatever the history size;
+- `StateKnowledge`: a destination that is not a SQL database: the state's open imports,
+  deletions and newest import stand in for the table, as before this module existed.
+"""
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Sequence
+
+from .destination import DestinationReader
+from .incremental import SyncState
+from .records import fingerprint, fingerprint_parts
+from .settings import COUNT_FIELDS, DELETED_STATUS
+
+SCRATCH_ROWS_PER_BATCH = 50_000
+SCRATCH_MEMORY_LIMIT = "64MB"
+
+
+@dataclass(frozen=True)
+class Known:
+    """What the table holds of one import."""
+
+    fingerprint: str  # `records.fingerprint` of its row
+    deleted_at: Optional[str] = None  # ISO text when the table holds it as deleted
+
+    @property
+    def status(self) -> Optional[str]:
+        return fingerprint_parts(self.fingerprint)[0] or None
+
+
+class Comparison(NamedTuple):
+    """Rows read by a run compared with what the table holds, row for row."""
+
+    observed: List[bool]  # new, changed, or back after a deletion: a history row
+    previous_status: List[Optional[str]]  # None for a new import, `deleted` for one back
+    before: List[Optional[str]]  # fingerprint before (status before a deletion), for alerts
+    key_suffix: List[str]  # keeps a return after a deletion apart in the history
+
+
+def compare(fingerprints: Sequence[str], known: Sequence[Optional[Known]]) -> Comparison:
+    """The one rule of what a run observes (`Comparison`)."""
+    result = Comparison([], [], [], [])
+    for current, previous in zip(fingerprints, known, strict=True):
+        if previous is None:
+            result.observed.append(True)
+            result.previous_status.append(None)
+            result.before.append(None)
+            result.key_suffix.append("")
+        elif previous.deleted_at is not None:
+            result.observed.append(True)
+            result.previous_status.append(DELETED_STATUS)
+            result.before.append(previous.fingerprint)
+            result.key_suffix.append(f"|back after {previous.deleted_at}")
+        else:
+            result.observed.append(previous.fingerprint != current)
+            result.previous_status.append(previous.status or "")
+            result.before.append(previous.fingerprint)
+            result.key_suffix.append("")
+    return result
+
+
+def _isoformat(value: Any) -> Optional[str]:
+    if value is None:
+        return None
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
+class NothingKnown:
+    """A first run into an empty destination: every import is new."""
+
+    reconciles = False  # whether `unlisted_live_ids` can tell what a listing did not return
+
+    def lookup(
+        self, ids: Sequence[str], created_at: Sequence[datetime], fingerprints: Sequence[str]
+    ) -> List[Optional[Known]]:
+        return [None] * len(ids)
+
+    def unlisted_live_ids(self) -> Iterator[List[str]]:
+        return iter(())
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class TableLookups(NothingKnown):
+    """One query per page (or per import fetched by id) for the ids it holds."""
+
+    def __init__(self, reader: DestinationReader, columns: List[str]) -> None:
+        self.reader = reader
+        self.columns = columns
+
+    def lookup(
+        self, ids: Sequence[str], created_at: Sequence[datetime], fingerprints: Sequence[str]
+    ) -> List[Optional[Known]]:
+        found: Dict[str, Known] = {}
+        for row in self.reader.known_rows(sorted(set(ids)), self.columns):
+            found[row["id"]] = Known(fingerprint(row), _isoformat(row["deleted_at"]))
+        return [found.get(import_id) for import_id in ids]
+
+
+class TableCopy(NothingKnown):
+    """The table's ids, statuses and counts in a scratch DuckDB file, for a complete listing."""
+
+    reconciles = True
+
+    def __init__(self, reader: DestinationReader, columns: List[str]) -> None:
+        import duckdb
+
+        self._folder = tempfile.mkdtemp(prefix="resend-imports-known-")
+        try:
+            self._db = duckdb.connect(
+                os.path.join(self._folder, "known.duckdb"),
+                config={
+                    "memory_limit": SCRATCH_MEMORY_LIMIT,
+                    "threads": 1,
+                    "preserve_insertion_order": False,
+                    "temp_directory": self._folder,
+                },
+            )
+            self._db.execute(
+                "CREATE TABLE known (id VARCHAR, fingerprint VARCHAR, deleted_at TIMESTAMPTZ);"
+                " CREATE TABLE looked (id VARCHAR)"
+            )
+            reader.copy_known(columns, SCRATCH_ROWS_PER_BATCH, self._start, self._take)
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self) -> None:
+        self._db.execute("DELETE FROM known")
+
+    def _take(self, batch: Any) -> None:
+        parts = ", ".join(
+            ["coalesce(status, '')"]
+            + [f"coalesce(CAST(counts__{name} AS VARCHAR), '')" for name in COUNT_FIELDS]
+        )
+        self._db.register("batch", batch)
+        try:
+            self._db.execute(
+                f"INSERT INTO known SELECT id, concat_ws('|', {parts}), deleted_at FROM batch"
+            )
+        finally:
+            self._db.unregister("batch")
+
+    def lookup(
+        self, ids: Sequence[str], created_at: Sequence[datetime], fingerprints: Sequence[str]
+    ) -> List[Optional[Known]]:
+        import pyarrow as pa
+
+        wanted = pa.table(
+            {"position": pa.array(range(len(ids)), pa.int64()), "id": pa.array(ids, pa.string())}
+        )
+        self._db.register("wanted", wanted)
+        try:
+            self._db.execute("INSERT INTO looked SELECT id FROM wanted")
+            found: Any = self._db.sql(
+                "SELECT w.position, k.fingerprint, k.deleted_at"
+                " FROM wanted w JOIN known k ON k.id = w.id"
+            ).to_arrow_table()
+        finally:
+            self._db.unregister("wanted")
+        known: List[Optional[Known]] = [None] * len(ids)
+        for position, printed, deleted_at in zip(
+            *(found.column(index).to_pylist() for index in range(3)), strict=True
+        ):
+            known[position] = Known(printed, _isoformat(deleted_at))
+        return known
+
+    def unlisted_live_ids(self) -> Iterator[List[str]]:
+        """Live imports of the table that no lookup asked for, in chunks."""
+        result = self._db.execute(
+            "SELECT id FROM known k WHERE deleted_at IS NULL"
+            " AND NOT EXISTS (SELECT 1 FROM looked l WHERE l.id = k.id) ORDER BY id"
+        )
+        while rows := result.fetchmany(SCRATCH_ROWS_PER_BATCH):
+            yield [row[0] for row in rows]
+
+    def close(self) -> None:
+        db = getattr(self, "_db", None)
+        if db is not None:
+            db.close()
+        shutil.rmtree(self._folder, ignore_errors=True)
+
+
+class StateKnowledge(NothingKnown):
+    """A destination without SQL: the state's open imports and deletions are what is known;
+    an import it does not name is new when created after the newest import seen (or in that
+    instant under an id not seen), as before otherwise."""
+
+    def __init__(self, state: SyncState) -> None:
+        self.state = state
+        newest = state.newest_created_at
+        self.newest = datetime.fromisoformat(newest) if newest else None
+
+    def lookup(
+        self, ids: Sequence[str], created_at: Sequence[datetime], fingerprints: Sequence[str]
+    ) -> List[Optional[Known]]:
+        known: List[Optional[Known]] = []
+        for import_id, created, printed in zip(ids, created_at, fingerprints, strict=True):
+            deleted = self.state.deleted.get(import_id)
+            opened = self.state.open_imports.get(import_id)
+            if deleted is not None:
+                known.append(Known(f"{deleted.status or ''}|||||", deleted.deleted_at))
+            elif opened is not None:
+                known.append(Known(opened.fingerprint))
+            elif (
+                self.newest is None
+                or created > self.newest
+                or (created == self.newest and import_id not in self.state.newest_ids)
+            ):
+                known.append(None)
+            else:
+                known.append(Known(printed))
+        return known

@@ -1,0 +1,152 @@
+"""One malformed import never stops the others: it is set aside in
+`contact_imports_quarantine` with why, alerted once, and new imports keep arriving; shapes that
+are valid but new (an integral float, an object inside `counts`, nanoseconds) load."""
+
+import json
+from typing import Any, Callable, Dict, List, Optional
+
+import pytest
+
+from .conftest import Account
+
+Rewrite = Callable[[str, Any], Any]
+
+
+def corrupting(targets: Dict[str, Dict[str, Any]]) -> Rewrite:
+    """A rewrite that changes these imports wherever the API returns them."""
+
+    def rewrite(path: str, body: Any) -> Any:
+        for item in body.get("data", [body]):
+            item.update(targets.get(item.get("id"), {}))
+        return body
+
+    return rewrite
+
+
+def quarantine(account: Account) -> List[tuple[Any, ...]]:
+    return account.query(
+        "SELECT import_id, reason, record FROM {dataset}.contact_imports_quarantine"
+        " ORDER BY quarantine_key"
+    )
+
+
+def alerts_of(account: Account, rule: str) -> List[str]:
+    rows = account.query(
+        "SELECT import_id FROM {dataset}.contact_import_alerts WHERE rule = %s ORDER BY 1", rule
+    )
+    return [row[0] for row in rows]
+
+
+def only_about(problems: List[str], import_id: str) -> bool:
+    return all(import_id in problem for problem in problems)
+
+
+MALFORMED: Dict[str, tuple[Dict[str, Any], str]] = {
+    "counts.total as text": ({"counts": {"total": "12"}}, "counts.total is not an integer: '12'"),
+    "counts as a list": ({"counts": [1, 2]}, "counts is not an object: [1, 2]"),
+    "unparseable created_at": ({"created_at": "31/10/2026"}, "unparseable created_at"),
+    "a number no column holds": ({"weight": 2**63}, "field weight = 9223372036854775808"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_a_malformed_import_is_set_aside_alerted_once_and_the_others_load(
+    make_account: Any, destination_name: str, case: str
+) -> None:
+    change, reason = MALFORMED[case]
+    account: Account = make_account(imports=300)
+    pipeline = account.pipeline()
+    account.sync(pipeline)
+    account.store.advance(new=20, seconds=600)
+    # a finished import on the first page: the same record whenever it is read again
+    target = next(i["id"] for i in account.store.truth() if i["status"] in ("completed", "failed"))
+    account.simulator.rewrite = corrupting({target: change})
+    summary = account.sync(pipeline)
+    assert summary.mode == "incremental" and summary.quarantined == 1
+    assert any("set aside 1 malformed record" in line for line in summary.lines())
+    [(import_id, why, record)] = quarantine(account)
+    assert import_id == target and reason in why
+    assert json.loads(record)["id"] == target  # kept as received
+    assert alerts_of(account, "malformed") == [target]
+    problems = account.differences()
+    assert problems and only_about(problems, target)  # every other import is right
+    for _ in range(2):  # the same record read again: no new row, no new alert, no failure
+        account.store.advance(new=5, seconds=600)
+        assert account.sync(pipeline).mode == "incremental"
+        assert len(quarantine(account)) == 1 and alerts_of(account, "malformed") == [target]
+        assert only_about(account.differences(), target)
+    account.simulator.rewrite = None  # Resend fixes the record: it loads
+    account.sync(pipeline, full_refresh=True)
+    assert account.differences() == []
+
+
+def test_a_malformed_import_deep_in_history_does_not_stop_new_imports(
+    make_account: Any, destination_name: str
+) -> None:
+    account: Account = make_account(imports=300, stuck=0)
+    pipeline = account.pipeline()
+    account.sync(pipeline)
+    deep = account.store.truth()[-5]["id"]
+    account.simulator.rewrite = corrupting({deep: {"counts": {"total": "12"}}})
+    account.store.advance(new=8, seconds=600)
+    assert account.sync(pipeline, full_refresh_every_days=1e-9).mode == "scheduled full"
+    assert [row[0] for row in quarantine(account)] == [deep]
+    assert only_about(account.differences(), deep)  # its last good row stays
+    account.store.advance(new=8, seconds=600)
+    summary = account.sync(pipeline)
+    assert summary.mode == "incremental" and summary.new == 8  # the listing was done
+    assert only_about(account.differences(), deep)
+
+
+def test_a_malformed_record_at_the_end_of_every_page_does_not_stop_the_paging(
+    account: Account,
+) -> None:
+    def drop_last_id(path: str, body: Any) -> Any:
+        if body.get("data"):
+            body["data"][-1]["id"] = None
+        return body
+
+    account.simulator.rewrite = drop_last_id
+    summary = account.sync()
+    # each record without an id is listed again, whole, as the first of the next page
+    assert summary.quarantined >= 2
+    missing = [p for p in account.differences() if p.startswith("missing import")]
+    assert len(missing) == 1  # only the last record of the last page never showed its id
+    assert all(row[0] is None for row in quarantine(account))
+
+
+@pytest.mark.parametrize(
+    ("change", "column", "expected"),
+    [
+        ({"counts": {"total": 10.0, "failed": 2}}, "counts__total", 10),
+        (
+            {"counts": {"total": 12, "by_reason": {"invalid_email": 3}}},
+            "counts__by_reason__invalid_email",
+            3,
+        ),
+        ({"completed_at": "2026-10-31 18:32:37.123456789+00"}, "completed_at", None),
+    ],
+)
+def test_valid_new_shapes_load_as_typed_columns(
+    account: Account, change: Dict[str, Any], column: str, expected: Optional[int]
+) -> None:
+    target = account.store.truth()[40]["id"]
+    account.simulator.rewrite = corrupting({target: change})
+    summary = account.sync()
+    assert summary.quarantined == 0
+    [(value,)] = account.query(
+        f"SELECT {column} FROM {{dataset}}.contact_imports WHERE id = %s", target
+    )
+    if column == "completed_at":
+        assert value.microsecond == 123456 and value.second == 37  # cut at microseconds
+    else:
+        assert value == expected
+    assert quarantine(account) == [] if _has_quarantine(account) else True
+
+
+def _has_quarantine(account: Account) -> bool:
+    rows = account.query(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = %s",
+        "contact_imports_quarantine",
+    )
+    return bool(rows[0][0])
