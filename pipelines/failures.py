@@ -48,7 +48,11 @@ def causes(exc: BaseException) -> Iterator[BaseException]:
 
 
 def explain(exc: BaseException) -> Optional[str]:
-    """A one-line message for an expected failure, or None for a bug."""
+    """A one-line message for an expected failure, or None for a bug. The connector's own
+    errors win: they say what happened in its words, wherever dlt wrapped them."""
+    for cause in causes(exc):
+        if isinstance(cause, ResendError):
+            return _explain_one(cause)
     for cause in causes(exc):
         message = _explain_one(cause)
         if message:

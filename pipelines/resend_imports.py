@@ -61,6 +61,9 @@ MODE_TEXT = {
     "another key": "another API key: every import listed and compared with the table",
 }
 
+STAGING_LAYOUT_ENV = "DESTINATION__STAGING_DATASET_NAME_LAYOUT"
+STAGING_LAYOUT = "%s_dlt_staging"
+
 PIPELINE_NAME = "resend_imports"
 DATASET_NAME = "resend"
 DEFAULT_DESTINATION = "duckdb"
@@ -129,8 +132,14 @@ def make_pipeline(
     first load would otherwise take hundreds of MB (one thread is what lets the merge of a
     million imports fit in 64 MB; it costs a few percent of a sync's time). Arrow uses the
     system allocator (unless ARROW_DEFAULT_MEMORY_POOL says otherwise), so that memory freed
-    after a batch is returned.
+    after a batch is returned. dlt merges through a staging dataset named `<dataset>_staging`
+    by default, which is a name people give their own datasets (`resend` and
+    `resend_staging`): unless a `staging_dataset_name_layout` is configured, it is
+    `<dataset>_dlt_staging` here (the source refuses to merge through a staging dataset
+    that is a dataset of its own, whatever the layout).
     """
+    if not _staging_layout_configured(destination):
+        os.environ.setdefault(STAGING_LAYOUT_ENV, STAGING_LAYOUT)
     os.environ.setdefault(DUCKDB_CONFIG_ENV, DEFAULT_DUCKDB_CONFIG)
     os.environ.setdefault(ARROW_POOL_ENV, "system")
     os.environ.setdefault(AUTO_ABORT_ENV, "true")
@@ -144,6 +153,14 @@ def make_pipeline(
         **options,
     )
     return pipeline
+
+
+def _staging_layout_configured(destination: Any) -> bool:
+    name = getattr(destination, "destination_name", None) or str(destination)
+    return any(
+        dlt.config.get(f"{section}.staging_dataset_name_layout") is not None
+        for section in ("destination", f"destination.{name}")
+    )
 
 
 def duckdb_destination(path: str) -> Any:

@@ -164,15 +164,35 @@ def test_bad_answer_is_one_line_and_leaves_the_table(account: Account) -> None:
     account.store.advance(new=10, seconds=600)
 
     def corrupt(path: str, body: Any) -> Any:
-        for item in body.get("data", []):
-            item["created_at"] = "yesterday"
+        body["has_more"] = "maybe"
         return body
 
     account.simulator.rewrite = corrupt
     result = run_cli(account, "sync")
-    assert_one_line_error(result, "unparseable created_at 'yesterday'")
+    assert_one_line_error(result, "the list response has no boolean 'has_more'")
     account.simulator.rewrite = None
     assert len(account.differences()) > 0  # the 10 new imports are not in yet
+    assert run_cli(account, "sync").returncode == 0
+    assert account.differences() == []
+
+
+def test_malformed_records_are_set_aside_and_said_so(account: Account) -> None:
+    assert run_cli(account, "sync").returncode == 0
+    account.store.advance(new=10, seconds=600)
+    new = [item["id"] for item in account.store.truth()[:10]]
+
+    def corrupt(path: str, body: Any) -> Any:
+        for item in body.get("data", [body]):
+            if item["id"] in new:
+                item["created_at"] = "yesterday"
+        return body
+
+    account.simulator.rewrite = corrupt
+    result = run_cli(account, "sync")
+    assert result.returncode == 0 and "Traceback" not in result.stderr
+    assert "set aside 10 malformed records in resend.contact_imports_quarantine" in result.stdout
+    assert result.stderr.count("unparseable created_at 'yesterday'") == 10
+    account.simulator.rewrite = None
     assert run_cli(account, "sync").returncode == 0
     assert account.differences() == []
 

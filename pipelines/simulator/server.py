@@ -19,7 +19,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Dict, List, Optional, Tuple
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from .store import STATUSES, ImportStore, ValidationError
 
@@ -317,7 +317,7 @@ class Handler(BaseHTTPRequestHandler):
         if path == LIST_PATH:
             return self._list(sim, {k: v[-1] for k, v in query.items()})
         if path.startswith(LIST_PATH + "/") and path.count("/") == 3:
-            import_id = path.rsplit("/", 1)[1]
+            import_id = unquote(path.rsplit("/", 1)[1])
             item = None if sim.hidden_from_get(import_id) else sim.store.get(import_id)
             if item is None:
                 return _error(404, "not_found", "Contact import not found")

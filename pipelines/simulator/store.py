@@ -236,6 +236,26 @@ class ImportStore:
             self._items = sorted([item, *self._items], key=SimImport.sort_key, reverse=True)
             self._reindex()
 
+    def insert(
+        self,
+        created_at: datetime,
+        status: str = "queued",
+        counts: Optional[Dict[str, int]] = None,
+        import_id: Optional[str] = None,
+    ) -> str:
+        """Adds an import created at `created_at`, e.g. one that becomes visible late (below
+        the newest one a sync has seen); returns its id."""
+        with self.lock:
+            item = self._new_import(created_at)
+            if import_id is not None:
+                item.id = import_id
+            item.status, item.counts = status, counts
+            if status in ("completed", "failed"):
+                item.completed_at = _truncate(max(self.now, item.created_at), item.style)
+            self._items = sorted([item, *self._items], key=SimImport.sort_key, reverse=True)
+            self._reindex()
+            return item.id
+
     def set_field(self, import_id: str, **values: Any) -> None:
         """Changes fields of an import in place, e.g. a terminal one that Resend corrected."""
         with self.lock:

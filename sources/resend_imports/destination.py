@@ -110,7 +110,9 @@ class DestinationReader:
 
     def __enter__(self) -> "DestinationReader":
         client: Any = self.pipeline.destination_client()
-        self._client = self._stack.enter_context(client)
+        self._client = _retrying(
+            self.pipeline, "the destination", lambda: self._stack.enter_context(client)
+        )
         self.readable = isinstance(self._client, SqlJobClientBase)
         return self
 
@@ -254,23 +256,8 @@ class DestinationReader:
         )
 
     def _read(self, what: str, read: Callable[[], T]) -> T:
-        """`read`, tried again on dlt's transient errors with a fresh connection; then a
-        `DestinationReadError` in one line. A missing table or dataset is the caller's."""
-        retrying = Retrying(
-            stop=stop_after_attempt(READ_ATTEMPTS),
-            wait=wait_exponential(multiplier=0.5, max=4),
-            retry=retry_if_exception_type(DestinationTransientException),
-            before_sleep=lambda _: self._reconnect(),
-            reraise=True,
-        )
-        try:
-            return retrying(read)
-        except DestinationUndefinedEntity:
-            raise
-        except SqlClientNotAvailable:
-            raise
-        except DestinationException as exc:
-            raise _read_error(self.pipeline, what, exc) from None
+        """`read`, tried again on dlt's transient errors with a fresh connection."""
+        return _retrying(self.pipeline, what, read, self._reconnect)
 
     def _reconnect(self) -> None:
         sql = self._client.sql_client
@@ -279,6 +266,30 @@ class DestinationReader:
         except DestinationException:
             pass  # a connection that is gone needs no closing
         sql.open_connection()
+
+
+def _retrying(
+    pipeline: dlt.Pipeline,
+    what: str,
+    read: Callable[[], T],
+    before_retry: Optional[Callable[[], None]] = None,
+) -> T:
+    """`read`, tried again on dlt's transient errors (a lock held by another process, a lost
+    connection); then a `DestinationReadError` in one line. A missing table or dataset, and
+    a destination without SQL, are the caller's to handle."""
+    retrying = Retrying(
+        stop=stop_after_attempt(READ_ATTEMPTS),
+        wait=wait_exponential(multiplier=0.5, max=4),
+        retry=retry_if_exception_type(DestinationTransientException),
+        before_sleep=lambda _: before_retry() if before_retry else None,
+        reraise=True,
+    )
+    try:
+        return retrying(read)
+    except (DestinationUndefinedEntity, SqlClientNotAvailable):
+        raise
+    except DestinationException as exc:
+        raise _read_error(pipeline, what, exc) from None
 
 
 def _known_columns(columns: List[str]) -> List[str]:

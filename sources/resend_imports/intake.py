@@ -36,7 +36,7 @@ from .history import Observations, history_rows, history_table, to_history_table
 from .incremental import RunObserver, SyncState
 from .known import Known, NothingKnown, compare
 from .quarantine import quarantine_row, to_quarantine_table
-from .records import Row, fingerprint, to_row
+from .records import Row, fingerprint, parse_timestamp, to_row
 from .settings import BATCH_ROWS, KNOWN_FIELDS, STATUSES
 
 logger = logging.getLogger("resend_imports")
@@ -238,7 +238,8 @@ class RowIntake(Intake):
         accepted: List[Row] = []
         for raw in page:
             row = self._parse(raw, seen_at)
-            if row is None:
+            if row is None:  # set aside; its time, when it has one, still tells where we are
+                self.oldest_listed = _created_at(raw) or self.oldest_listed
                 continue
             self.oldest_listed = row["created_at"]  # the listing is newest first
             if self._first_sighting(row["id"]):
@@ -278,6 +279,15 @@ class RowIntake(Intake):
             before = [self.observations.before[i] for i in chosen]
             yield from self._alerts(self.alerting.on_rows(seen, history, before))
         self.batch, self.batch_rows, self.observations = [], 0, Observations()
+
+
+def _created_at(raw: Any) -> Optional[datetime]:
+    try:
+        return parse_timestamp(raw["created_at"]) if isinstance(raw, dict) else None
+    except KeyError:
+        return None
+    except ValueError:
+        return None
 
 
 class TableIntake(Intake):
