@@ -1,19 +1,24 @@
 """Delivery of the alerts a sync raised (`contact_import_alerts`, the outbox) to Slack and to
-a JSON webhook.
+a JSON webhook, once per installation.
 
-After a load, the alerts not yet delivered are read from the destination, sent in messages of
-up to `ALERTS_PER_MESSAGE`, and each message's alerts are marked delivered (per channel, then
-`delivered_at` once every configured channel has them) right after the channel accepted it.
+After a load, the alerts not yet delivered are read from the destination and sent in messages
+of up to `ALERTS_PER_MESSAGE`; each message is written to the delivery ledger before it is sent
+and again once the channel accepted it, then its alerts are marked delivered in the destination
+(per channel, then `delivered_at` once every configured channel has them). An alert the ledger
+says a channel accepted already (a restored backup, a new dataset, a moved destination: their
+marks are gone) is only marked, not sent. A message sent without a known answer is sent again
+by the next delivery as it was, the same alerts under the same `Idempotency-Key`.
+
 A channel that cannot be reached (refused, unknown host, connect timeout) or answers 5xx or 429
 is retried within the run (tenacity, `retry-after` respected): it did not take the message. A
 message sent without an answer (a read timeout, a reset) may have been taken: it is not
 retried in the run but waits, like everything still undelivered, for the next run. So no
-alert is lost and none is sent twice once marked; a kill between a channel's acceptance and
-the mark, or an acceptance that does not reach us in time, may send one message again at the
-next run, which is why every message carries each `alert_key` (and the webhook gets it as an
-`Idempotency-Key` header).
+alert is lost and none is sent twice once recorded; a kill between a channel's acceptance and
+the record, or an acceptance that does not reach us in time, sends that message again, which
+is why every alert carries its `alert_key`.
 
-The hook URLs are secrets: no log line, error or summary shows them (only the channel's name).
+The hook URLs are secrets: no log line, error, summary or the ledger shows them (only the
+channel's name).
 """
 
 import hashlib
@@ -41,6 +46,8 @@ from sources.resend_imports.alerts import (
 )
 from sources.resend_imports.errors import ResendConfigError, ResendError
 from sources.resend_imports.settings import COUNT_FIELDS
+
+from .delivery_ledger import DeliveryLedger, ledger_path, open_ledger
 
 logger = logging.getLogger("resend_imports")
 
@@ -111,6 +118,8 @@ class Channel:
 class DeliveryReport:
     sent: Dict[str, int] = field(default_factory=dict)  # alerts each channel took this run
     waiting: int = 0  # alerts not yet delivered to every configured channel after this run
+    # alerts the ledger says each channel accepted before, marked in the destination, not sent
+    known: Dict[str, int] = field(default_factory=dict)
     problems: List[str] = field(default_factory=list)  # one line per channel that failed
 
     def line(self) -> str:
@@ -118,6 +127,9 @@ class DeliveryReport:
             return "no channel configured: they wait in the table (see README, Alerts)"
         sent = ", ".join(f"{channel} {count}" for channel, count in self.sent.items())
         text = f"sent to {sent}; {self.waiting} waiting"
+        if any(self.known.values()):
+            known = ", ".join(f"{channel} {count}" for channel, count in self.known.items())
+            text += f"; accepted before (delivery ledger), marked without sending: {known}"
         return text + "".join(f"; {problem}" for problem in self.problems)
 
 
@@ -166,7 +178,8 @@ def deliver_pending(
     channels: Sequence[Channel],
     policy: Optional[DeliveryPolicy] = None,
 ) -> DeliveryReport:
-    """Sends every alert not yet delivered; marks each message's alerts as it is accepted."""
+    """Sends every alert not yet delivered that the ledger has no acceptance of; marks each
+    message's alerts as it is accepted. The caller holds the writer lock (the ledger's)."""
     report = DeliveryReport(sent={channel.name: 0 for channel in channels})
     if not channels:
         return report  # nothing to send to: the alerts wait in the table, not counted
@@ -183,24 +196,9 @@ def deliver_pending(
             _count(client, table)
         except DatabaseUndefinedRelation:
             return report  # no alert was ever raised into this dataset
-        for channel in channels:
-            alerts = _undelivered(client, table, channel.column)
-            for start in range(0, len(alerts), ALERTS_PER_MESSAGE):
-                message = alerts[start : start + ALERTS_PER_MESSAGE]
-                body = channel.render(message, len(alerts) - start - len(message))
-                try:
-                    _post(http, channel, body, policy, message)
-                except (
-                    _RetryableDeliveryError,
-                    _RefusedDeliveryError,
-                    _UnansweredDeliveryError,
-                ) as exc:
-                    report.problems.append(
-                        f"{channel.name}: {exc}; {len(alerts) - start} alerts wait for the next run"
-                    )
-                    break
-                _mark(client, table, channel.column, [alert["alert_key"] for alert in message])
-                report.sent[channel.name] += len(message)
+        with open_ledger(ledger_path(pipeline)) as ledger:
+            for channel in channels:
+                _deliver_to(channel, client, table, ledger, http, policy, report)
         done = " AND ".join(f"{channel.column} IS NOT NULL" for channel in channels)
         client.execute_sql(
             f"UPDATE {table} SET delivered_at = %s WHERE delivered_at IS NULL AND {done}",
@@ -210,6 +208,86 @@ def deliver_pending(
     for problem in report.problems:
         logger.warning("alerts: %s", problem)
     return report
+
+
+def _deliver_to(
+    channel: Channel,
+    client: Any,
+    table: str,
+    ledger: DeliveryLedger,
+    http: urllib3.PoolManager,
+    policy: DeliveryPolicy,
+    report: DeliveryReport,
+) -> None:
+    """One channel: marks what it accepted before, then sends the rest until one fails."""
+    alerts = _undelivered(client, table, channel.column)
+    accepted = ledger.accepted(channel.name)
+    report.known[channel.name] = _mark_known(client, table, channel.column, alerts, accepted)
+    fresh = [alert for alert in alerts if alert["alert_key"] not in accepted]
+    left = len(fresh)
+    for message in _messages(fresh, ledger.unanswered(channel.name)):
+        left -= len(message)
+        keys = [alert["alert_key"] for alert in message]
+        idempotency_key = _message_key(keys)
+        ledger.sending(channel.name, idempotency_key, keys, datetime.now(UTC))
+        try:
+            _post(http, channel, channel.render(message, left), policy, idempotency_key)
+        except (
+            _RetryableDeliveryError,
+            _RefusedDeliveryError,
+            _UnansweredDeliveryError,
+        ) as exc:
+            report.problems.append(
+                f"{channel.name}: {exc}; {left + len(message)} alerts wait for the next run"
+            )
+            return
+        accepted_at = datetime.now(UTC)
+        try:
+            ledger.accept(channel.name, keys, accepted_at)
+        finally:  # the destination's mark, also when the ledger could not take the record
+            _mark(client, table, channel.column, keys, accepted_at)
+        report.sent[channel.name] += len(message)
+
+
+def _mark_known(
+    client: Any,
+    table: str,
+    column: str,
+    alerts: List[Dict[str, Any]],
+    accepted: Dict[str, datetime],
+) -> int:
+    """Marks the alerts the channel accepted before (the ledger says when), one statement per
+    message that carried them; how many."""
+    by_time: Dict[datetime, List[str]] = {}
+    for alert in alerts:
+        if alert["alert_key"] in accepted:
+            by_time.setdefault(accepted[alert["alert_key"]], []).append(alert["alert_key"])
+    for accepted_at, keys in by_time.items():
+        _mark(client, table, column, keys, accepted_at)
+    return sum(len(keys) for keys in by_time.values())
+
+
+def _messages(
+    alerts: List[Dict[str, Any]], unanswered: List[List[str]]
+) -> List[List[Dict[str, Any]]]:
+    """The messages sent before without a known answer first, as they were (those of their
+    alerts still undelivered), then the other alerts, in order, `ALERTS_PER_MESSAGE` a message."""
+    by_key = {alert["alert_key"]: alert for alert in alerts}
+    messages = []
+    for keys in unanswered:
+        message = [by_key.pop(key) for key in keys if key in by_key]
+        if message:
+            messages.append(message)
+    rest = [alert for alert in alerts if alert["alert_key"] in by_key]
+    for start in range(0, len(rest), ALERTS_PER_MESSAGE):
+        messages.append(rest[start : start + ALERTS_PER_MESSAGE])
+    return messages
+
+
+def _message_key(keys: Sequence[str]) -> str:
+    """The `Idempotency-Key` of a message: sha256 of its alert keys, one a line, in order. The
+    same message sent again (it is never regrouped) carries the same one."""
+    return hashlib.sha256("\n".join(keys).encode()).hexdigest()
 
 
 @contextmanager
@@ -253,10 +331,10 @@ def _undelivered(client: Any, table: str, column: str) -> List[Dict[str, Any]]:
     return [dict(zip(PAYLOAD_COLUMNS, row, strict=True)) for row in rows or []]
 
 
-def _mark(client: Any, table: str, column: str, keys: List[str]) -> None:
+def _mark(client: Any, table: str, column: str, keys: List[str], accepted_at: datetime) -> None:
     marks = ", ".join(["%s"] * len(keys))
     client.execute_sql(
-        f"UPDATE {table} SET {column} = %s WHERE alert_key IN ({marks})", datetime.now(UTC), *keys
+        f"UPDATE {table} SET {column} = %s WHERE alert_key IN ({marks})", accepted_at, *keys
     )
 
 
@@ -265,7 +343,7 @@ def _post(
     channel: Channel,
     body: bytes,
     policy: DeliveryPolicy,
-    message: List[Dict[str, Any]],
+    idempotency_key: str,
 ) -> None:
     def wait(state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
@@ -280,12 +358,10 @@ def _post(
         retry=retry_if_exception_type(_RetryableDeliveryError),
         reraise=True,
     )
-    # the keys of the message, for receivers that de-duplicate a message sent again
-    keys = hashlib.sha256("\n".join(a["alert_key"] for a in message).encode()).hexdigest()
     headers = {
         "Content-Type": "application/json",
         "User-Agent": "resend-imports",
-        "Idempotency-Key": keys,
+        "Idempotency-Key": idempotency_key,
     }
     for attempt in retrying:
         with attempt:

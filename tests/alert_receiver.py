@@ -43,7 +43,13 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             return
         with receiver.lock:
-            receiver.received.append({"path": self.path, "body": json.loads(body)})
+            receiver.received.append(
+                {
+                    "path": self.path,
+                    "body": json.loads(body),
+                    "idempotency_key": self.headers.get("Idempotency-Key"),
+                }
+            )
         time.sleep(receiver.hold_seconds)  # taken, not yet answered: a kill may land here
         self.send_response(200)
         self.send_header("Content-Length", "2")
