@@ -9,7 +9,7 @@ the user), and the server's answers carry SQLSTATEs from then on.
 
 import socket
 from contextlib import closing, contextmanager
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, Optional, Sequence
 
 import dlt
 import psycopg2
@@ -125,29 +125,39 @@ def _login_failure(credentials: Any, timeout: float, refusal: str) -> str:
 
 
 @contextmanager
-def advisory_lock(pipeline: dlt.Pipeline, key: int, deadline: float) -> Iterator[None]:
-    """Holds `pg_advisory_lock(key)` on a connection of this run until the block ends."""
+def advisory_lock(pipeline: dlt.Pipeline, keys: Sequence[int], deadline: float) -> Iterator[None]:
+    """Holds `pg_advisory_lock` of every key, in the order given, on one connection of this
+    run until the block ends."""
     credentials = credentials_of(pipeline)
     connection = connect(credentials, f"resend-imports sync, {holder_text()}")
     with closing(connection):
         _keep_session_alive(connection)
-
-        def take() -> bool:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_try_advisory_lock(%s)", (key,))
-                row = cursor.fetchone()
-            return bool(row and row[0])
-
-        def taken() -> str:
-            return (
-                f"another sync of {pipeline.pipeline_name} into {describe(credentials)}"
-                f" dataset {pipeline.dataset_name} holds its lock"
-                f" ({_lock_holder(connection, key)}); run again when it has finished,"
-                " or wait for it with --wait SECONDS"
-            )
-
-        wait_for(take, deadline, taken)
+        for key in keys:
+            _take_advisory_lock(connection, key, deadline, pipeline.dataset_name, credentials)
         yield
+
+
+def _take_advisory_lock(
+    connection: psycopg2.extensions.connection,
+    key: int,
+    deadline: float,
+    dataset: str,
+    credentials: Any,
+) -> None:
+    def take() -> bool:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_try_advisory_lock(%s)", (key,))
+            row = cursor.fetchone()
+        return bool(row and row[0])
+
+    def taken() -> str:
+        return (
+            f"another sync into {describe(credentials)} dataset {dataset} holds its lock"
+            f" ({_lock_holder(connection, key)}); run again when it has finished, or wait for"
+            " it with --wait SECONDS"
+        )
+
+    wait_for(take, deadline, taken)
 
 
 def _keep_session_alive(connection: psycopg2.extensions.connection) -> None:

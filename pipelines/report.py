@@ -17,7 +17,12 @@ from sources.resend_imports.alerts import ALERTS_TABLE
 from sources.resend_imports.errors import ResendConfigError
 from sources.resend_imports.settings import TABLE_NAME
 
-from .resend_imports import check_duckdb_folder, duckdb_file
+from .resend_imports import (
+    check_duckdb_database,
+    check_duckdb_folder,
+    check_duckdb_names,
+    duckdb_file,
+)
 from .views import DAILY_VIEW, ENRICHED_VIEW, create_views
 
 FORMATS = ("table", "csv", "json")
@@ -49,7 +54,8 @@ def read_report(pipeline: dlt.Pipeline, days: int) -> Dict[str, Table]:
     imports are marked deleted (left out of the other two).
 
     Creates the views first when the table was synced without them (an older version). A
-    DuckDB file that does not exist is an error, never a new empty file.
+    DuckDB file that does not exist is an error, never a new empty file; a path that is no
+    DuckDB database is left untouched (DuckDB never opens it).
     """
     path = duckdb_file(pipeline)
     if path is not None:
@@ -59,6 +65,8 @@ def read_report(pipeline: dlt.Pipeline, days: int) -> Dict[str, Table]:
                 " with --duckdb PATH (or DESTINATION__DUCKDB__CREDENTIALS)"
             )
         check_duckdb_folder(path)
+        check_duckdb_database(path)
+        check_duckdb_names(pipeline)
     try:
         return _query_report(pipeline, days)
     except DestinationUndefinedEntity:

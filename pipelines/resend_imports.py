@@ -5,7 +5,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import dlt
 import duckdb
@@ -197,24 +197,115 @@ def check_duckdb_folder(path: Path) -> None:
         )
 
 
+# DuckDB's own catalogs beside the file's; a file named like one of these gets "_db" appended
+DUCKDB_BUILTIN_CATALOGS = ("system", "temp")
+DUCKDB_RENAMED_CATALOGS = ("system", "temp", "main")
+# A DuckDB file starts with an 8-byte checksum, then these magic bytes
+DUCKDB_MAGIC = b"DUCK"
+DUCKDB_MAGIC_OFFSET = 8
+
+
+def check_duckdb_database(path: Path) -> None:
+    """Fails in one line when `path` exists but is no DuckDB database (an empty or text file,
+    a folder), which DuckDB refuses with an error of its own only once it has opened it.
+
+    The header is read here instead, so that nothing but a read touches the path: it is left
+    exactly as it was (same bytes, same mtime). A path that does not exist passes: `sync`
+    creates the file (`report` refuses it on its own).
+    """
+    if not path.exists():
+        return
+    header = b""
+    if path.is_file():  # never open a folder, a FIFO (which would block) or a device
+        try:
+            with open(path, "rb") as file:
+                header = file.read(DUCKDB_MAGIC_OFFSET + len(DUCKDB_MAGIC))
+        except OSError as exc:
+            raise ResendConfigError(
+                f"cannot read the DuckDB file {path} ({exc.strerror}): make it readable, or"
+                " give another path with --duckdb or DESTINATION__DUCKDB__CREDENTIALS"
+            ) from None
+    if header[DUCKDB_MAGIC_OFFSET:] != DUCKDB_MAGIC:
+        raise ResendConfigError(
+            f"{path} is not a DuckDB database ({_kind_of(path, header)}); it was left as it"
+            " is: give the path of a DuckDB file, or of one to create, with --duckdb or"
+            " DESTINATION__DUCKDB__CREDENTIALS"
+        )
+
+
+def _kind_of(path: Path, header: bytes) -> str:
+    if path.is_dir():
+        return "a folder"
+    if not path.is_file():
+        return "not a regular file"
+    return "an empty file" if not header else "a file without DuckDB's header"
+
+
+def check_duckdb_names(pipeline: dlt.Pipeline) -> None:
+    """Fails in one line when a dataset of the pipeline is named like a catalog of the DuckDB
+    connection, which makes every query of `dataset.table` ambiguous.
+
+    DuckDB names the file's catalog after the file (the resolved path: a symlink's target) and
+    compares names case-insensitively; dlt writes the dataset under its normalized name and
+    merges through a staging dataset named by the destination's `staging_dataset_name_layout`.
+    Both names come from the resolved destination config, as dlt computes them. The name the
+    path was given under counts too: a DuckDB version that does not resolve symlinks names
+    the catalog after it.
+    """
+    client = pipeline.destination_client()
+    config: Any = client.config
+    catalogs = _duckdb_catalogs(str(config.credentials.database))
+    datasets = {
+        "dataset": config.normalize_dataset_name(client.schema),
+        "staging dataset": config.normalize_staging_dataset_name(client.schema),
+    }
+    for kind, dataset in datasets.items():
+        clash, advice = catalogs.get(dataset.lower(), ("", ""))
+        if not clash:
+            continue
+        given = (
+            "" if dataset == pipeline.dataset_name else f" (from --dataset {pipeline.dataset_name})"
+        )
+        raise ResendConfigError(
+            f"{clash} is named like the {kind} {dataset!r}{given}, which DuckDB cannot tell"
+            f" apart in queries (it compares names case-insensitively); {advice}"
+        )
+
+
+def _duckdb_catalogs(database: str) -> Dict[str, Tuple[str, str]]:
+    """The catalogs of a connection to `database` (lower case), each with what it is and the
+    way out of a clash with it."""
+    files = {Path(database).resolve(), Path(database).absolute()}
+    rename = "rename the file or pass another --dataset"
+    catalogs = {
+        _duckdb_catalog_name(file).lower(): (f"the DuckDB file {file}", rename) for file in files
+    }
+    for name in DUCKDB_BUILTIN_CATALOGS:
+        catalogs[name] = (f"DuckDB's built-in catalog {name}", "pass another --dataset")
+    return catalogs
+
+
+def _duckdb_catalog_name(file: Path) -> str:
+    """The catalog DuckDB gives the file: its name up to the first dot (leading dots
+    skipped), with "_db" appended to a name DuckDB keeps for itself."""
+    name = next((part for part in file.name.split(".") if part), file.name)
+    return f"{name}_db" if name.lower() in DUCKDB_RENAMED_CATALOGS else name
+
+
 def _check_duckdb_file(pipeline: dlt.Pipeline, credentials: Any) -> None:
     """Fails before any request when the DuckDB file cannot take this load.
 
-    DuckDB names its catalog after the file, so `resend.duckdb` with dataset `resend` makes
-    every query ambiguous; a folder that does not exist or cannot be written, or a file
-    locked by another process, would fail the load after the API has been paged for nothing.
+    A path that is no DuckDB database, a file named like a dataset of the run (ambiguous
+    queries), a folder that does not exist or cannot be written, or a file locked by another
+    process, would fail the load after the API has been paged for nothing.
     """
     path = duckdb_file(pipeline, credentials)
     if path is None:
         return
-    database = str(path)
     check_duckdb_folder(path)
-    if path.stem == pipeline.dataset_name:
-        raise ResendConfigError(
-            f"the DuckDB file {database} is named like the dataset {pipeline.dataset_name!r},"
-            " which DuckDB cannot tell apart in queries; rename the file or pass --dataset"
-        )
-    duckdb.connect(database).close()  # raises at once when another process holds the lock
+    check_duckdb_database(path)
+    check_duckdb_names(pipeline)
+    duckdb.connect(str(path)).close()  # raises at once when another process holds the lock
 
 
 def finish_or_discard_pending(pipeline: dlt.Pipeline) -> None:
