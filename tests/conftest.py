@@ -34,6 +34,7 @@ class Account:
     url: str
     workdir: Path
     postgres: Optional[ThrowawayPostgres] = None
+    api_key: str = API_KEY  # the key this run uses; the simulator may accept others too
     duckdb_path: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -72,7 +73,7 @@ class Account:
 
     def sync(self, pipeline: Optional[dlt.Pipeline] = None, **options: Any) -> SyncSummary:
         self.simulator.reset_stats()
-        arguments = {"api_key": API_KEY, "base_url": self.url, **FAST_RETRIES, **options}
+        arguments = {"api_key": self.api_key, "base_url": self.url, **FAST_RETRIES, **options}
         return run_sync(pipeline or self.pipeline(), **arguments)
 
     def differences(self, duckdb_path: Optional[Path] = None, dataset: str = "resend") -> List[str]:
@@ -181,12 +182,13 @@ def make_account(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Any
             seed: int = 1,
             rate_limit: Optional[int] = None,
             destination: Optional[str] = None,
+            api_keys: Tuple[str, ...] = (API_KEY,),
             **store_options: Any,
         ) -> Account:
             store = ImportStore(imports, seed=seed, **store_options)
             simulator = Simulator(
                 store,
-                api_keys=(API_KEY,),
+                api_keys=api_keys,
                 restricted_keys=(RESTRICTED_KEY,),
                 rate_limit=rate_limit,
             )
@@ -196,7 +198,7 @@ def make_account(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Any
             server = None
             if (destination or default) == "postgres":
                 server = request.getfixturevalue("postgres")
-            return Account(store, simulator, running.url, workdir, server)
+            return Account(store, simulator, running.url, workdir, server, api_keys[0])
 
         yield make
 

@@ -1,0 +1,87 @@
+"""The state knows which API key loaded the table (a salted fingerprint, never the key): a key
+of another Resend account starts over with a complete listing and soft-deletes the previous
+account's imports without a request each; a rotated key of the same account costs one
+complete listing and changes nothing."""
+
+from datetime import UTC, datetime
+from typing import Any, Dict, Set
+
+from .conftest import API_KEY, Account
+from .test_sync import resource_state
+
+OTHER_KEY = "re_other_team_Xx9kEYdoNotLeak_77"
+ROTATED_KEY = "re_rotated_Qq1kEYdoNotLeak_05"
+
+
+def alert_keys(account: Account, dataset: str = "resend") -> Set[str]:
+    rows = account.query("SELECT alert_key FROM {dataset}.contact_import_alerts", dataset=dataset)
+    return {row[0] for row in rows}
+
+
+def history_by_import(account: Account, dataset: str = "resend") -> Dict[str, int]:
+    rows = account.query(
+        "SELECT import_id, count(*) FROM {dataset}.contact_import_status_history"
+        " GROUP BY import_id",
+        dataset=dataset,
+    )
+    return {row[0]: row[1] for row in rows}
+
+
+def test_another_accounts_key_lists_everything_and_retires_the_old_account(
+    make_account: Any, destination_name: str
+) -> None:
+    now = datetime.now(UTC)
+    old: Account = make_account(imports=610, seed=1, history_end=now)
+    new: Account = make_account(imports=430, seed=2, history_end=now, api_keys=(OTHER_KEY,))
+    new.duckdb_path = old.duckdb_path  # one destination (PostgreSQL: one database already)
+    pipeline = old.pipeline()
+    old.sync(pipeline)
+    old.store.advance(new=10, seconds=600)
+    old.sync(pipeline)
+    state = resource_state(pipeline)
+    assert state["key_fingerprint"] and API_KEY not in str(state)  # never the key itself
+
+    summary = new.sync(pipeline)  # same table, the other team's key
+    assert summary.mode == "another key"
+    assert summary.new == 430 and summary.deleted == 620
+    assert new.requests("get") == 0  # the old account's imports: no request each
+    assert new.requests("list") == 5  # ceil(430 / 100)
+    assert new.differences() == []  # live rows: exactly the new account
+    deleted = old.query(
+        "SELECT count(*) FROM {dataset}.contact_imports WHERE deleted_at IS NOT NULL"
+    )
+    assert deleted == [(620,)]
+    assert OTHER_KEY not in str(resource_state(pipeline))
+
+    # its history and alerts are what a first sync of that account alone would write
+    fresh = new.pipeline(dataset="fresh")
+    new.sync(fresh)
+    history = history_by_import(new)
+    new_ids = {item["id"] for item in new.store.truth()}
+    assert {i: history[i] for i in new_ids} == history_by_import(new, "fresh")
+    raised = {key for key in alert_keys(new) if key.split("|")[0] in new_ids}
+    assert raised == alert_keys(new, "fresh") and raised
+
+    new.store.advance(new=5, seconds=600)
+    assert new.sync(pipeline).mode == "incremental"
+    assert new.differences() == []
+
+
+def test_a_rotated_key_of_the_same_account_costs_one_complete_listing(
+    make_account: Any, destination_name: str
+) -> None:
+    account: Account = make_account(imports=300, api_keys=(API_KEY, ROTATED_KEY))
+    pipeline = account.pipeline()
+    account.sync(pipeline)
+    account.store.advance(new=10, seconds=600)
+    account.sync(pipeline)
+    history_before = history_by_import(account)
+    account.api_key = ROTATED_KEY
+    summary = account.sync(pipeline)
+    assert summary.mode == "another key"
+    assert (summary.new, summary.updated, summary.deleted) == (0, 0, 0)
+    assert account.requests("get") == 0 and account.requests("list") == 4
+    assert history_by_import(account) == history_before  # nothing changed, nothing recorded
+    account.store.advance(new=3, seconds=600)
+    assert account.sync(pipeline).mode == "incremental"
+    assert account.differences() == []

@@ -1,0 +1,80 @@
+"""Every change the table receives also reaches the history, the alert rules and the summary,
+whichever path found it: a listing, a late arrival below the newest import seen, a complete
+listing deep in history, a GET by id (also of an id that needs URL-encoding)."""
+
+from datetime import UTC, datetime, timedelta
+from typing import Any, List
+
+from sources.resend_imports.records import parse_timestamp
+
+from .conftest import Account
+
+
+def history_of(account: Account, import_id: str) -> List[tuple[Any, ...]]:
+    return account.query(
+        "SELECT previous_status, status FROM {dataset}.contact_import_status_history"
+        " WHERE import_id = %s ORDER BY observed_at",
+        import_id,
+    )
+
+
+def rules_of(account: Account, import_id: str) -> List[str]:
+    rows = account.query(
+        "SELECT rule FROM {dataset}.contact_import_alerts WHERE import_id = %s", import_id
+    )
+    return [row[0] for row in rows]
+
+
+FAILED_COUNTS = {"total": 10, "created": 0, "updated": 0, "skipped": 0, "failed": 10}
+
+
+def test_an_import_visible_late_is_new_in_history_alerts_and_summary(
+    make_account: Any, destination_name: str
+) -> None:
+    account: Account = make_account(imports=300, stuck=0, history_end=datetime.now(UTC))
+    pipeline = account.pipeline()
+    account.sync(pipeline)
+    newest = parse_timestamp(account.store.truth()[0]["created_at"])  # seen by that sync
+    late = account.store.insert(newest - timedelta(seconds=1), "failed", FAILED_COUNTS)
+    summary = account.sync(pipeline)
+    assert summary.mode == "incremental"
+    assert summary.new == 1 and summary.rows - summary.new - summary.updated >= 0
+    assert history_of(account, late) == [(None, "failed")]
+    assert rules_of(account, late) == ["failed"]
+    assert account.differences() == []
+
+
+def test_a_terminal_import_corrected_deep_in_history_is_history_and_alert(
+    make_account: Any, destination_name: str
+) -> None:
+    account: Account = make_account(imports=400, stuck=0, history_end=datetime.now(UTC))
+    pipeline = account.pipeline()
+    account.sync(pipeline)
+    deep = next(  # completed with few failed rows: no alert until corrected
+        i
+        for i in reversed(account.store.truth())
+        if i["status"] == "completed" and i["counts"]["failed"] < 0.01 * i["counts"]["total"]
+    )
+    counts = {"total": 100, "created": 50, "updated": 0, "skipped": 0, "failed": 50}
+    account.store.set_field(deep["id"], counts=counts)
+    summary = account.sync(pipeline, full_refresh=True)
+    assert (summary.new, summary.updated) == (0, 1)
+    assert history_of(account, deep["id"])[-1] == ("completed", "completed")
+    assert rules_of(account, deep["id"]) == ["high_failure_rate"]
+    assert account.differences() == []
+    again = account.sync(pipeline, full_refresh=True)  # seen once: not again
+    assert (again.new, again.updated, again.alerts_raised) == (0, 0, 0)
+
+
+def test_an_id_that_needs_url_encoding_is_fetched_by_id(account: Account) -> None:
+    oldest = parse_timestamp(account.store.truth()[-1]["created_at"])
+    odd = account.store.insert(
+        oldest - timedelta(hours=1), "in_progress", import_id="imp/0?x#1 %2F"
+    )
+    pipeline = account.pipeline()
+    account.sync(pipeline)  # an open import deep in history: watched by id from now on
+    account.store.set_field(odd, status="completed", completed_at=account.store.now)
+    summary = account.sync(pipeline)
+    assert (summary.refreshed_by_id, summary.not_found, summary.deleted) == (1, 0, 0)
+    assert history_of(account, odd)[-1] == ("in_progress", "completed")
+    assert account.differences() == []
