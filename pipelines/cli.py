@@ -271,7 +271,7 @@ def _run(args: argparse.Namespace) -> int:
         from .demo import run_demo
 
         return run_demo(args.imports, args.file)
-    from .resend_imports import make_pipeline, run_sync
+    from .resend_imports import StaleViewsAfterLoadError, make_pipeline, run_sync
 
     pipeline = make_pipeline(_destination(args), args.dataset)
     if args.command == "report":
@@ -287,13 +287,17 @@ def _run(args: argparse.Namespace) -> int:
     options: Dict[str, Any] = {"progress_every_seconds": _progress_every(args.progress)}
     _alert_settings(args)
     wait = args.wait if args.wait is not None else configured_wait_seconds()
-    summary = run_sync(
-        pipeline,
-        full_refresh=args.full_refresh,
-        status=args.status,
-        wait_seconds=wait,
-        **options,
-    )
+    try:
+        summary = run_sync(
+            pipeline,
+            full_refresh=args.full_refresh,
+            status=args.status,
+            wait_seconds=wait,
+            **options,
+        )
+    except StaleViewsAfterLoadError as exc:  # the data loaded: its summary, then the one error
+        print("\n".join(exc.summary.lines()))
+        raise
     print("\n".join(summary.lines()))
     return EXIT_ALERTS if args.fail_on_alert and summary.alerts_raised else 0
 

@@ -17,7 +17,6 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 from sources.resend_imports import SyncReport, resend_source
 from sources.resend_imports.destination import committed_state, resource_state_of
 from sources.resend_imports.errors import ResendConfigError, ResendError
-from sources.resend_imports.history import HISTORY_TABLE
 from sources.resend_imports.incremental import SyncState
 from sources.resend_imports.quarantine import QUARANTINE_TABLE
 from sources.resend_imports.settings import TABLE_NAME
@@ -39,7 +38,7 @@ from .destination_faults import (
 from .failures import causes, explain
 from .locking import writer_lock
 from .packages import repair_package_storage
-from .views import create_views
+from .views import ViewsNotRebuiltError, create_views
 
 logger = logging.getLogger("resend_imports")
 
@@ -116,6 +115,19 @@ class SyncSummary(SyncReport):
             f" {self.elapsed_seconds:.2f}s"
         )
         return lines
+
+
+class StaleViewsAfterLoadError(ResendError):
+    """The run loaded, but its views were not brought up to date: a failure of the run that
+    must never read as lost data. `summary` is what the load did, for the caller to show."""
+
+    def __init__(self, summary: SyncSummary, problem: ViewsNotRebuiltError) -> None:
+        self.summary = summary
+        self.problem = problem
+        super().__init__(
+            f"the load is done ({summary.rows} contact imports read into {summary.table}),"
+            f" but {problem}"
+        )
 
 
 def make_pipeline(
@@ -377,6 +389,7 @@ def run_sync(
     wait_seconds: float = 0.0,
     loader_file_format: Optional[str] = None,
     deliver_alerts: bool = True,
+    refresh_views: bool = True,
     **source_options: Any,
 ) -> SyncSummary:
     """Runs one sync, holding the pipeline's writer lock throughout, and returns its summary.
@@ -390,11 +403,14 @@ def run_sync(
             choice per item: parquet or csv for Arrow batches, INSERTs for plain rows).
         deliver_alerts: Send the alerts not yet delivered after the load (the DAG does it
             in a task of its own: `deliver_alerts`).
+        refresh_views: Bring the views up to date after the load (the DAG does it in a
+            task of its own: `refresh_views`).
         **source_options: Arguments of `resend_source` given explicitly (api_key, base_url,
             page_size, retry settings); anything not given comes from dlt config.
 
     Raises:
         SyncLockedError: another run held the lock for longer than `wait_seconds`.
+        StaleViewsAfterLoadError: the load is done, but the views were not brought up to date.
     """
     started = time.monotonic()
     credentials = destination_credentials(pipeline)
@@ -410,6 +426,7 @@ def run_sync(
                 status,
                 loader_file_format,
                 deliver_alerts,
+                refresh_views,
                 source_options,
             )
     except ResendError:
@@ -430,6 +447,7 @@ def _run_locked(
     status: Optional[str],
     loader_file_format: Optional[str],
     deliver_alerts: bool,
+    refresh_views: bool,
     source_options: Dict[str, Any],
 ) -> SyncSummary:
     channels = configured_channels(pipeline) if deliver_alerts else []  # a bad URL fails here
@@ -443,24 +461,36 @@ def _run_locked(
     if pipeline.has_pending_data:
         finish_or_discard_pending(pipeline)
     load_info = pipeline.run(source, loader_file_format=loader_file_format)  # type: ignore[arg-type]
-    viewed = (TABLE_NAME, HISTORY_TABLE)
-    if any(viewed & package.schema_update.keys() for package in load_info.load_packages):
-        # new tables or columns under the views: (re)create them; otherwise they stand
-        try:
-            create_views(pipeline)
-        except SqlClientNotAvailable:
-            logger.warning("destination %s has no SQL: views not created", name)
+    views_problem = _views_after_load(pipeline, name) if refresh_views else None
     report = report_of(pipeline)
     if report.alerts_raised:  # those the table did not hold already (it is insert-only)
         report.alerts_raised = new_alerts(pipeline, load_info.loads_ids, report.alerts_raised)
     delivery = _deliver_after_load(pipeline, channels, where) if deliver_alerts else None
-    return SyncSummary(
+    summary = SyncSummary(
         **vars(report),
         elapsed_seconds=time.monotonic() - started,
         destination=where,
         table=f"{pipeline.dataset_name}.{TABLE_NAME}",
         delivery=delivery,
     )
+    if views_problem is not None:
+        raise StaleViewsAfterLoadError(summary, views_problem)
+    return summary
+
+
+def _views_after_load(pipeline: dlt.Pipeline, name: str) -> Optional[ViewsNotRebuiltError]:
+    """Brings the views up to date after a committed load (cheap when they are current).
+
+    A failure is returned, not raised: the load is done, and the run still reports it and
+    delivers its alerts before failing on the views.
+    """
+    try:
+        create_views(pipeline)
+    except SqlClientNotAvailable:
+        logger.warning("destination %s has no SQL: views not created", name)
+    except ViewsNotRebuiltError as exc:
+        return exc
+    return None
 
 
 def _deliver_after_load(pipeline: dlt.Pipeline, channels: List[Channel], where: str) -> Any:

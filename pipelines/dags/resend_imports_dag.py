@@ -12,6 +12,11 @@ With several workers, set `RESEND_IMPORTS_DESTINATION` to a warehouse (postgres,
 snowflake...). The key comes from `RESEND_API_KEY` or `SOURCES__RESEND__API_KEY`; every
 setting of the source (e.g. `full_refresh_every_days`) is read the dlt way, as for the CLI.
 
+The views over the table (`refresh_views`) are rebuilt by a task of their own, after the
+sync, whenever they are missing or older than the table's columns; when they cannot be (a
+view of a user that blocks the rebuild on PostgreSQL), that task fails in one line that says
+which view and what to do, and the loaded data stands.
+
 Alerts (`[alerts]`, `RUNTIME__SLACK_INCOMING_HOOK`, `ALERTS__WEBHOOK_URL`) are raised by the
 sync task, in its load, and delivered by a task of their own, last: a Slack or webhook
 outage fails (and retries) only `deliver_alerts`; what it could not send waits in the
@@ -59,7 +64,10 @@ def resend_contact_imports() -> None:
     def sync() -> None:
         """One sync, under the writer lock; its summary goes to the task log."""
         summary = run_sync(
-            _pipeline(), wait_seconds=configured_wait_seconds(), deliver_alerts=False
+            _pipeline(),
+            wait_seconds=configured_wait_seconds(),
+            deliver_alerts=False,
+            refresh_views=False,  # the next task's: a view failure fails only that task
         )
         for line in summary.lines():
             logger.info(line)
@@ -74,10 +82,12 @@ def resend_contact_imports() -> None:
 
     @task
     def refresh_views() -> None:
-        """The SQL views over the table, up to date with its columns (under the lock too)."""
+        """The SQL views over the table, rebuilt when missing or older than its columns (under
+        the lock too); fails in one line when they cannot be, and its retry tries again."""
         pipeline = _pipeline()
         with writer_lock(pipeline, configured_wait_seconds()):
-            create_views(pipeline)
+            rebuilt = create_views(pipeline)
+        logger.info("views: %s", f"(re)created {', '.join(rebuilt)}" if rebuilt else "current")
 
     sync() >> refresh_views() >> deliver()
 

@@ -174,3 +174,29 @@ def test_a_slack_outage_fails_only_the_delivery_task_and_nothing_is_sent_twice(
     assert waiting == 0
     assert sorted(receiver.slack_keys()) == sorted(keys)  # everything, once
     receiver.down()
+
+
+def test_views_that_cannot_be_rebuilt_fail_only_their_task_and_the_next_run_rebuilds_them(
+    account: Account, airflow_env: Dict[str, str]
+) -> None:
+    with duckdb.connect(str(account.duckdb_path)) as con:  # a table took the view's name
+        con.execute("CREATE SCHEMA resend; CREATE TABLE resend.contact_imports_enriched (x INT)")
+    blocked = dags_test(airflow_env)
+    output = blocked.stdout + blocked.stderr
+    assert "resend-imports: error: the views were not rebuilt (" in output
+    assert "; the next run tries again" in output
+    assert "nothing is lost" not in output
+    assert account.differences() == []  # the sync task loaded
+
+    with duckdb.connect(str(account.duckdb_path)) as con:
+        con.execute("DROP TABLE resend.contact_imports_enriched")
+    rebuilt = dags_test(airflow_env)
+    assert rebuilt.returncode == 0, rebuilt.stdout[-3000:] + rebuilt.stderr[-3000:]
+    assert "views: (re)created contact_imports_enriched, contact_imports_daily" in (
+        rebuilt.stdout + rebuilt.stderr
+    )
+    with duckdb.connect(str(account.duckdb_path), read_only=True) as con:
+        (days,) = con.execute("SELECT count(*) FROM resend.contact_imports_daily").fetchone() or (
+            0,
+        )
+    assert days > 0
