@@ -7,6 +7,12 @@ equals the simulator's imports after they changed. Ratios are against contenders
 in the same run: the machine is shared and noisy.
 
     python -m benchmarks.bench [--imports 100000] [--rounds 3] [--scale 10000,100000,1000000]
+        [--baseline COMMIT]
+
+`--baseline COMMIT` adds this connector as it was at COMMIT (unpacked from git history) as a
+contender, so that a change is measured against what it replaces in the same run; `--scale`
+runs, at each size, a first sync and then a `--full-refresh` on the table it made (the
+complete listing that reconciles the table with the API, the memory-hungry path).
 """
 
 import argparse
@@ -15,11 +21,13 @@ import os
 import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass, field
 from datetime import UTC
+from io import BytesIO
 from itertools import pairwise
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
@@ -52,6 +60,24 @@ POSTGRES_CONTENDERS: Dict[str, List[str]] = {
 }
 REST_API_DEFAULT = "rest_api (default)"
 REST_API_DEFAULT_COMMAND = [PYTHON, "-m", "benchmarks.rest_api_sync", "{db}", "default"]
+
+
+def baseline_tree(commit: str, into: Path) -> Path:
+    """The repository at `commit`, unpacked from git history into `into`."""
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", "--format=tar", commit],
+        capture_output=True,
+        check=True,
+    ).stdout
+    folder = into / f"resend-imports-{commit}"
+    with tarfile.open(fileobj=BytesIO(archive)) as tar:
+        tar.extractall(folder, filter="data")
+    return folder
+
+
+def baseline_command(tree: Path) -> List[str]:
+    """The CLI of an unpacked tree (`python -m pipelines sync`, its code first on the path)."""
+    return ["env", f"PYTHONPATH={tree}", PYTHON, "-m", "pipelines", "sync"]
 
 
 @dataclass
@@ -263,13 +289,20 @@ def _summary_number(output: str, label: str) -> int:
     return -1
 
 
-def scale(sizes: Sequence[int]) -> List[tuple[int, Run]]:
-    """Our full sync at several sizes: time should grow linearly, memory should not."""
+def scale(
+    sizes: Sequence[int], contenders: Dict[str, List[str]]
+) -> List[tuple[int, str, Run, Run]]:
+    """At each size, each contender's first sync, then 30 new imports and a `--full-refresh`
+    on the table it made: time should grow linearly, memory should not."""
     runs = []
     for size in sizes:
-        with SimulatorProcess(size, stuck=0) as sim, tempfile.TemporaryDirectory() as scratch:
-            runs.append((size, run_contender(CONTENDERS[OURS], Path(scratch), sim)))
-        print(f"  scale {size}: done", file=sys.stderr)
+        for name, command in contenders.items():
+            with SimulatorProcess(size, stuck=0) as sim, tempfile.TemporaryDirectory() as scratch:
+                first = run_contender(command, Path(scratch), sim)
+                sim.call("POST", "advance?new=30&seconds=600")
+                refresh = run_contender([*command, "--full-refresh"], Path(scratch), sim)
+                runs.append((size, name, first, refresh))
+            print(f"  scale {size}: {name} done", file=sys.stderr)
     return runs
 
 
@@ -282,7 +315,8 @@ def report(
     results: Dict[str, Results],
     quiet: tuple[int, float],
     limited: Optional[Dict[str, Any]],
-    scaled: List[tuple[int, Run]],
+    scaled: List[tuple[int, str, Run, Run]],
+    baseline: Optional[str] = None,
 ) -> List[str]:
     """Markdown tables of the figures and the ratios the targets are stated in."""
     lines = [
@@ -337,13 +371,40 @@ def report(
             f" {limited['requests']} requests, {limited['429s']} 429s, {limited['retries']} retries"
             f" | bound {limited['bound']:.2f}s | ≤ 1.1 x requests/10 + start-up, no 429 |"
         )
+    if baseline is not None and baseline in results:
+        before, after = results[baseline], ours
+        lines += [
+            "",
+            f"| before ({baseline}) vs after (this tree), same run | before | after | after /"
+            " before |",
+            "| --- | ---: | ---: | ---: |",
+        ]
+        for label, pick in (
+            ("full sync wall (s)", "full"),
+            ("incremental wall (s)", "incremental"),
+        ):
+            was = _median([r.wall for r in getattr(before, pick)])
+            now = _median([r.wall for r in getattr(after, pick)])
+            lines.append(f"| {label} | {was:.2f} | {now:.2f} | {now / was:.2f} |")
+        lines.append(
+            f"| incremental requests | {before.incremental[-1].requests}"
+            f" | {after.incremental[-1].requests} | |"
+        )
+        was_rss = max(r.peak_rss_mib for r in before.full)
+        now_rss = max(r.peak_rss_mib for r in after.full)
+        lines.append(f"| full sync peak RSS (MiB) | {was_rss:.0f} | {now_rss:.0f} | |")
     if scaled:
-        lines += ["", "| imports | wall (s) | µs per import | peak RSS (MiB) | requests | ok |"]
-        lines += ["| ---: | ---: | ---: | ---: | ---: | --- |"]
-        for size, run in scaled:
+        lines += [
+            "",
+            "| imports | contender | first sync wall (s) | peak RSS (MiB) | --full-refresh wall (s)"
+            " | peak RSS (MiB) | requests | ok |",
+            "| ---: | --- | ---: | ---: | ---: | ---: | ---: | --- |",
+        ]
+        for size, name, first, refresh in scaled:
+            ok = "yes" if first.ok and refresh.ok else "FAILED"
             lines.append(
-                f"| {size:,} | {run.wall:.2f} | {run.wall / size * 1e6:.0f}"
-                f" | {run.peak_rss_mib:.0f} | {run.requests} | {'yes' if run.ok else 'FAILED'} |"
+                f"| {size:,} | {name} | {first.wall:.2f} | {first.peak_rss_mib:.0f}"
+                f" | {refresh.wall:.2f} | {refresh.peak_rss_mib:.0f} | {refresh.requests} | {ok} |"
             )
     if imports < 100_000:
         lines += [
@@ -365,9 +426,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument(
         "--no-postgres", action="store_true", help="skip ours on a throwaway PostgreSQL server"
     )
+    parser.add_argument("--baseline", metavar="COMMIT", help="also run ours as it was at COMMIT")
     args = parser.parse_args(argv)
 
+    unpacked = tempfile.TemporaryDirectory()
     contenders = dict(CONTENDERS)
+    scale_contenders = {OURS: CONTENDERS[OURS]}
+    baseline = None
+    if args.baseline:
+        baseline = f"resend-imports @{args.baseline}"
+        tree = baseline_tree(args.baseline, Path(unpacked.name))
+        contenders[baseline] = scale_contenders[baseline] = baseline_command(tree)
     if args.with_rest_api_default:
         contenders[REST_API_DEFAULT] = REST_API_DEFAULT_COMMAND
     postgres = None
@@ -384,8 +453,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     quiet = quiet_run_requests()
     limited = None if args.no_rate_limit else rate_limited(start_up=quiet[1])
     sizes = [int(s) for s in args.scale.split(",") if s.strip()]
-    scaled = scale(sizes)
-    lines = report(args.imports, results, quiet, limited, scaled)
+    scaled = scale(sizes, scale_contenders)
+    unpacked.cleanup()
+    lines = report(args.imports, results, quiet, limited, scaled, baseline)
     print("\n".join(lines))
     ours = results[OURS]
     good = all(ours.correct) and all(r.ok for r in ours.full + ours.incremental)
@@ -394,7 +464,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             on_postgres = results[name]
             good = good and all(on_postgres.correct)
             good = good and all(r.ok for r in on_postgres.full + on_postgres.incremental)
-    good = good and all(run.ok for _, run in scaled)
+    good = good and all(first.ok and refresh.ok for _, _, first, refresh in scaled)
     good = good and ours.full[-1].requests == -(-args.imports // 100) and quiet[0] == 1
     return 0 if good or not args.check else 1
 

@@ -175,18 +175,6 @@ def keep(table: pa.Table, kept: List[bool]) -> pa.Table:
     return table if all(kept) else table.filter(pa.array(kept))
 
 
-def combined(arrays: Sequence[Any]) -> pa.Array:
-    """Id arrays (or chunked arrays) as one array of strings."""
-    return pa.chunked_array(arrays, pa.string()).combine_chunks()
-
-
-def not_in(ids: Sequence[str], listed: pa.Array) -> List[str]:
-    """The ids that `listed` does not hold."""
-    candidates = pa.array(ids, pa.string())
-    unlisted = candidates.filter(pc.invert(pc.is_in(candidates, value_set=listed)))
-    return unlisted.to_pylist()  # type: ignore[no-any-return]
-
-
 def rows_at(table: pa.Table, indices: List[int]) -> List[Row]:
     return table.take(pa.array(indices, pa.int64())).to_pylist() if indices else []
 

@@ -22,6 +22,9 @@ What this assumes, and what covers the rest:
 - The state belongs to the table: each run records its own id and the id of the run it
   continued from, so a pending load package can be told apart from one extracted against
   another copy of the table (see `destination`).
+- The state is a cache, checked at every run: what is new or changed is decided against the
+  table itself (`known`), the live imports the state counted must still be in the table, and
+  the key that loaded it (a salted fingerprint) must be the key of this run (see `run`).
 """
 
 import math
