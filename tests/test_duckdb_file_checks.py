@@ -38,10 +38,10 @@ COLLISIONS: Dict[str, Tuple[str, List[str], Dict[str, str], str]] = {
         "is named like the dataset 'resend_prod' (from --dataset resend-prod)",
     ),
     "staging dataset": (
-        "resend_staging.duckdb",
+        "resend_dlt_staging.duckdb",
         [],
         {},
-        "like the staging dataset 'resend_staging'",
+        "like the staging dataset 'resend_dlt_staging'",
     ),
     "configured staging layout": (
         "stage_resend.duckdb",

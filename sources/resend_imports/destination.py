@@ -289,7 +289,7 @@ def _retrying(
     except (DestinationUndefinedEntity, SqlClientNotAvailable):
         raise
     except DestinationException as exc:
-        raise _read_error(pipeline, what, exc) from None
+        raise _read_error(pipeline, what, exc) from exc
 
 
 def _known_columns(columns: List[str]) -> List[str]:
