@@ -23,6 +23,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import dlt
 from dlt.common.destination.exceptions import DestinationException, SqlClientNotAvailable
 from dlt.common.exceptions import DltException
+from dlt.destinations.job_client_impl import SqlJobClientBase
 
 from sources.resend_imports.errors import ResendError
 from sources.resend_imports.settings import TABLE_NAME, TERMINAL_STATUSES
@@ -153,6 +154,9 @@ def create_views(pipeline: dlt.Pipeline) -> Tuple[str, ...]:
         SqlClientNotAvailable: the destination has no SQL.
     """
     plan: Optional[ViewPlan] = None
+    if not isinstance(pipeline.destination_client(), SqlJobClientBase):
+        # dlt's filesystem answers SQL through an in-memory DuckDB: views there last a query
+        raise SqlClientNotAvailable("pipeline", pipeline.pipeline_name, str(pipeline.destination))
     try:
         with pipeline.sql_client() as client:
             plan, catalog = _plan_of(pipeline, client)
@@ -183,7 +187,24 @@ def _plan_of(pipeline: dlt.Pipeline, client: Any) -> Tuple[ViewPlan, bool]:
     found: Dict[str, List[str]] = {}
     for relation, column in rows or []:
         found.setdefault(relation, []).append(column)
-    return plan_views(found), True
+    plan = plan_views(found)
+    if name == "postgres" and ENRICHED_VIEW in found and not _reads_the_table(client):
+        # PostgreSQL binds a view to a table, not a name: after a person renamed the table
+        # and the run created it again, the view still reads the renamed one
+        reason = f"reads another table than {TABLE_NAME} (renamed by a person?)"
+        return ViewPlan(tuple(reversed(VIEWS)), VIEWS, ((ENRICHED_VIEW, reason),)), True
+    return plan, True
+
+
+def _reads_the_table(client: Any) -> bool:
+    """Whether the enriched view depends on the table now named `contact_imports`."""
+    rows = client.execute_sql(
+        "SELECT count(*) FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid"
+        " WHERE r.ev_class = to_regclass(%s) AND d.refobjid = to_regclass(%s)",
+        client.make_qualified_table_name(ENRICHED_VIEW),
+        client.make_qualified_table_name(TABLE_NAME),
+    )
+    return bool(rows and rows[0][0])
 
 
 def _statements(pipeline: dlt.Pipeline, client: Any, plan: ViewPlan, catalog: bool) -> List[str]:

@@ -4,9 +4,14 @@ account's imports without a request each; a rotated key of the same account cost
 complete listing and changes nothing."""
 
 from datetime import UTC, datetime
-from typing import Any, Dict, Set
+from typing import Any, Callable, Dict, List, Set
+
+import pytest
+
+from pipelines.failures import explain
 
 from .conftest import API_KEY, Account
+from .scenarios import deleted_at, finished, history_statuses, read_malformed
 from .test_sync import resource_state
 
 OTHER_KEY = "re_other_team_Xx9kEYdoNotLeak_77"
@@ -85,3 +90,87 @@ def test_a_rotated_key_of_the_same_account_costs_one_complete_listing(
     account.store.advance(new=3, seconds=600)
     assert account.sync(pipeline).mode == "incremental"
     assert account.differences() == []
+
+
+def _left_out_of_one_listing(account: Account, import_id: str) -> None:
+    account.simulator.unlisted_for[import_id] = 1
+
+
+@pytest.mark.parametrize(
+    "glitch", [read_malformed, _left_out_of_one_listing], ids=["malformed", "unlisted once"]
+)
+def test_a_rotated_key_never_marks_deleted_an_import_its_account_still_has(
+    make_account: Any, glitch: Callable[[Account, str], None]
+) -> None:
+    account: Account = make_account(imports=300, api_keys=(API_KEY, ROTATED_KEY))
+    pipeline = account.pipeline()
+    account.sync(pipeline)
+    target = finished(account, 150)
+    glitch(account, target)
+    account.api_key = ROTATED_KEY
+    summary = account.sync(pipeline)
+    assert summary.mode == "another key"
+    assert summary.deleted == 0  # observed: 1 ("import ... is gone from Resend")
+    assert deleted_at(account, target) is None
+    assert "deleted" not in history_statuses(account, target)
+
+
+def test_a_filtered_run_with_another_key_is_refused_in_one_line(make_account: Any) -> None:
+    """A filtered listing cannot tell another account from a rotated key: the run refuses
+    before writing, and the table stays its account's."""
+    now = datetime.now(UTC)
+    own: Account = make_account(imports=300, seed=1, history_end=now)
+    other: Account = make_account(imports=200, seed=2, history_end=now, api_keys=(OTHER_KEY,))
+    other.duckdb_path = own.duckdb_path  # one destination
+    pipeline = own.pipeline()
+    own.sync(pipeline)
+    with pytest.raises(Exception) as failure:
+        other.sync(pipeline, status="failed")
+    message = explain(failure.value)
+    assert message is not None and "\n" not in message
+    assert "a filtered run cannot tell another account from a rotated key" in message
+    own.store.advance(new=5, seconds=600)
+    assert own.sync(pipeline).mode == "incremental"
+    assert own.differences() == []
+
+
+def test_after_another_key_later_runs_do_not_fetch_the_old_accounts_imports(
+    make_account: Any,
+) -> None:
+    now = datetime.now(UTC)
+    old: Account = make_account(imports=400, seed=1, history_end=now)
+    new: Account = make_account(imports=100, seed=2, history_end=now, api_keys=(OTHER_KEY,))
+    new.duckdb_path = old.duckdb_path
+    pipeline = old.pipeline()
+    old.sync(pipeline)
+    assert new.sync(pipeline).deleted == 400  # without a request each, as documented
+    new.store.advance(new=2, seconds=600)
+    summary = new.sync(pipeline)
+    assert summary.mode == "incremental"
+    assert new.requests("get") == 0  # observed: 400, "answered 404 400"
+
+
+def test_an_another_key_run_that_fails_halfway_is_done_again_by_the_next(
+    make_account: Any,
+) -> None:
+    now = datetime.now(UTC)
+    old: Account = make_account(imports=300, seed=1, history_end=now)
+    new: Account = make_account(imports=250, seed=2, history_end=now, api_keys=(OTHER_KEY,))
+    new.duckdb_path = old.duckdb_path
+    pipeline = old.pipeline()
+    old.sync(pipeline)
+    pages: List[str] = []
+
+    def fail_the_second_page(path: str, body: Any) -> Any:
+        pages.append(path)
+        return {"object": "list", "data": [], "has_more": True} if len(pages) == 2 else body
+
+    new.simulator.rewrite = fail_the_second_page
+    with pytest.raises(Exception) as failure:
+        new.sync(pipeline)
+    assert "has_more is true but the page is empty" in (explain(failure.value) or "")
+    new.simulator.rewrite = None
+    summary = new.sync(pipeline)
+    assert summary.mode == "another key"
+    assert (summary.new, summary.deleted) == (250, 300)
+    assert new.differences() == []

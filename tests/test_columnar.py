@@ -265,7 +265,7 @@ def test_both_intakes_hand_dlt_the_same_rows_history_alerts_and_state(
             intake.take_page(items[start : start + 100], seen_at)
             emitted += intake.emit()
         intake.finish()
-        taken = [intake.take_fetched(raw, seen_at) for raw in fetched]
+        taken = [intake.take_fetched(raw, seen_at, raw["id"]) for raw in fetched]
         emitted += intake.emit(flush=True)
         raised, alerted = alerting.on_open(observer, previous.open_alerted)
         state = observer.next_state(previous, now, True, alerted)

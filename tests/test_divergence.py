@@ -19,6 +19,7 @@ from pipelines.resend_imports import make_pipeline
 from pipelines.simulator import ImportStore
 
 from .conftest import Account, run_cli
+from .scenarios import corrupting, finished
 from .test_sync import resource_state
 
 
@@ -475,3 +476,19 @@ def test_rows_the_destination_refuses_do_not_wedge_the_pipeline(
     account.simulator.rewrite = _with_field({}, 1)
     assert account.sync(pipeline).mode == "incremental"
     assert account.differences() == []
+
+
+@pytest.mark.parametrize("full_refresh", [False, True], ids=["incremental", "complete"])
+def test_a_new_field_named_like_a_known_column_never_overwrites_it(
+    make_account: Any, full_refresh: bool
+) -> None:
+    account: Account = make_account(imports=300)
+    pipeline = account.pipeline()
+    account.sync(pipeline)
+    account.store.advance(new=5, seconds=600)
+    target = finished(account)
+    counts = {**(account.store.get(target) or {}).get("counts", {}), "Total": 1}
+    aliases = {"completedAt": None, "Status": "renamed", "counts": counts}
+    account.simulator.rewrite = corrupting({target: aliases})
+    account.sync(pipeline, full_refresh=full_refresh)
+    assert account.differences() == []  # observed: status 'renamed', completed_at NULL, total 1

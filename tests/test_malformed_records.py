@@ -3,24 +3,13 @@
 are valid but new (an integral float, an object inside `counts`, nanoseconds) load."""
 
 import json
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 import pytest
 
 from .conftest import Account
-
-Rewrite = Callable[[str, Any], Any]
-
-
-def corrupting(targets: Dict[str, Dict[str, Any]]) -> Rewrite:
-    """A rewrite that changes these imports wherever the API returns them."""
-
-    def rewrite(path: str, body: Any) -> Any:
-        for item in body.get("data", [body]):
-            item.update(targets.get(item.get("id"), {}))
-        return body
-
-    return rewrite
+from .scenarios import NOT_AN_INTEGER, alert_count, corrupting, read_malformed, stuck_import
+from .test_sync import resource_state
 
 
 def quarantine(account: Account) -> List[tuple[Any, ...]]:
@@ -150,3 +139,75 @@ def _has_quarantine(account: Account) -> bool:
         "contact_imports_quarantine",
     )
     return bool(rows[0][0])
+
+
+def test_a_new_import_firstread_malformed_loads_once_resend_corrects_it(
+    make_account: Any,
+) -> None:
+    account: Account = make_account(imports=300, stuck=0)
+    pipeline = account.pipeline()
+    account.sync(pipeline)
+    account.store.advance(new=1, seconds=600)
+    target = account.store.truth()[0]["id"]  # queued
+    read_malformed(account, target)
+    assert account.sync(pipeline).quarantined == 1
+    account.store.advance(new=120, seconds=600)  # newer imports push it down
+    for _ in range(2):  # every import finishes: the frontier moves to the newest
+        account.store.advance(new=0, seconds=600)
+        account.sync(pipeline, page_size=20)
+    account.simulator.rewrite = None  # Resend corrects it
+    account.store.advance(new=3, seconds=600)
+    account.sync(pipeline, page_size=20)
+    assert account.differences() == []  # observed: missing import <target>
+
+
+def test_an_open_import_whose_answer_by_id_lacks_an_id_stays_watched(make_account: Any) -> None:
+    account: Account = make_account(imports=500, stuck=1)
+    pipeline = account.pipeline()
+    account.sync(pipeline, page_size=20)
+    stuck = stuck_import(account, pipeline)
+    account.simulator.rewrite = corrupting({stuck: {"id": 42}})
+    assert account.sync(pipeline, page_size=20).quarantined == 1
+    assert stuck in resource_state(pipeline)["open_imports"]  # observed: gone from the state
+    account.simulator.rewrite = None
+    counts = {"total": 5, "created": 5, "updated": 0, "skipped": 0, "failed": 0}
+    account.store.set_field(
+        stuck, status="completed", completed_at=account.store.now, counts=counts
+    )
+    account.sync(pipeline, page_size=20)
+    assert account.differences() == []
+
+
+def test_a_first_sync_raises_no_malformed_alert_for_old_records(make_account: Any) -> None:
+    account: Account = make_account(imports=300)  # history ends weeks before the run's clock
+    old = [item["id"] for item in account.store.truth()[100:103]]
+    account.simulator.rewrite = corrupting({import_id: NOT_AN_INTEGER for import_id in old})
+    summary = account.sync(account.pipeline())
+    assert summary.quarantined == 3
+    assert alert_count(account) == 0  # observed: 3 malformed alerts
+
+
+def test_an_answer_by_id_that_is_set_aside_counts_as_a_request_by_id(make_account: Any) -> None:
+    account: Account = make_account(imports=500, stuck=1)
+    pipeline = account.pipeline()
+    account.sync(pipeline, page_size=20)
+    read_malformed(account, stuck_import(account, pipeline))
+    summary = account.sync(pipeline, page_size=20)
+    assert account.requests("get") == 1
+    assert "(by id 1)" in summary.lines()[-1]
+
+
+def test_an_open_importread_malformed_and_then_deleted_is_marked_deleted(
+    make_account: Any,
+) -> None:
+    account: Account = make_account(imports=500, stuck=1)
+    pipeline = account.pipeline()
+    account.sync(pipeline, page_size=20)
+    stuck = stuck_import(account, pipeline)
+    read_malformed(account, stuck)
+    assert account.sync(pipeline, page_size=20).quarantined == 1
+    assert stuck in resource_state(pipeline)["open_imports"]  # still watched
+    account.store.delete(stuck)
+    summaries = [account.sync(pipeline, page_size=20) for _ in range(3)]  # gone_after_runs
+    assert [summary.deleted for summary in summaries] == [0, 0, 1]
+    assert account.differences() == []

@@ -2,12 +2,13 @@
 whichever path found it: a listing, a late arrival below the newest import seen, a complete
 listing deep in history, a GET by id (also of an id that needs URL-encoding)."""
 
-from datetime import UTC, datetime, timedelta
-from typing import Any, List
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any, Dict, List
 
 from sources.resend_imports.records import parse_timestamp
 
 from .conftest import Account
+from .scenarios import corrupting
 
 
 def history_of(account: Account, import_id: str) -> List[tuple[Any, ...]]:
@@ -78,3 +79,66 @@ def test_an_id_that_needs_url_encoding_is_fetched_by_id(account: Account) -> Non
     assert (summary.refreshed_by_id, summary.not_found, summary.deleted) == (1, 0, 0)
     assert history_of(account, odd)[-1] == ("in_progress", "completed")
     assert account.differences() == []
+
+
+ODD_IDS = [
+    "50%s",
+    "o'brien",
+    "a/b?c#d",
+    "ünï-cødé-✓",
+    "a|completed|1|1|0|0|0",
+    " padded ",
+    "x" * 300,
+    "UPPER",
+    "upper",
+]
+
+
+def test_odd_import_ids_load_refresh_and_delete_like_any_other(
+    make_account: Any, destination_name: str
+) -> None:
+    account: Account = make_account(imports=200, stuck=0)
+    pipeline = account.pipeline()
+    account.sync(pipeline)
+    for offset, import_id in enumerate(ODD_IDS, start=1):
+        account.store.insert(account.store.now + timedelta(seconds=offset), import_id=import_id)
+    assert account.sync(pipeline).new == len(ODD_IDS)
+    account.store.advance(new=0, seconds=600)
+    account.store.advance(new=0, seconds=600)  # they finish: refreshed through the state
+    account.sync(pipeline)
+    assert account.differences() == []
+    for import_id in ODD_IDS[:4]:  # GET by id with the id escaped in the path
+        account.store.delete(import_id)
+    assert account.sync(pipeline, full_refresh=True).deleted == 4
+    assert account.differences() == []
+
+
+def _in_offset(text: str, hours: float) -> str:
+    """The same instant written with another UTC offset (e.g. +05:30)."""
+    from sources.resend_imports.records import parse_timestamp
+
+    moment = parse_timestamp(text).astimezone(timezone(timedelta(hours=hours)))
+    return moment.isoformat(sep=" ")
+
+
+def test_the_same_instants_in_other_offsets_load_equal_and_change_nothing(
+    make_account: Any,
+) -> None:
+    account: Account = make_account(imports=300)
+    pipeline = account.pipeline()
+    offsets = (5.5, -3, 14, -9.5)
+    targets: Dict[str, Any] = {}
+    for position, item in enumerate(account.store.truth()[::7]):
+        hours = offsets[position % len(offsets)]
+        change = {"created_at": _in_offset(item["created_at"], hours)}
+        if item["completed_at"]:
+            change["completed_at"] = _in_offset(item["completed_at"], -hours)
+        targets[item["id"]] = change
+    account.simulator.rewrite = corrupting(targets)
+    account.sync(pipeline)  # columnar intake
+    assert account.differences() == []
+    account.store.advance(new=5, seconds=600)
+    account.sync(pipeline)  # row intake
+    assert account.differences() == []
+    again = account.sync(pipeline, full_refresh=True)
+    assert (again.new, again.updated, again.quarantined) == (0, 0, 0)

@@ -5,27 +5,16 @@ for a moment is never taken for a destination without SQL."""
 import subprocess
 import sys
 from contextlib import closing
-from typing import Any, List
+from datetime import UTC, datetime
+from typing import Any, Callable, Dict, List
 
-import duckdb
 import pytest
 
 from pipelines.failures import explain
 
 from .conftest import Account
+from .scenarios import alert_count, corrupting, drop_views, execute, read_malformed
 from .test_sync import resource_state
-
-
-def execute(account: Account, *statements: str) -> None:
-    """Statements run by a person on the destination, outside the connector."""
-    if account.postgres is None:
-        with closing(duckdb.connect(str(account.duckdb_path))) as database:
-            for statement in statements:
-                database.execute(statement)
-        return
-    with closing(account.postgres.admin("analytics")) as server, server.cursor() as cursor:
-        for statement in statements:
-            cursor.execute(statement)
 
 
 def history_count(account: Account) -> int:
@@ -155,3 +144,103 @@ def test_a_connection_lost_during_a_complete_listing_is_opened_again(
     assert cut and cut[0] >= 1  # the run's reader was cut
     assert summary.deleted == 1
     assert account.differences() == []
+
+
+def _every_row_deleted(account: Account, pipeline: Any) -> None:
+    drop_views(account)
+    execute(account, "DELETE FROM resend.contact_imports")
+    account.sync(pipeline)  # a repair
+
+
+def _a_status_edited(account: Account, pipeline: Any) -> None:
+    failed = next(i["id"] for i in account.store.truth()[100:] if i["status"] == "failed")
+    execute(
+        account, f"UPDATE resend.contact_imports SET status = 'completed' WHERE id = '{failed}'"
+    )
+    account.sync(pipeline, full_refresh=True)  # the complete listing puts it right
+
+
+@pytest.mark.parametrize(
+    "person", [_every_row_deleted, _a_status_edited], ids=["rows deleted", "status edited"]
+)
+def test_putting_the_table_right_raises_no_alert_for_old_failures(
+    make_account: Any, person: Callable[[Account, Any], None]
+) -> None:
+    account: Account = make_account(imports=300)  # history ends weeks before the run's clock
+    pipeline = account.pipeline()
+    account.sync(pipeline)
+    assert alert_count(account) == 0  # the first run: nothing older than since_hours
+    person(account, pipeline)
+    assert account.differences() == []
+    assert alert_count(account) == 0  # observed: 154 (rows deleted), 1 (status edited)
+
+
+def test_rows_a_person_deleted_after_a_filtered_run_are_put_back(make_account: Any) -> None:
+    account: Account = make_account(imports=300, stuck=0)
+    pipeline = account.pipeline()
+    account.sync(pipeline)
+    account.store.advance(new=10, seconds=600)
+    account.store.advance(new=0, seconds=600)
+    account.store.advance(new=0, seconds=600)  # the ten new imports are finished
+    added = account.sync(pipeline, status="completed").new
+    assert added > 0
+    execute(
+        account,
+        "DELETE FROM resend.contact_imports WHERE id IN"
+        f" (SELECT id FROM resend.contact_imports ORDER BY created_at LIMIT {added})",
+    )
+    account.sync(pipeline)
+    assert account.differences() == []
+
+
+@pytest.mark.parametrize("table", ["_dlt_pipeline_state", "_dlt_loads", "_dlt_version"])
+def test_a_dropped_dlt_table_does_not_stop_later_runs(
+    make_account: Any, destination_name: str, table: str
+) -> None:
+    account: Account = make_account(imports=300)
+    pipeline = account.pipeline()
+    account.sync(pipeline)
+    execute(account, f"DROP TABLE resend.{table}")
+    failures: List[str] = []
+    for _ in range(2):
+        account.store.advance(new=3, seconds=600)
+        try:
+            account.sync(account.pipeline())
+        except Exception as exc:  # noqa: BLE001  (what the user would see, collected)
+            failures.append(explain(exc) or type(exc).__name__)
+    assert failures == []
+    assert account.differences() == []
+
+
+@pytest.mark.parametrize("table", ["contact_imports_quarantine", "contact_import_alerts"])
+def test_a_dropped_quarantine_or_alerts_table_takes_the_next_rows(
+    make_account: Any, destination_name: str, table: str
+) -> None:
+    account: Account = make_account(imports=300, history_end=datetime.now(UTC))
+    pipeline = account.pipeline()
+    read_malformed(account, account.store.truth()[150]["id"])
+    account.sync(pipeline)
+    execute(account, f"DROP TABLE resend.{table}")
+    account.store.advance(new=5, seconds=600)
+    newest: Dict[str, Any] = {account.store.truth()[0]["id"]: {"counts": {"total": "y"}}}
+    account.simulator.rewrite = corrupting(newest)
+    assert account.sync(pipeline).quarantined == 1
+    assert account.query("SELECT count(*) FROM {dataset}." + table)[0][0] >= 1
+
+
+def test_a_column_a_person_dropped_comes_back_with_the_next_load(
+    make_account: Any, destination_name: str
+) -> None:
+    account: Account = make_account(imports=300)
+    pipeline = account.pipeline()
+    account.sync(pipeline)
+    drop_views(account)
+    execute(account, "ALTER TABLE resend.contact_imports DROP COLUMN object")
+    account.store.advance(new=5, seconds=600)
+    summary = account.sync(pipeline)
+    assert summary.mode == "incremental"
+    assert account.differences() == []
+    rows = account.query(
+        "SELECT count(*) FROM {dataset}.contact_imports WHERE object = 'contact_import'"
+    )
+    assert rows[0][0] >= 5  # the rows this run wrote carry it again

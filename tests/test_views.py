@@ -25,6 +25,7 @@ from pipelines.views import (
 from sources.resend_imports.settings import TABLE_NAME
 
 from .conftest import Account, assert_one_line_error, run_cli
+from .scenarios import execute
 
 OLD_LAYOUT = (  # the enriched view of the versions before: `*` first, computed columns last
     "CREATE VIEW {dataset}.contact_imports_enriched AS SELECT *,"
@@ -297,3 +298,19 @@ def test_a_run_whose_views_are_current_runs_no_ddl(
     recreated = view_versions(account)
     assert recreated[DAILY_VIEW] != created[DAILY_VIEW]  # the check can fail
     assert recreated[ENRICHED_VIEW] == created[ENRICHED_VIEW]  # only what was missing
+
+
+@pytest.mark.parametrize("destination_name", ["postgres"])
+def test_the_views_read_the_table_created_again_after_a_rename(
+    make_account: Any, destination_name: str
+) -> None:
+    account: Account = make_account(imports=300)
+    pipeline = account.pipeline()
+    account.sync(pipeline)
+    execute(account, "ALTER TABLE resend.contact_imports RENAME TO contact_imports_backup")
+    account.store.advance(new=7, seconds=600)
+    assert account.sync(pipeline).mode == "repair"
+    assert account.differences() == []
+    table = account.query("SELECT count(*) FROM {dataset}.contact_imports")
+    view = account.query("SELECT count(*) FROM {dataset}.contact_imports_enriched")
+    assert view == table  # observed: 300 in the view, 307 in the table

@@ -212,11 +212,16 @@ def raised_on_table(
 
 
 def raised_on_malformed(
-    quarantined: Iterable[Dict[str, Any]], rules: AlertRules, now: datetime
+    quarantined: Iterable[Dict[str, Any]],
+    rules: AlertRules,
+    now: datetime,
+    first_alerting_run: bool,
 ) -> List[Dict[str, Any]]:
-    """An alert per record set aside (`quarantine`): once per malformed version of it."""
+    """An alert per record set aside (`quarantine`): once per malformed version of it; on a
+    first alerting run, not for a record created before `since_hours` (when it says when)."""
     if not (rules.enabled and rules.malformed):
         return []
+    since = now - timedelta(hours=rules.since_hours)
     return [
         {
             "alert_key": f"{row['quarantine_key']}|{MALFORMED}",
@@ -225,6 +230,7 @@ def raised_on_malformed(
             "raised_at": now,
         }
         for row in quarantined
+        if not (first_alerting_run and row["created_at"] is not None and row["created_at"] < since)
     ]
 
 

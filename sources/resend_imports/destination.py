@@ -29,6 +29,7 @@ from typing import (
     Mapping,
     NamedTuple,
     Optional,
+    Set,
     TypeVar,
 )
 
@@ -48,7 +49,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 
 from .errors import DestinationReadError
 from .records import Row
-from .settings import COUNT_FIELDS, SOURCE_NAME, TABLE_NAME
+from .settings import COUNT_FIELDS, HISTORY_TABLE, SOURCE_NAME, TABLE_NAME
 
 _DLT_COLUMNS = ("_dlt_load_id", "_dlt_id")
 _IDS_PER_QUERY = 500
@@ -226,6 +227,17 @@ class DestinationReader:
                 take(arrow.known_table(batch))
 
         self._read("the table", copy)
+
+    def recorded_observations(self, keys: List[str]) -> Set[str]:
+        """Those of these observation keys the history table holds."""
+        table = self._qualified(HISTORY_TABLE)
+        found: Set[str] = set()
+        for start in range(0, len(keys), _IDS_PER_QUERY):
+            chunk = keys[start : start + _IDS_PER_QUERY]
+            marks = ", ".join(["%s"] * len(chunk))
+            query = f"SELECT observation_key FROM {table} WHERE observation_key IN ({marks})"
+            found.update(row[0] for row in self._query("the history", query, *chunk))
+        return found
 
     def last_rows(self, ids: List[str]) -> Iterator[List[Row]]:
         """The table's rows of these imports as they are now, without dlt's own columns, in

@@ -17,9 +17,7 @@ from dlt.sources import DltResource
 
 from .known import Comparison
 from .records import Row, fingerprint
-from .settings import COUNT_FIELDS, DELETED_STATUS
-
-HISTORY_TABLE = "contact_import_status_history"
+from .settings import COUNT_FIELDS, DELETED_STATUS, HISTORY_TABLE
 
 HISTORY_COLUMNS: Any = {
     "observation_key": {"data_type": "text", "nullable": False},

@@ -191,6 +191,8 @@ class RunObserver:
         self._deleted: Dict[str, DeletedImport] = {}
         self._back: Set[str] = set()
         self._quarantined: Set[str] = set()
+        self._watched_malformed: Dict[str, datetime] = {}
+        self._not_rechecked: Set[str] = set()
         self._position = 0
 
     # What a listing showed, in two forms that `tests/test_columnar.py` proves equal.
@@ -243,17 +245,25 @@ class RunObserver:
             missing_runs=known.missing_runs + 1,
         )
 
-    def deleted(self, import_id: str, deleted_at: datetime, status: Optional[str]) -> None:
-        """An import this run marked deleted, and its status then."""
+    def deleted(
+        self, import_id: str, deleted_at: datetime, status: Optional[str], recheck: bool = True
+    ) -> None:
+        """An import this run marked deleted, and its status then; re-checked by id on the
+        next runs unless `recheck` is False (another account's: it cannot come back)."""
         self._deleted[import_id] = DeletedImport(deleted_at.isoformat(), status)
+        if not recheck:
+            self._not_rechecked.add(import_id)
 
     def back(self, import_id: str) -> None:
         """An import marked deleted that this run read again."""
         self._back.add(import_id)
 
-    def quarantined(self, import_id: str) -> None:
-        """An import this run read malformed: an open one stays watched as it was."""
+    def quarantined(self, import_id: str, watch: bool, created_at: datetime) -> None:
+        """An import this run read malformed: an open one stays watched as it was; with
+        `watch`, one the state does not know is watched by id from now on."""
         self._quarantined.add(import_id)
+        if watch:
+            self._watched_malformed.setdefault(import_id, created_at)
 
     @property
     def returned(self) -> Set[str]:
@@ -297,6 +307,7 @@ class RunObserver:
             import_id: deleted
             for import_id, deleted in {**previous.deleted, **self._deleted}.items()
             if import_id not in self._back
+            and import_id not in self._not_rechecked
             and datetime.fromisoformat(deleted.deleted_at) >= recheck_since
         }
         state.open_imports.update(self._not_found)
@@ -307,11 +318,16 @@ class RunObserver:
         for row in self._open_fetched:
             state.open_imports[row["id"]] = _open_import(row, refresh_by_id=True)
         for import_id in self._quarantined:
-            if import_id in previous.open_imports and import_id not in state.open_imports:
-                kept = previous.open_imports[import_id]
+            if import_id in state.open_imports:
+                continue
+            kept = previous.open_imports.get(import_id)
+            if kept is not None:
                 state.open_imports[import_id] = OpenImport(
                     kept.created_at, kept.status, kept.fingerprint, refresh_by_id=True
                 )
+            elif import_id in self._watched_malformed:
+                created_at = self._watched_malformed[import_id].isoformat()
+                state.open_imports[import_id] = OpenImport(created_at, "", "", refresh_by_id=True)
         for import_id in self._deleted:
             state.open_imports.pop(import_id, None)
         alerted = previous.open_alerted if open_alerted is None else open_alerted

@@ -35,8 +35,8 @@ from .errors import MalformedImportError
 from .history import Observations, history_rows, history_table, to_history_table
 from .incremental import RunObserver, SyncState
 from .known import Known, NothingKnown, compare
-from .quarantine import quarantine_row, to_quarantine_table
-from .records import Row, fingerprint, parse_timestamp, to_row
+from .quarantine import created_at_of, quarantine_row, to_quarantine_table
+from .records import Row, fingerprint, to_row
 from .settings import BATCH_ROWS, KNOWN_FIELDS, STATUSES
 
 logger = logging.getLogger("resend_imports")
@@ -82,6 +82,9 @@ class Alerting:
 
     def _context(self) -> Tuple[AlertRules, datetime, bool]:
         return self.rules, self.now, self.first_alerting_run
+
+    def on_malformed(self, quarantined: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+        return raised_on_malformed(quarantined, *self._context())
 
     def on_open(self, observer: RunObserver, alerted: List[str]) -> Tuple[List[Any], Set[str]]:
         rows = observer.open_rows()
@@ -135,13 +138,14 @@ class Intake:
         self.observations = Observations()
         self.quarantined: List[Dict[str, Any]] = []  # set aside, not yet handed to dlt
         self.quarantine_keys: Set[str] = set()  # set aside by this run
+        self.matched = 0  # imports read that the table holds live: the same account
 
     def take_page(self, page: List[Any], seen_at: datetime) -> None:
         raise NotImplementedError
 
-    def take_fetched(self, raw: Any, seen_at: datetime) -> Optional[Row]:
-        """Takes an import read by id; its row, or None when this run already took it or
-        set it aside."""
+    def take_fetched(self, raw: Any, seen_at: datetime, requested_id: str) -> Optional[Row]:
+        """Takes an import read by `requested_id`; its row, or None when this run already
+        took it or set it aside."""
         raise NotImplementedError
 
     def finish(self) -> None:
@@ -154,16 +158,21 @@ class Intake:
         """
         raise NotImplementedError
 
-    def _parse(self, raw: Any, seen_at: datetime) -> Optional[Row]:
-        """The row of a record, or None when it is malformed (then set aside, once a run;
-        an import read malformed counts as read: it is not fetched again by id)."""
+    def _parse(
+        self, raw: Any, seen_at: datetime, requested_id: Optional[str] = None, watch: bool = False
+    ) -> Optional[Row]:
+        """The row of a record, or None when it is malformed: then set aside (once a run),
+        counted as read (not fetched again by id in this run), kept watched by id if it was
+        open, and with `watch` (an incremental listing: a new import) watched by id from now
+        on, so that it loads once Resend corrects it."""
         try:
             return to_row(raw)
         except MalformedImportError as error:
-            row = quarantine_row(raw, error, seen_at)
+            row = quarantine_row(raw, error, seen_at, requested_id)
             import_id = row["import_id"]
             if import_id is not None:
-                self.observer.quarantined(import_id)
+                self.knowledge.note_read([import_id])
+                self.observer.quarantined(import_id, watch, row["created_at"] or seen_at)
                 if import_id in self.previously_open:
                     self.previously_open_seen.add(import_id)
             if row["quarantine_key"] not in self.quarantine_keys:
@@ -193,6 +202,7 @@ class Intake:
                 self.observer.back(import_id)
         self.report.rows += len(ids)
         self.report.new += sum(previous is None for previous in known)
+        self.matched += sum(p is not None and p.deleted_at is None for p in known)
         self.report.updated += sum(
             observed and previous is not None
             for observed, previous in zip(comparison.observed, known, strict=True)
@@ -215,11 +225,18 @@ class Intake:
     def _emit_quarantined(self) -> Iterator[Any]:
         if self.quarantined:
             yield to_quarantine_table(self.quarantined)
-            yield from self._alerts(raised_on_malformed(self.quarantined, *self._malformed()))
+            yield from self._alerts(self.alerting.on_malformed(self.quarantined))
             self.quarantined = []
 
-    def _malformed(self) -> Tuple[AlertRules, datetime]:
-        return self.alerting.rules, self.alerting.now
+    def _news(self, raised: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+        """The alerts on observations the history has not recorded before (an alert's key is
+        its observation's key and its rule)."""
+        if not raised:
+            return raised
+        recorded = self.knowledge.recorded(
+            [alert["alert_key"].rsplit("|", 1)[0] for alert in raised]
+        )
+        return [alert for alert in raised if alert["alert_key"].rsplit("|", 1)[0] not in recorded]
 
     def _alerts(self, raised: List[Dict[str, Any]]) -> Iterator[Any]:
         if raised:
@@ -237,9 +254,9 @@ class RowIntake(Intake):
     def take_page(self, page: List[Any], seen_at: datetime) -> None:
         accepted: List[Row] = []
         for raw in page:
-            row = self._parse(raw, seen_at)
+            row = self._parse(raw, seen_at, watch=True)
             if row is None:  # set aside; its time, when it has one, still tells where we are
-                self.oldest_listed = _created_at(raw) or self.oldest_listed
+                self.oldest_listed = created_at_of(raw) or self.oldest_listed
                 continue
             self.oldest_listed = row["created_at"]  # the listing is newest first
             if self._first_sighting(row["id"]):
@@ -250,8 +267,8 @@ class RowIntake(Intake):
             self.observer.listed(row)
         self.recent.append(set())
 
-    def take_fetched(self, raw: Any, seen_at: datetime) -> Optional[Row]:
-        row = self._parse(raw, seen_at)
+    def take_fetched(self, raw: Any, seen_at: datetime, requested_id: str) -> Optional[Row]:
+        row = self._parse(raw, seen_at, requested_id)
         if row is None or not self._first_sighting(row["id"]):
             return None
         self._log_unusual(raw)
@@ -277,17 +294,8 @@ class RowIntake(Intake):
             chosen = self.observations.chosen()
             seen = [self.batch[i] for i in chosen]
             before = [self.observations.before[i] for i in chosen]
-            yield from self._alerts(self.alerting.on_rows(seen, history, before))
+            yield from self._alerts(self._news(self.alerting.on_rows(seen, history, before)))
         self.batch, self.batch_rows, self.observations = [], 0, Observations()
-
-
-def _created_at(raw: Any) -> Optional[datetime]:
-    try:
-        return parse_timestamp(raw["created_at"]) if isinstance(raw, dict) else None
-    except KeyError:
-        return None
-    except ValueError:
-        return None
 
 
 class TableIntake(Intake):
@@ -315,10 +323,10 @@ class TableIntake(Intake):
         self.pages, self.pages_seen_at = [], []
         self.recent.append(set())
 
-    def take_fetched(self, raw: Any, seen_at: datetime) -> Optional[Row]:
+    def take_fetched(self, raw: Any, seen_at: datetime, requested_id: str) -> Optional[Row]:
         from . import arrow
 
-        row = self._parse(raw, seen_at)
+        row = self._parse(raw, seen_at, requested_id)
         if row is None:
             return None
         self._log_unusual(raw)
@@ -362,7 +370,7 @@ class TableIntake(Intake):
             yield to_history_table(arrow.with_dlt_columns(history))
             seen = imports.filter(pa.array(self.observations.observed))
             before = [self.observations.before[i] for i in self.observations.chosen()]
-            yield from self._alerts(self.alerting.on_table(seen, history, before))
+            yield from self._alerts(self._news(self.alerting.on_table(seen, history, before)))
         self.tables, self.batch_rows, self.observations = [], 0, Observations()
 
     def _listed_table(

@@ -22,7 +22,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Sequence
+from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Sequence, Set
 
 from .destination import DestinationReader
 from .incremental import SyncState
@@ -87,10 +87,24 @@ class NothingKnown:
 
     reconciles = False  # whether `unlisted_live_ids` can tell what a listing did not return
 
+    def __init__(self, history: Optional[DestinationReader] = None) -> None:
+        self._history = history  # where observations already recorded can be asked for
+
+    def recorded(self, keys: Sequence[str]) -> Set[str]:
+        """Those of these observation keys the history table holds already: an alert on an
+        observation recorded before (the table was emptied or edited by a person, the state
+        lost) is no news."""
+        if self._history is None or not keys:
+            return set()
+        return self._history.recorded_observations(list(keys))
+
     def lookup(
         self, ids: Sequence[str], created_at: Sequence[datetime], fingerprints: Sequence[str]
     ) -> List[Optional[Known]]:
         return [None] * len(ids)
+
+    def note_read(self, ids: Sequence[str]) -> None:
+        """Imports read but not compared (set aside as malformed): not unlisted."""
 
     def unlisted_live_ids(self) -> Iterator[List[str]]:
         return iter(())
@@ -102,7 +116,8 @@ class NothingKnown:
 class TableLookups(NothingKnown):
     """One query per page (or per import fetched by id) for the ids it holds."""
 
-    def __init__(self, reader: DestinationReader, columns: List[str]) -> None:
+    def __init__(self, reader: DestinationReader, columns: List[str], history: bool) -> None:
+        super().__init__(reader if history else None)
         self.reader = reader
         self.columns = columns
 
@@ -120,9 +135,10 @@ class TableCopy(NothingKnown):
 
     reconciles = True
 
-    def __init__(self, reader: DestinationReader, columns: List[str]) -> None:
+    def __init__(self, reader: DestinationReader, columns: List[str], history: bool) -> None:
         import duckdb
 
+        super().__init__(reader if history else None)
         self._folder = tempfile.mkdtemp(prefix="resend-imports-known-")
         try:
             self._db = duckdb.connect(
@@ -183,9 +199,20 @@ class TableCopy(NothingKnown):
             known[position] = Known(printed, _isoformat(deleted_at))
         return known
 
+    def note_read(self, ids: Sequence[str]) -> None:
+        import pyarrow as pa
+
+        read = pa.table({"id": pa.array(list(ids), pa.string())})
+        self._db.register("read_ids", read)
+        try:
+            self._db.execute("INSERT INTO looked SELECT id FROM read_ids")
+        finally:
+            self._db.unregister("read_ids")
+
     def unlisted_live_ids(self) -> Iterator[List[str]]:
-        """Live imports of the table that no lookup asked for, in chunks."""
-        result = self._db.execute(
+        """Live imports of the table that no lookup asked for, in chunks (read on a cursor of
+        its own: the caller looks up what it fetches by id meanwhile)."""
+        result = self._db.cursor().execute(
             "SELECT id FROM known k WHERE deleted_at IS NULL"
             " AND NOT EXISTS (SELECT 1 FROM looked l WHERE l.id = k.id) ORDER BY id"
         )
@@ -205,6 +232,7 @@ class StateKnowledge(NothingKnown):
     instant under an id not seen), as before otherwise."""
 
     def __init__(self, state: SyncState) -> None:
+        super().__init__()
         self.state = state
         newest = state.newest_created_at
         self.newest = datetime.fromisoformat(newest) if newest else None

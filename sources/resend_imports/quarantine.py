@@ -13,7 +13,7 @@ loads into `contact_imports` as usual.
 import hashlib
 import json
 from datetime import datetime
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import dlt
 from dlt.extract.items import DataItemWithMeta
@@ -21,6 +21,7 @@ from dlt.sources import DltResource
 
 from .errors import MalformedImportError
 from .history import add_insert_only_table
+from .records import parse_timestamp
 
 QUARANTINE_TABLE = "contact_imports_quarantine"
 
@@ -29,6 +30,7 @@ QUARANTINE_COLUMNS: Any = {
     "import_id": {"data_type": "text"},
     "reason": {"data_type": "text", "nullable": False},
     "record": {"data_type": "text", "nullable": False},
+    "created_at": {"data_type": "timestamp", "timezone": True},  # when it parses
     "seen_at": {"data_type": "timestamp", "timezone": True, "nullable": False},
 }
 
@@ -38,20 +40,33 @@ def add_quarantine_table(resource: DltResource) -> DltResource:
     return add_insert_only_table(resource, QUARANTINE_TABLE, "quarantine_key", QUARANTINE_COLUMNS)
 
 
-def quarantine_row(raw: Any, error: MalformedImportError, seen_at: datetime) -> Dict[str, Any]:
-    """The record as received, keyed by its import and a hash of its text."""
+def quarantine_row(
+    raw: Any, error: MalformedImportError, seen_at: datetime, requested_id: Optional[str] = None
+) -> Dict[str, Any]:
+    """The record as received, keyed by its import (the id it was fetched by, when its own
+    is missing) and a hash of its text."""
     record = json.dumps(raw, sort_keys=True, default=str, separators=(",", ":"))
     import_id = error.import_id
     if import_id is None and isinstance(raw, dict) and isinstance(raw.get("id"), str):
         import_id = raw["id"] or None
+    import_id = import_id or requested_id
     digest = hashlib.sha256(record.encode()).hexdigest()[:16]
     return {
         "quarantine_key": f"{import_id or '(no id)'}|{digest}",
         "import_id": import_id,
         "reason": error.reason,
         "record": record,
+        "created_at": created_at_of(raw),
         "seen_at": seen_at,
     }
+
+
+def created_at_of(raw: Any) -> Optional[datetime]:
+    """The creation time of a malformed record, when it has one that parses."""
+    try:
+        return parse_timestamp(raw["created_at"]) if isinstance(raw, dict) else None
+    except (KeyError, ValueError):
+        return None
 
 
 def to_quarantine_table(rows: List[Dict[str, Any]]) -> DataItemWithMeta:

@@ -3,7 +3,10 @@
 import json
 import re
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, Dict, Mapping, Optional
+
+from dlt.common.normalizers.naming.snake_case import NamingConvention
 
 from .errors import MalformedImportError
 from .settings import COUNT_FIELDS, KNOWN_FIELDS, TERMINAL_STATUSES
@@ -17,6 +20,31 @@ _TIMESTAMP = re.compile(rf"({_DATE_TIME})(\.\d+)?{_OFFSET}")
 MICROSECOND_TIMESTAMP_PATTERN = rf"{_DATE_TIME}(\.\d{{1,6}})?{_OFFSET}"
 
 Row = Dict[str, Any]
+
+# Columns of the table a field Resend adds must never land in: dlt names columns in snake
+# case, so `completedAt`, `Status` or `counts.Total` would otherwise overwrite a known column
+RESERVED_COLUMNS: frozenset[str] = frozenset(
+    {
+        "id",
+        "object",
+        "status",
+        "created_at",
+        "completed_at",
+        "deleted_at",
+        *(f"counts__{name}" for name in COUNT_FIELDS),
+        "_dlt_load_id",
+        "_dlt_id",
+    }
+)
+COLLISION_PREFIX = "api__"
+_NAMING = NamingConvention()
+
+
+@lru_cache(maxsize=4096)
+def column_name(field: str) -> str:
+    """The column dlt makes of a field name (its default naming, snake case)."""
+    return _NAMING.normalize_path(field)
+
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
@@ -138,7 +166,17 @@ def _flatten_unknown(name: str, value: Any, row: Row, import_id: str) -> None:
             f"field {name.replace('__', '.')} = {value} does not fit a 64-bit integer column",
         )
     else:
-        row[name] = value
+        row[_free_name(name, row)] = value
+
+
+def _free_name(name: str, row: Row) -> str:
+    """`name`, or `api__<column>` when its column is one of the table's own or one another
+    field of this row already takes (`fooBar` and `foo_bar`)."""
+    column = column_name(name)
+    taken = column in RESERVED_COLUMNS or any(
+        column_name(other) == column for other in row if other != name
+    )
+    return f"{COLLISION_PREFIX}{column}" if taken else name
 
 
 def fingerprint(row: Mapping[str, Any]) -> str:

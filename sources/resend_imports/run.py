@@ -24,12 +24,12 @@ from .alerts import ALERTS_TABLE, AlertRules, to_alerts_table
 from .client import ResendClient
 from .destination import DestinationReader, TableHealth, running_pipeline
 from .errors import ResendConfigError
-from .history import HISTORY_TABLE, deletion_rows, to_history_table
+from .history import deletion_rows, to_history_table
 from .incremental import RunObserver, SyncState
 from .intake import Alerting, Intake, RowIntake, SyncReport, TableIntake
 from .known import NothingKnown, StateKnowledge, TableCopy, TableLookups
 from .quarantine import QUARANTINE_TABLE
-from .settings import MAX_PAGE_SIZE, STATUSES, TABLE_NAME
+from .settings import HISTORY_TABLE, MAX_PAGE_SIZE, STATUSES, TABLE_NAME
 
 logger = logging.getLogger("resend_imports")
 
@@ -61,6 +61,7 @@ class Checked:
 
     empty_destination: bool = True  # no dataset or state: nothing to read
     readable: bool = False  # a SQL database: the table can be read and counted
+    history_exists: bool = False  # the history table is there to be asked what it recorded
     health: Optional[TableHealth] = None  # None: the destination cannot be read with SQL
     repair: Optional[str] = None  # why the table does not hold what the state describes
 
@@ -91,7 +92,8 @@ def _start_from_committed_state(reader: DestinationReader, stored: Dict[str, Any
 def _check_destination(
     reader: DestinationReader, stored: Dict[str, Any], pipeline: dlt.Pipeline
 ) -> Checked:
-    """The state from the destination, then the staging dataset and the tables."""
+    """The state from the destination, then the staging dataset and the tables: those a
+    person dropped are created again, and the live imports of `contact_imports` counted."""
     checked = Checked(_start_from_committed_state(reader, stored), reader.readable)
     taken = reader.staging_dataset_of_its_own()
     if taken is not None:
@@ -99,29 +101,34 @@ def _check_destination(
             f"dlt would merge {reader.dataset} through the staging dataset {taken}, which is a"
             " dataset of its own (it holds dlt loads): its tables would be replaced. Set"
             " another staging_dataset_name_layout (e.g. DESTINATION__STAGING_DATASET_NAME_LAYOUT"
-            "='%s__dlt_staging') or use another dataset name; nothing was written"
+            "='%s_dlt_staging') or use another dataset name; nothing was written"
         )
-    if checked.empty_destination or not reader.readable:
+    if not reader.readable:
         return checked
-    columns = reader.storage_columns(WRITTEN_TABLES)
-    schema_tables: Dict[str, Any] = (
-        pipeline.default_schema.tables if pipeline.default_schema_name else {}
-    )
-    missing = [
-        name
-        for name in WRITTEN_TABLES
-        if not columns.get(name)
-        and name in schema_tables
-        and has_table_seen_data(schema_tables[name])
-    ]
-    if missing:
-        logger.warning(
-            "%s missing from %s (dropped or renamed by a person?): created again",
-            ", ".join(missing) + (" is" if len(missing) == 1 else " are"),
-            reader.dataset,
-        )
-        reader.recreate_tables(missing)
+    schema: Any = pipeline.default_schema if pipeline.default_schema_name else None
+    dlt_tables = [schema.state_table_name, schema.loads_table_name] if schema else []
+    version_table = schema.version_table_name if schema else "_dlt_version"
+    columns = reader.storage_columns([*WRITTEN_TABLES, *dlt_tables, version_table])
+    missing: List[str] = []
+    if columns.get(version_table) and schema is not None:
+        # dlt creates a table only for a new schema version: one a person dropped from a
+        # dataset it loaded before stays missing, and every later load fails on it
+        missing = [
+            name
+            for name in [*WRITTEN_TABLES, *dlt_tables]
+            if not columns.get(name)
+            and name in schema.tables
+            and (name in dlt_tables or has_table_seen_data(schema.tables[name]))
+        ]
+        if missing:
+            logger.warning(
+                "%s missing from %s (dropped or renamed by a person?): created again",
+                ", ".join(missing) + (" is" if len(missing) == 1 else " are"),
+                reader.dataset,
+            )
+            reader.recreate_tables(missing)
     checked.health = reader.table_health(columns.get(TABLE_NAME, []))
+    checked.history_exists = bool(columns.get(HISTORY_TABLE)) or HISTORY_TABLE in missing
     return checked
 
 
@@ -149,6 +156,12 @@ def _mode(
     repair: Optional[str],
 ) -> str:
     if options.status is not None:
+        if key_changed:
+            raise ResendConfigError(
+                "the API key is not the one that loaded this table, and a filtered run cannot"
+                " tell another account from a rotated key: run an unfiltered sync first (it"
+                " lists every import and retires what this key's account does not have)"
+            )
         return FILTERED
     if previous.is_empty:
         return FIRST
@@ -168,14 +181,13 @@ def _knowledge(
 ) -> NothingKnown:
     """Where this run reads what the table holds (see `known`)."""
     if reader is None or checked.health is None:
-        if reader is not None and checked.empty_destination:
-            return NothingKnown()
-        return StateKnowledge(previous)
+        return StateKnowledge(previous)  # outside a pipeline, or no SQL to read the table
+    history = checked.history_exists
     if checked.health.live is None:
-        return NothingKnown()  # the table is new (again)
+        return NothingKnown(reader if history else None)  # no table yet, or created again
     if complete:
-        return TableCopy(reader, checked.health.columns)
-    return TableLookups(reader, checked.health.columns)
+        return TableCopy(reader, checked.health.columns, history)
+    return TableLookups(reader, checked.health.columns, history)
 
 
 def _refresh_unlisted(
@@ -184,24 +196,24 @@ def _refresh_unlisted(
     previous: SyncState,
     options: RunOptions,
     complete: bool,
-    another_key: bool,
+    another_account: bool,
 ) -> List[str]:
     """Fetches by id every import open at the last run that this listing did not return.
 
     Returns the ids concluded gone: those that answered 404 on `gone_after_runs`
     consecutive runs, or at once when a complete listing also omitted them (without a
-    request when the key is another one: the listing is that key's account).
+    request under another account's key: the listing is that account's).
     """
     gone: List[str] = []
     for import_id, known in previous.open_imports.items():
         if import_id in intake.previously_open_seen:
             continue
-        if another_key:
+        if another_account:
             gone.append(import_id)
             continue
         fetched = client.get_import(import_id)
         if fetched is not None:
-            _accept_fetched(intake, fetched)
+            _accept_fetched(intake, fetched, import_id)
             continue
         intake.report.not_found += 1
         misses = known.missing_runs + 1
@@ -228,22 +240,22 @@ def _recheck_deleted(client: ResendClient, intake: Intake, previous: SyncState) 
         if fetched is None:
             intake.report.not_found += 1
         else:
-            _accept_fetched(intake, fetched)
+            _accept_fetched(intake, fetched, import_id)
 
 
 def _reconcile_with_table(
-    client: ResendClient, intake: Intake, another_key: bool, already: List[str]
+    client: ResendClient, intake: Intake, another_account: bool, already: List[str]
 ) -> List[str]:
     """After a complete listing: live imports of the table that the listing did not return
     are fetched by id, and those that answer 404 are gone (all of them, without a request
-    each, when the key is another one)."""
+    each, under another account's key)."""
     gone: List[str] = []
     skip = set(already)
     for chunk in intake.knowledge.unlisted_live_ids():
         for import_id in chunk:
             if import_id in skip:
                 continue
-            if another_key:
+            if another_account:
                 gone.append(import_id)
                 continue
             fetched = client.get_import(import_id)
@@ -251,21 +263,28 @@ def _reconcile_with_table(
                 intake.report.not_found += 1
                 gone.append(import_id)
             else:
-                _accept_fetched(intake, fetched)
+                _accept_fetched(intake, fetched, import_id)
     return gone
 
 
-def _accept_fetched(intake: Intake, fetched: Dict[str, Any]) -> None:
-    row = intake.take_fetched(fetched, datetime.now(UTC))
+def _accept_fetched(intake: Intake, fetched: Dict[str, Any], import_id: str) -> None:
+    """An import read by id (counted whatever becomes of it); set aside when malformed, it
+    stays watched by the id it was asked for."""
+    intake.report.refreshed_by_id += 1
+    row = intake.take_fetched(fetched, datetime.now(UTC), import_id)
     if row is not None:
-        intake.report.refreshed_by_id += 1
         intake.observer.fetched(row)
 
 
 def _mark_deleted(
-    reader: Optional[DestinationReader], gone: List[str], report: SyncReport, observer: RunObserver
+    reader: Optional[DestinationReader],
+    gone: List[str],
+    report: SyncReport,
+    observer: RunObserver,
+    recheck: bool = True,
 ) -> Iterator[Any]:
-    """The last rows of imports concluded gone, with `deleted_at` set, and their history."""
+    """The last rows of imports concluded gone, with `deleted_at` set, and their history;
+    re-checked by id on later runs unless they were another account's."""
     if not gone or reader is None or not reader.readable:
         if gone:
             logger.warning(
@@ -278,7 +297,7 @@ def _mark_deleted(
     for rows in reader.last_rows(gone):
         for row in rows:
             row["deleted_at"] = deleted_at
-            observer.deleted(row["id"], deleted_at, row.get("status"))
+            observer.deleted(row["id"], deleted_at, row.get("status"), recheck)
             if logged < 10:
                 logger.warning("import %s is gone from Resend: marked deleted", row["id"])
             logged += 1
@@ -400,9 +419,11 @@ def _run(
     knowledge = _knowledge(reader, checked, previous, complete)
     cleanup.callback(knowledge.close)
     observer = RunObserver(options.page_size)
-    # the first run, the first with alerts on, or another account's: nothing older than
-    # `since_hours` is alerted
-    first_alerts = previous.is_empty or previous.alerts_since is None or key_changed
+    # the first run, the first with alerts on, another key's, or a repair (the table lost
+    # what it held, not Resend): nothing older than `since_hours` is alerted
+    first_alerts = (
+        previous.is_empty or previous.alerts_since is None or report.mode in (ANOTHER_KEY, REPAIR)
+    )
     alerting = Alerting(rules, started_at, first_alerts)
     intake_type = TableIntake if frontier is None else RowIntake
     intake: Intake = intake_type(previous, report, observer, columns, alerting, knowledge)
@@ -418,13 +439,22 @@ def _run(
 
     if options.status is not None:
         yield from intake.emit(flush=True)
+        # the state is left alone but for the count of live imports: the rows this run
+        # added are in the table, and a person deleting as many must still be noticed
+        live = _live_imports(checked, report, observer)
+        if not previous.is_empty and live is not None:
+            stored["live_imports"] = live
     else:
-        another_key = report.mode == ANOTHER_KEY
-        gone = _refresh_unlisted(client, intake, previous, options, complete, another_key)
+        # another key whose listing shares no import with the table: another account (a
+        # rotated key of the same account lists what the table holds)
+        another_account = report.mode == ANOTHER_KEY and not intake.matched
+        if report.mode == ANOTHER_KEY and not another_account:
+            logger.info("the listing shares imports with the table: the same account")
+        gone = _refresh_unlisted(client, intake, previous, options, complete, another_account)
         if not complete:
             _recheck_deleted(client, intake, previous)
         if knowledge.reconciles:
-            gone += _reconcile_with_table(client, intake, another_key, gone)
+            gone += _reconcile_with_table(client, intake, another_account, gone)
         elif complete and reader is not None and not reader.readable:
             logger.warning(
                 "%s cannot be read with SQL on this destination: deletions are not"
@@ -432,13 +462,13 @@ def _run(
                 TABLE_NAME,
             )
         yield from intake.emit(flush=True)
-        yield from _mark_deleted(reader, gone, report, observer)
+        yield from _mark_deleted(reader, gone, report, observer, recheck=not another_account)
         raised, open_alerted = alerting.on_open(observer, previous.open_alerted)
         if raised:
             report.alerts_raised += len(raised)
             yield to_alerts_table(raised)
         alerts_since = (previous.alerts_since or started_at.isoformat()) if rules.enabled else None
-        live = _live_imports(previous, checked, report, observer, complete)
+        live = _live_imports(checked, report, observer)
         state = observer.next_state(
             previous,
             started_at,
@@ -457,21 +487,11 @@ def _run(
     dlt.current.resource_metrics().update(vars(report))
 
 
-def _live_imports(
-    previous: SyncState,
-    checked: Checked,
-    report: SyncReport,
-    observer: RunObserver,
-    complete: bool,
-) -> Optional[int]:
-    """The live imports the table holds once this run's load is in: what a complete listing
-    read, or the last count moved by what this run added, brought back and marked deleted."""
-    if not checked.readable:
+def _live_imports(checked: Checked, report: SyncReport, observer: RunObserver) -> Optional[int]:
+    """The live imports the table holds once this run's load is in: those it held when the
+    run started (counted then: rows a filtered run added are in), plus what this run added
+    and brought back, minus what it marked deleted."""
+    if not checked.readable or checked.health is None:
         return None  # nothing to count with: no check on the next run either
-    if complete:
-        return report.rows
-    counted = checked.health.live if checked.health is not None else None
-    base = previous.live_imports if previous.live_imports is not None else counted
-    if base is None:
-        return None
-    return base + report.new + len(observer.returned) - report.deleted
+    held = checked.health.live or 0
+    return held + report.new + len(observer.returned) - report.deleted

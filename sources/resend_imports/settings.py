@@ -38,6 +38,7 @@ PROGRESS_EVERY_SECONDS: Final = 10.0
 
 SOURCE_NAME: Final = "resend"
 TABLE_NAME: Final = "contact_imports"
+HISTORY_TABLE: Final = "contact_import_status_history"
 
 # An import that answers 404 on this many consecutive runs is concluded gone (soft-deleted).
 DEFAULT_GONE_AFTER_RUNS: Final = 3

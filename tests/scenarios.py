@@ -1,0 +1,91 @@
+"""Helpers the scenario tests share: what a person does to the destination, what the API
+returns changed, and what the tables say about one import."""
+
+from contextlib import closing
+from typing import Any, Callable, Dict, List
+
+import duckdb
+
+from .conftest import Account
+from .test_sync import resource_state
+
+Rewrite = Callable[[str, Any], Any]
+
+
+def execute(account: Account, *statements: str) -> None:
+    """Statements run by a person on the destination, outside the connector."""
+    if account.postgres is None:
+        with closing(duckdb.connect(str(account.duckdb_path))) as database:
+            for statement in statements:
+                database.execute(statement)
+        return
+    with closing(account.postgres.admin("analytics")) as server, server.cursor() as cursor:
+        for statement in statements:
+            cursor.execute(statement)
+
+
+def corrupting(targets: Dict[str, Dict[str, Any]]) -> Rewrite:
+    """A rewrite that changes these imports wherever the API returns them."""
+
+    def rewrite(path: str, body: Any) -> Any:
+        for item in body.get("data", [body]):
+            item.update(targets.get(item.get("id"), {}))
+        return body
+
+    return rewrite
+
+
+NOT_AN_INTEGER = {"counts": {"total": "x"}}
+
+
+def drop_views(account: Account) -> None:
+    """What a person must do first on PostgreSQL before dropping the table under them."""
+    execute(account, "DROP VIEW IF EXISTS resend.contact_imports_daily")
+    execute(account, "DROP VIEW IF EXISTS resend.contact_imports_enriched")
+
+
+def deleted_at(account: Account, import_id: str) -> Any:
+    rows = account.query(
+        "SELECT deleted_at FROM {dataset}.contact_imports WHERE id = %s", import_id
+    )
+    return rows[0][0]
+
+
+def history_statuses(account: Account, import_id: str) -> List[str]:
+    rows = account.query(
+        "SELECT status FROM {dataset}.contact_import_status_history WHERE import_id = %s"
+        " ORDER BY observed_at",
+        import_id,
+    )
+    return [row[0] for row in rows]
+
+
+def alert_count(account: Account) -> int:
+    rows = account.query(
+        "SELECT count(*) FROM information_schema.tables"
+        " WHERE table_schema = 'resend' AND table_name = 'contact_import_alerts'"
+    )
+    if not rows[0][0]:
+        return 0  # dlt creates the table with its first row
+    return int(account.query("SELECT count(*) FROM {dataset}.contact_import_alerts")[0][0])
+
+
+def finished(account: Account, start: int = 0) -> str:
+    return str(
+        next(
+            item["id"]
+            for item in account.store.truth()[start:]
+            if item["status"] in ("completed", "failed")
+        )
+    )
+
+
+def stuck_import(account: Account, pipeline: Any) -> str:
+    """The import of the state refreshed by id (stuck open deep in history)."""
+    opened = resource_state(pipeline)["open_imports"]
+    return str(next(import_id for import_id, known in opened.items() if known["refresh_by_id"]))
+
+
+def read_malformed(account: Account, import_id: str) -> None:
+    """The API returns this import with a count that is not a number, from now on."""
+    account.simulator.rewrite = corrupting({import_id: NOT_AN_INTEGER})
