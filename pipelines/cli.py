@@ -1,11 +1,13 @@
 """`resend-imports`: sync Resend contact imports, or try it on the bundled simulator."""
 
+import _thread
 import argparse
 import logging
 import math
 import os
 import signal
 import sys
+import threading
 import traceback
 from types import FrameType
 from typing import Any, Callable, Dict, List, Optional
@@ -55,8 +57,49 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where the program is, like Ctrl-C's KeyboardInterrupt."""
 
 
-def _raise_terminated(signum: int, frame: Optional[FrameType]) -> None:
-    raise Terminated
+class _Interrupts:
+    """Ctrl-C and SIGTERM, raised where the program is.
+
+    Python drops an exception raised while it runs a `__del__` (a connection pool the garbage
+    collector happens to collect just then): the signal is remembered and raised again in the
+    main thread until the run has ended on it, and the dropped one is not printed.
+    """
+
+    def __init__(self) -> None:
+        self.received: Optional[int] = None
+        self.handled = threading.Event()
+
+    def install(self) -> Callable[[], None]:
+        previous = {number: signal.signal(number, self._raise) for number in _SIGNALS}
+
+        def restore() -> None:
+            self.handled.set()
+            for number, handler in previous.items():
+                signal.signal(number, handler)
+
+        return restore
+
+    def _raise(self, signum: int, frame: Optional[FrameType]) -> None:
+        if self.handled.is_set():
+            return  # the run is ending on the first one
+        if self.received is None:
+            self.received = signum
+            threading.Thread(target=self._insist, daemon=True).start()
+        raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+
+    def _insist(self) -> None:
+        while not self.handled.wait(0.5) and self.received is not None:
+            _thread.interrupt_main(signal.Signals(self.received))
+
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _quiet_about_interrupts(unraisable: Any) -> None:
+    """`sys.unraisablehook`: an interruption dropped in a `__del__` is raised again (see
+    `_Interrupts`), not printed as a traceback."""
+    if not isinstance(unraisable.exc_value, KeyboardInterrupt):
+        sys.__unraisablehook__(unraisable)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -327,9 +370,14 @@ def _interrupted(interruption: KeyboardInterrupt) -> int:
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse(argv)
     _configure_logging(args.log_level)
-    previous_handler = signal.signal(signal.SIGTERM, _raise_terminated)
+    interrupts = _Interrupts()
+    restore = interrupts.install()
+    sys.unraisablehook = _quiet_about_interrupts
     try:
-        return _run(args)
+        code = _run(args)
+        if interrupts.received is not None:  # dropped where it was raised, and the run ended
+            raise Terminated if interrupts.received == signal.SIGTERM else KeyboardInterrupt
+        return code
     except _UsageError as exc:
         print(f"resend-imports {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -340,10 +388,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         sys.stdout = open(os.devnull, "w")
         return 0
     except KeyboardInterrupt as exc:
+        interrupts.handled.set()
         return _interrupted(exc)
     except Exception as exc:  # noqa: BLE001  (every failure ends in one line)
         interruption = _interruption(exc)
         if interruption is not None:
+            interrupts.handled.set()
             return _interrupted(interruption)
         message = explain(exc)
         if message is None:
@@ -353,7 +403,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"resend-imports: error: {message}", file=sys.stderr)
         return EXIT_FAILED
     finally:
-        signal.signal(signal.SIGTERM, previous_handler)
+        restore()
 
 
 def entry_point() -> None:

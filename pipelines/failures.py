@@ -16,7 +16,7 @@ from dlt.common.destination.exceptions import (
 )
 from dlt.load.exceptions import LoadClientJobFailed
 
-from sources.resend_imports.errors import ResendAuthError, ResendError
+from sources.resend_imports.errors import DestinationReadError, ResendAuthError, ResendError
 
 _FILE_ERRORS = (errno.EACCES, errno.EROFS, errno.ENOENT, errno.EPERM, errno.ENOTDIR)
 KEY_SOURCES = (
@@ -51,6 +51,9 @@ def explain(exc: BaseException) -> Optional[str]:
     """A one-line message for an expected failure, or None for a bug. The connector's own
     errors win: they say what happened in its words, wherever dlt wrapped them."""
     for cause in causes(exc):
+        if isinstance(cause, DestinationReadError):  # the database's reason, when known
+            behind = (_explain_one(c) for c in causes(cause) if not isinstance(c, ResendError))
+            return next((message for message in behind if message), None) or str(cause)
         if isinstance(cause, ResendError):
             return _explain_one(cause)
     for cause in causes(exc):

@@ -159,9 +159,11 @@ def postgres(postgres_server: ThrowawayPostgres) -> ThrowawayPostgres:
     return postgres_server
 
 
-@pytest.fixture(params=["duckdb", "postgres"])
+@pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.reliability)])
 def destination_name(request: pytest.FixtureRequest) -> str:
-    """Runs a test once on a DuckDB file and once on PostgreSQL."""
+    """Runs a test once on a DuckDB file and once on PostgreSQL. The PostgreSQL runs of these
+    scenarios are in `make reliability` (CI runs both suites): `make test` stays within
+    minutes, with the tests written for PostgreSQL itself (faults, locks, views)."""
     name: str = request.param
     return name
 

@@ -23,6 +23,7 @@ VERSIONS = {
     "96b5e11": "the state from the destination, deleted_at and 404 tracking",
     "88b89e6": "the last version before the table became the reference of every run",
 }
+LAST_VERSION = "88b89e6"
 # the heavier middle of history: in `make reliability`
 OLDER_VERSIONS = {"e803479": "the source package renamed resend_imports"}
 
@@ -49,8 +50,11 @@ def sync_with(tree: Path, account: Account) -> None:
         "DESTINATION__DUCKDB__CREDENTIALS": str(account.duckdb_path),
         "DLT_DATA_DIR": str(account.workdir),
     }
+    if account.postgres is not None:
+        environment["DESTINATION__POSTGRES__CREDENTIALS"] = account.postgres.dsn()
+    destination = ["--destination", account.destination_name]
     result = subprocess.run(
-        [sys.executable, "-m", "pipelines", "sync"],
+        [sys.executable, "-m", "pipelines", "sync", *destination],
         cwd=tree,
         env=environment,
         capture_output=True,
@@ -64,9 +68,13 @@ def states(account: Account) -> Dict[str, str]:
     return {item["id"]: fingerprint(to_row(item)) for item in account.store.truth()}
 
 
-def upgrade_from(commit: str, make_account: Any, tmp_path: Path) -> None:
+def upgrade_from(
+    commit: str, make_account: Any, tmp_path: Path, destination: str = "duckdb"
+) -> None:
     tree = old_version(commit, tmp_path)
-    account: Account = make_account(imports=400, stuck=2, history_end=datetime.now(UTC))
+    account: Account = make_account(
+        imports=400, stuck=2, history_end=datetime.now(UTC), destination=destination
+    )
     sync_with(tree, account)
     account.store.advance(new=20, seconds=600)
     sync_with(tree, account)  # open imports known to the old state, with its fingerprints
@@ -95,6 +103,10 @@ def test_an_install_of_an_earlier_version_upgrades_in_place(
     commit: str, make_account: Any, tmp_path: Path
 ) -> None:
     upgrade_from(commit, make_account, tmp_path)
+
+
+def test_an_install_on_postgresql_upgrades_in_place(make_account: Any, tmp_path: Path) -> None:
+    upgrade_from(LAST_VERSION, make_account, tmp_path, "postgres")
 
 
 @pytest.mark.reliability
