@@ -31,8 +31,9 @@ postgres-server:
 	     && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql curl > /dev/null; } \
 	|| { echo "the tests need PostgreSQL's server binaries and curl: run 'apt-get install postgresql curl' as root"; exit 1; }
 
+# One worker per core (pytest-xdist): each worker starts its own throwaway PostgreSQL server.
 test: install postgres-server
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto
 
 # Soak under faults, SIGKILL trials, rate limits, the PostgreSQL fault matrix, alert delivery
 # under a failing receiver: heavier, run by CI too.

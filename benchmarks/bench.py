@@ -290,17 +290,22 @@ def _summary_number(output: str, label: str) -> int:
 
 
 def scale(
-    sizes: Sequence[int], contenders: Dict[str, List[str]]
+    sizes: Sequence[int], contenders: Dict[str, List[str]], postgres: Optional[Any] = None
 ) -> List[tuple[int, str, Run, Run]]:
     """At each size, each contender's first sync, then 30 new imports and a `--full-refresh`
     on the table it made: time should grow linearly, memory should not."""
     runs = []
     for size in sizes:
         for name, command in contenders.items():
+            extra_env: Dict[str, str] = {}
+            if "postgres" in command:
+                assert postgres is not None
+                postgres.reset_database()
+                extra_env["DESTINATION__POSTGRES__CREDENTIALS"] = postgres.dsn()
             with SimulatorProcess(size, stuck=0) as sim, tempfile.TemporaryDirectory() as scratch:
-                first = run_contender(command, Path(scratch), sim)
+                first = run_contender(command, Path(scratch), sim, extra_env)
                 sim.call("POST", "advance?new=30&seconds=600")
-                refresh = run_contender([*command, "--full-refresh"], Path(scratch), sim)
+                refresh = run_contender([*command, "--full-refresh"], Path(scratch), sim, extra_env)
                 runs.append((size, name, first, refresh))
             print(f"  scale {size}: {name} done", file=sys.stderr)
     return runs
@@ -432,11 +437,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     unpacked = tempfile.TemporaryDirectory()
     contenders = dict(CONTENDERS)
     scale_contenders = {OURS: CONTENDERS[OURS]}
+    if not args.no_postgres:
+        scale_contenders[OURS_POSTGRES] = POSTGRES_CONTENDERS[OURS_POSTGRES]
     baseline = None
     if args.baseline:
         baseline = f"resend-imports @{args.baseline}"
         tree = baseline_tree(args.baseline, Path(unpacked.name))
         contenders[baseline] = scale_contenders[baseline] = baseline_command(tree)
+        if not args.no_postgres:
+            baseline_on_postgres = [*baseline_command(tree), "--destination", "postgres"]
+            scale_contenders[f"{baseline} → PostgreSQL"] = baseline_on_postgres
     if args.with_rest_api_default:
         contenders[REST_API_DEFAULT] = REST_API_DEFAULT_COMMAND
     postgres = None
@@ -447,14 +457,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         contenders.update(POSTGRES_CONTENDERS)
     try:
         results = compare(args.imports, args.rounds, contenders, postgres)
+        quiet = quiet_run_requests()
+        limited = None if args.no_rate_limit else rate_limited(start_up=quiet[1])
+        sizes = [int(s) for s in args.scale.split(",") if s.strip()]
+        scaled = scale(sizes, scale_contenders, postgres)
     finally:
         if postgres is not None:
             postgres.stop()
-    quiet = quiet_run_requests()
-    limited = None if args.no_rate_limit else rate_limited(start_up=quiet[1])
-    sizes = [int(s) for s in args.scale.split(",") if s.strip()]
-    scaled = scale(sizes, scale_contenders)
-    unpacked.cleanup()
+        unpacked.cleanup()
     lines = report(args.imports, results, quiet, limited, scaled, baseline)
     print("\n".join(lines))
     ours = results[OURS]
