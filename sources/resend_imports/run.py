@@ -353,8 +353,9 @@ def _say_why(mode: str, repair: Optional[str], dataset: str) -> None:
     elif mode == ANOTHER_KEY:
         logger.warning(
             "the API key is not the one that loaded %s.%s (another Resend account, or a"
-            " rotated key): listing every import; imports of the table that this key's"
-            " account does not return are marked deleted, without a request each",
+            " rotated key): listing every import; if the listing shares none with the table,"
+            " the table's imports are another account's and are marked deleted without a"
+            " request each",
             dataset,
             TABLE_NAME,
         )
