@@ -290,13 +290,19 @@ def _summary_number(output: str, label: str) -> int:
 
 
 def scale(
-    sizes: Sequence[int], contenders: Dict[str, List[str]], postgres: Optional[Any] = None
+    sizes: Sequence[int],
+    contenders: Dict[str, List[str]],
+    postgres: Optional[Any] = None,
+    skip: Sequence[tuple[int, str]] = (),
 ) -> List[tuple[int, str, Run, Run]]:
     """At each size, each contender's first sync, then 30 new imports and a `--full-refresh`
-    on the table it made: time should grow linearly, memory should not."""
+    on the table it made: time should grow linearly, memory should not (`skip`: pairs of
+    size and contender not run)."""
     runs = []
     for size in sizes:
         for name, command in contenders.items():
+            if (size, name) in skip:
+                continue
             extra_env: Dict[str, str] = {}
             if "postgres" in command:
                 assert postgres is not None
@@ -432,6 +438,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         "--no-postgres", action="store_true", help="skip ours on a throwaway PostgreSQL server"
     )
     parser.add_argument("--baseline", metavar="COMMIT", help="also run ours as it was at COMMIT")
+    parser.add_argument(
+        "--baseline-scale", help="the --scale sizes the baseline runs at (default: every one)"
+    )
     args = parser.parse_args(argv)
 
     unpacked = tempfile.TemporaryDirectory()
@@ -460,7 +469,16 @@ def main(argv: Optional[List[str]] = None) -> int:
         quiet = quiet_run_requests()
         limited = None if args.no_rate_limit else rate_limited(start_up=quiet[1])
         sizes = [int(s) for s in args.scale.split(",") if s.strip()]
-        scaled = scale(sizes, scale_contenders, postgres)
+        baseline_sizes = sizes
+        if args.baseline_scale is not None:
+            baseline_sizes = [int(s) for s in args.baseline_scale.split(",") if s.strip()]
+        skip = [
+            (size, name)
+            for size in sizes
+            for name in scale_contenders
+            if baseline and name.startswith(baseline) and size not in baseline_sizes
+        ]
+        scaled = scale(sizes, scale_contenders, postgres, skip)
     finally:
         if postgres is not None:
             postgres.stop()
