@@ -34,7 +34,7 @@ from .alerts import (
 from .errors import MalformedImportError
 from .history import Observations, history_rows, history_table, to_history_table
 from .incremental import RunObserver, SyncState
-from .known import Known, NothingKnown, compare
+from .known import Comparison, Known, NothingKnown, compare
 from .quarantine import created_at_of, quarantine_row, to_quarantine_table
 from .records import Row, fingerprint, to_row
 from .settings import BATCH_ROWS, KNOWN_FIELDS, STATUSES
@@ -210,6 +210,12 @@ class Intake:
         self.batch_rows += len(ids)
         self.observations.extend(comparison, seen_at)
 
+    def shares_imports(self) -> bool:
+        """Whether this run read an import the table holds live (the same account)."""
+        if self.knowledge.deferred:
+            return self.knowledge.shares_imports()
+        return self.matched > 0
+
     def _first_sighting(self, import_id: str) -> bool:
         if any(import_id in ids for ids in self.recent):
             return False
@@ -341,19 +347,60 @@ class TableIntake(Intake):
         kept = arrow.keep(table, first)
         kept_rows = None if rows is None else [r for r, k in zip(rows, first, strict=True) if k]
         self.new_statuses.log(arrow.unknown_statuses(kept, STATUSES))
-        self._compare(
-            kept.column("id").to_pylist(),
-            kept.column("created_at").to_pylist(),
-            arrow.fingerprints(kept),
-            [at for at, keep in zip(seen_at, first, strict=True) if keep],
-        )
+        kept_at = [at for at, keep in zip(seen_at, first, strict=True) if keep]
+        printed = arrow.fingerprints(kept)
+        if self.knowledge.deferred:  # compared with the table at the end (`_changes`)
+            self.knowledge.remember(kept, printed, kept_at)
+            self.report.rows += kept.num_rows
+            self.batch_rows += kept.num_rows
+            unobserved = [False] * kept.num_rows
+            nothing: List[Optional[str]] = [None] * kept.num_rows
+            self.observations.extend(
+                Comparison(unobserved, nothing, nothing, [""] * kept.num_rows), kept_at
+            )
+        else:
+            ids, created = kept.column("id").to_pylist(), kept.column("created_at").to_pylist()
+            self._compare(ids, created, printed, kept_at)
         self.tables.append((kept, kept_rows))
         return kept
 
     def emit(self, flush: bool = False) -> Iterator[Any]:
         yield from self._emit_quarantined()
-        if not self.batch_rows or not (flush or self.batch_rows >= BATCH_ROWS):
-            return
+        if self.batch_rows and (flush or self.batch_rows >= BATCH_ROWS):
+            yield from self._emit_batch()
+        if flush:
+            yield from self._changes()
+
+    def _changes(self) -> Iterator[Any]:
+        """What a deferred comparison found (a complete listing of an existing table): the
+        history and alerts of every import new, changed or back, and the counts."""
+        from . import arrow
+
+        for batch in self.knowledge.changes(BATCH_ROWS):
+            ids = batch.column("id").to_pylist()
+            found: List[Optional[Known]] = [
+                None if printed is None else Known(printed, deleted and deleted.isoformat())
+                for printed, deleted in zip(
+                    batch.column("known_fingerprint").to_pylist(),
+                    batch.column("known_deleted_at").to_pylist(),
+                    strict=True,
+                )
+            ]
+            comparison = compare(batch.column("fingerprint").to_pylist(), found)
+            self.report.new += sum(k is None for k in found)
+            self.report.updated += sum(k is not None for k in found)
+            for import_id, previous in zip(ids, found, strict=True):
+                if previous is not None and previous.deleted_at is not None:
+                    self.observer.back(import_id)
+            observations = Observations()
+            observations.extend(comparison, batch.column("seen_at").to_pylist())
+            history = history_table(batch, observations)
+            if history is not None:
+                yield to_history_table(arrow.with_dlt_columns(history))
+                raised = self.alerting.on_table(batch, history, comparison.before)
+                yield from self._alerts(self._news(raised))
+
+    def _emit_batch(self) -> Iterator[Any]:
         import pyarrow as pa
 
         from . import arrow

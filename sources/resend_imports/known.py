@@ -11,8 +11,9 @@ Where the table is read from depends on the run:
 - `NothingKnown`: a first run into an empty destination (nothing to read);
 - `TableLookups`: short runs (incremental, filtered): one query per page for its ids;
 - `TableCopy`: a complete listing of an existing table: the table's ids, statuses and counts
-  are copied once into a scratch DuckDB file, which answers each batch and, at the end,
-  which live imports the listing did not return, in bounded memory whatever the history size;
+  are copied once into a scratch DuckDB file, the listing is remembered beside them, and one
+  join at the end says what changed and which live imports the listing did not return, in
+  bounded memory whatever the history size;
 - `StateKnowledge`: a destination that is not a SQL database: the state's open imports,
   deletions and newest import stand in for the table, as before this module existed.
 """
@@ -86,6 +87,7 @@ class NothingKnown:
     """A first run into an empty destination: every import is new."""
 
     reconciles = False  # whether `unlisted_live_ids` can tell what a listing did not return
+    deferred = False  # rows are `remember`ed and compared at the end (`changes`)
 
     def __init__(self, history: Optional[DestinationReader] = None) -> None:
         self._history = history  # where observations already recorded can be asked for
@@ -105,6 +107,15 @@ class NothingKnown:
 
     def note_read(self, ids: Sequence[str]) -> None:
         """Imports read but not compared (set aside as malformed): not unlisted."""
+
+    def remember(self, table: Any, fingerprints: List[str], seen_at: List[datetime]) -> None:
+        raise NotImplementedError  # only a `deferred` knowledge remembers
+
+    def shares_imports(self) -> bool:
+        return False  # `deferred` only: the intake counts what it compared itself
+
+    def changes(self, rows_per_batch: int) -> Iterator[Any]:
+        return iter(())
 
     def unlisted_live_ids(self) -> Iterator[List[str]]:
         return iter(())
@@ -131,9 +142,18 @@ class TableLookups(NothingKnown):
 
 
 class TableCopy(NothingKnown):
-    """The table's ids, statuses and counts in a scratch DuckDB file, for a complete listing."""
+    """A complete listing of an existing table, compared with it once, at the end.
+
+    The table's ids, statuses and counts are copied into a scratch DuckDB file when the
+    listing starts; each batch of the listing is remembered there as it goes by (the rows
+    themselves are handed to dlt at once); at the end one join tells what is new, changed or
+    back (`changes`), and one anti-join which live imports the listing did not return
+    (`unlisted_live_ids`). Memory stays within the scratch database's limit, spilling to its
+    folder, whatever the number of imports.
+    """
 
     reconciles = True
+    deferred = True
 
     def __init__(self, reader: DestinationReader, columns: List[str], history: bool) -> None:
         import duckdb
@@ -150,9 +170,14 @@ class TableCopy(NothingKnown):
                     "temp_directory": self._folder,
                 },
             )
+            self._db.execute("SET TimeZone = 'UTC'")
+            counts = ", ".join(f"counts__{name} BIGINT" for name in COUNT_FIELDS)
             self._db.execute(
                 "CREATE TABLE known (id VARCHAR, fingerprint VARCHAR, deleted_at TIMESTAMPTZ);"
-                " CREATE TABLE looked (id VARCHAR)"
+                f" CREATE TABLE listed (id VARCHAR, status VARCHAR, {counts},"
+                " created_at TIMESTAMPTZ, completed_at TIMESTAMPTZ, fingerprint VARCHAR,"
+                " seen_at TIMESTAMPTZ);"
+                " CREATE TABLE read_only (id VARCHAR)"
             )
             reader.copy_known(columns, SCRATCH_ROWS_PER_BATCH, self._start, self._take)
         except BaseException:
@@ -167,54 +192,67 @@ class TableCopy(NothingKnown):
             ["coalesce(status, '')"]
             + [f"coalesce(CAST(counts__{name} AS VARCHAR), '')" for name in COUNT_FIELDS]
         )
-        self._db.register("batch", batch)
-        try:
-            self._db.execute(
-                f"INSERT INTO known SELECT id, concat_ws('|', {parts}), deleted_at FROM batch"
-            )
-        finally:
-            self._db.unregister("batch")
+        self._insert(
+            "batch", batch, f"INSERT INTO known SELECT id, concat_ws('|', {parts}), deleted_at"
+        )
 
-    def lookup(
-        self, ids: Sequence[str], created_at: Sequence[datetime], fingerprints: Sequence[str]
-    ) -> List[Optional[Known]]:
+    def _insert(self, name: str, table: Any, statement: str) -> None:
+        self._db.register(name, table)
+        try:
+            self._db.execute(f"{statement} FROM {name}")
+        finally:
+            self._db.unregister(name)
+
+    def remember(self, table: Any, fingerprints: List[str], seen_at: List[datetime]) -> None:
+        """Rows of the listing (an Arrow table of `contact_imports` columns), to compare."""
         import pyarrow as pa
 
-        wanted = pa.table(
-            {"position": pa.array(range(len(ids)), pa.int64()), "id": pa.array(ids, pa.string())}
+        columns = ["id", "status", *(f"counts__{name}" for name in COUNT_FIELDS)]
+        rows = table.select([*columns, "created_at", "completed_at"])
+        rows = rows.append_column("fingerprint", pa.array(fingerprints, pa.string()))
+        rows = rows.append_column(
+            "seen_at", pa.array(seen_at, table.schema.field("created_at").type)
         )
-        self._db.register("wanted", wanted)
-        try:
-            self._db.execute("INSERT INTO looked SELECT id FROM wanted")
-            found: Any = self._db.sql(
-                "SELECT w.position, k.fingerprint, k.deleted_at"
-                " FROM wanted w JOIN known k ON k.id = w.id"
-            ).to_arrow_table()
-        finally:
-            self._db.unregister("wanted")
-        known: List[Optional[Known]] = [None] * len(ids)
-        for position, printed, deleted_at in zip(
-            *(found.column(index).to_pylist() for index in range(3)), strict=True
-        ):
-            known[position] = Known(printed, _isoformat(deleted_at))
-        return known
+        self._insert("remembered", rows, "INSERT INTO listed SELECT *")
 
     def note_read(self, ids: Sequence[str]) -> None:
         import pyarrow as pa
 
         read = pa.table({"id": pa.array(list(ids), pa.string())})
-        self._db.register("read_ids", read)
-        try:
-            self._db.execute("INSERT INTO looked SELECT id FROM read_ids")
-        finally:
-            self._db.unregister("read_ids")
+        self._insert("read_ids", read, "INSERT INTO read_only SELECT id")
+
+    def shares_imports(self) -> bool:
+        """Whether the listing returned an import the table holds live."""
+        found = self._db.execute(
+            "SELECT EXISTS (SELECT 1 FROM listed l JOIN known k ON k.id = l.id"
+            " WHERE k.deleted_at IS NULL)"
+        ).fetchall()
+        return bool(found[0][0])
+
+    def changes(self, rows_per_batch: int) -> Iterator[Any]:
+        """The remembered rows that are new, changed or back, with what the table held
+        (`known_fingerprint`, `known_deleted_at`), in Arrow tables."""
+        reader = (
+            self._db.cursor()
+            .sql(
+                "SELECT l.*, k.fingerprint AS known_fingerprint, k.deleted_at AS known_deleted_at"
+                " FROM listed l LEFT JOIN known k ON k.id = l.id"
+                " WHERE k.id IS NULL OR k.deleted_at IS NOT NULL OR k.fingerprint <> l.fingerprint"
+            )
+            .to_arrow_reader(rows_per_batch)
+        )
+        import pyarrow as pa
+
+        for batch in reader:
+            yield pa.Table.from_batches([batch])
 
     def unlisted_live_ids(self) -> Iterator[List[str]]:
-        """Live imports of the table that no lookup asked for, in chunks (read on a cursor of
-        its own: the caller looks up what it fetches by id meanwhile)."""
+        """Live imports of the table the listing did not return, in chunks (read on a cursor
+        of its own: the caller remembers what it fetches by id meanwhile)."""
         result = self._db.cursor().execute(
             "SELECT id FROM known k WHERE deleted_at IS NULL"
-            " AND NOT EXISTS (SELECT 1 FROM looked l WHERE l.id = k.id) ORDER BY id"
+            " AND NOT EXISTS (SELECT 1 FROM listed l WHERE l.id = k.id)"
+            " AND NOT EXISTS (SELECT 1 FROM read_only r WHERE r.id = k.id) ORDER BY id"
         )
         while rows := result.fetchmany(SCRATCH_ROWS_PER_BATCH):
             yield [row[0] for row in rows]

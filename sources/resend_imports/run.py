@@ -448,7 +448,7 @@ def _run(
     else:
         # another key whose listing shares no import with the table: another account (a
         # rotated key of the same account lists what the table holds)
-        another_account = report.mode == ANOTHER_KEY and not intake.matched
+        another_account = report.mode == ANOTHER_KEY and not intake.shares_imports()
         if report.mode == ANOTHER_KEY and not another_account:
             logger.info("the listing shares imports with the table: the same account")
         gone = _refresh_unlisted(client, intake, previous, options, complete, another_account)
