@@ -150,8 +150,6 @@ def make_pipeline(
     `<dataset>_dlt_staging` here (the source refuses to merge through a staging dataset
     that is a dataset of its own, whatever the layout).
     """
-    if not _staging_layout_configured(destination):
-        os.environ.setdefault(STAGING_LAYOUT_ENV, STAGING_LAYOUT)
     os.environ.setdefault(DUCKDB_CONFIG_ENV, DEFAULT_DUCKDB_CONFIG)
     os.environ.setdefault(ARROW_POOL_ENV, "system")
     os.environ.setdefault(AUTO_ABORT_ENV, "true")
@@ -164,6 +162,9 @@ def make_pipeline(
         dataset_name=dataset_name,
         **options,
     )
+    # read when the destination's configuration resolves, at the run: set before it
+    if not _staging_layout_configured(destination):
+        os.environ.setdefault(STAGING_LAYOUT_ENV, STAGING_LAYOUT)
     return pipeline
 
 

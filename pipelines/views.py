@@ -154,7 +154,8 @@ def create_views(pipeline: dlt.Pipeline) -> Tuple[str, ...]:
         SqlClientNotAvailable: the destination has no SQL.
     """
     plan: Optional[ViewPlan] = None
-    if not isinstance(pipeline.destination_client(), SqlJobClientBase):
+    destination: Any = pipeline.destination
+    if not issubclass(destination.client_class, SqlJobClientBase):
         # dlt's filesystem answers SQL through an in-memory DuckDB: views there last a query
         raise SqlClientNotAvailable("pipeline", pipeline.pipeline_name, str(pipeline.destination))
     try:

@@ -127,6 +127,11 @@ class DestinationReader:
     def dataset(self) -> str:
         return self.pipeline.dataset_name
 
+    @property
+    def schema(self) -> Any:
+        """The schema this run loads with (the job client's), or None before any run."""
+        return getattr(self._client, "schema", None)
+
     # -- the state and the health of the tables ------------------------------------------
 
     def committed_state(self) -> Committed:

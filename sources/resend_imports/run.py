@@ -89,9 +89,7 @@ def _start_from_committed_state(reader: DestinationReader, stored: Dict[str, Any
     return empty
 
 
-def _check_destination(
-    reader: DestinationReader, stored: Dict[str, Any], pipeline: dlt.Pipeline
-) -> Checked:
+def _check_destination(reader: DestinationReader, stored: Dict[str, Any]) -> Checked:
     """The state from the destination, then the staging dataset and the tables: those a
     person dropped are created again, and the live imports of `contact_imports` counted."""
     checked = Checked(_start_from_committed_state(reader, stored), reader.readable)
@@ -105,7 +103,7 @@ def _check_destination(
         )
     if not reader.readable:
         return checked
-    schema: Any = pipeline.default_schema if pipeline.default_schema_name else None
+    schema: Any = reader.schema  # the job client's: loading the pipeline's again costs time
     dlt_tables = [schema.state_table_name, schema.loads_table_name] if schema else []
     version_table = schema.version_table_name if schema else "_dlt_version"
     columns = reader.storage_columns([*WRITTEN_TABLES, *dlt_tables, version_table])
@@ -404,7 +402,7 @@ def _run(
     stored = dlt.current.resource_state()
     checked = Checked(empty_destination=True)
     if reader is not None and pipeline is not None:
-        checked = _check_destination(reader, stored, pipeline)
+        checked = _check_destination(reader, stored)
     previous = SyncState.load(stored)
     started_at = datetime.now(UTC)
     salt = previous.key_salt or secrets.token_hex(8)
