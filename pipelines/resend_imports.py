@@ -49,6 +49,9 @@ ARROW_POOL_ENV = "ARROW_DEFAULT_MEMORY_POOL"
 # A package the destination refuses for its data is aborted (local state rewound to the
 # committed one) instead of being retried, and failing, on every later run
 AUTO_ABORT_ENV = "LOAD__AUTO_ABORT_ON_TERMINAL_ERROR"
+# DuckDB's memory limit holds for the whole database, not per job: two merges at once (the
+# table's and the history's, a million rows each) exhaust 64 MB where one after the other fit
+LOAD_WORKERS_ENV = "LOAD__WORKERS"
 
 MODE_TEXT = {
     "first": "first run: no state in the destination, every import listed",
@@ -148,7 +151,8 @@ def make_pipeline(
     by default, which is a name people give their own datasets (`resend` and
     `resend_staging`): unless a `staging_dataset_name_layout` is configured, it is
     `<dataset>_dlt_staging` here (the source refuses to merge through a staging dataset
-    that is a dataset of its own, whatever the layout).
+    that is a dataset of its own, whatever the layout). On DuckDB the load jobs run one at
+    a time unless LOAD__WORKERS says otherwise (the memory limit is shared by all jobs).
     """
     os.environ.setdefault(DUCKDB_CONFIG_ENV, DEFAULT_DUCKDB_CONFIG)
     os.environ.setdefault(ARROW_POOL_ENV, "system")
@@ -165,6 +169,8 @@ def make_pipeline(
     # read when the destination's configuration resolves, at the run: set before it
     if not _staging_layout_configured(destination):
         os.environ.setdefault(STAGING_LAYOUT_ENV, STAGING_LAYOUT)
+    if getattr(pipeline.destination, "destination_name", None) == "duckdb":
+        os.environ.setdefault(LOAD_WORKERS_ENV, "1")
     return pipeline
 
 
