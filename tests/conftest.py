@@ -11,9 +11,9 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 import dlt
 import pytest
 
-from pipelines.resend_imports import SyncSummary, make_pipeline, run_sync
+from pipelines.run import SyncSummary, make_pipeline, run_sync
 from pipelines.simulator import ImportStore, RunningSimulator, Simulator
-from pipelines.verify import differences
+from pipelines.simulator.verify import differences
 
 from .throwaway_postgres import ThrowawayPostgres
 

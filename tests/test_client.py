@@ -207,11 +207,20 @@ def test_a_list_without_data_is_an_error(simulator: tuple[Simulator, str]) -> No
 
 @pytest.mark.parametrize(
     "url",
-    ["http://api.resend.com", "http://10.0.0.5:8080", "ftp://127.0.0.1", "api.resend.com"],
+    [
+        "http://api.resend.com",
+        "http://10.0.0.5:8080",
+        "ftp://127.0.0.1",
+        "api.resend.com",
+        "http://evil.example\\@127.0.0.1",  # urllib3, which sends, reads evil.example
+        "https://user:s3cret@api.resend.com",
+    ],
 )
 def test_unsafe_or_malformed_base_urls_are_refused(url: str) -> None:
-    with pytest.raises(ResendConfigError):
+    with pytest.raises(ResendConfigError) as refused:
         validate_base_url(url)
+    assert "s3cret" not in str(refused.value)
+    assert len(str(refused.value).splitlines()) == 1
 
 
 @pytest.mark.parametrize(

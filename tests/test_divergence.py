@@ -15,7 +15,7 @@ import dlt
 import pytest
 
 from pipelines.failures import explain
-from pipelines.resend_imports import make_pipeline
+from pipelines.run import make_pipeline
 from pipelines.simulator import ImportStore
 
 from .conftest import Account, run_cli
