@@ -4,7 +4,7 @@ import random
 import re
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
-from typing import Any, ClassVar, Iterator, List
+from typing import Any, ClassVar, List
 
 import pytest
 
@@ -18,7 +18,7 @@ from sources.resend_imports.errors import (
     ResendDataError,
 )
 
-from .conftest import API_KEY
+from .conftest import API_KEY, Serve
 
 
 class Recorder:
@@ -37,10 +37,8 @@ class Recorder:
 
 
 @pytest.fixture
-def simulator() -> Iterator[tuple[Simulator, str]]:
-    sim = Simulator(ImportStore(120, seed=3), api_keys=(API_KEY,))
-    with RunningSimulator(sim) as running:
-        yield sim, running.url
+def simulator(serve: Serve) -> tuple[Simulator, str]:
+    return serve(ImportStore(120, seed=3))
 
 
 def _client(url: str, recorder: Recorder, attempts: int = 4, **options: Any) -> ResendClient:

@@ -8,14 +8,16 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict, Iterator
+from typing import Dict
 
 import dlt
 import pytest
 
 from pipelines.run import make_pipeline
-from pipelines.simulator import ImportStore, RunningSimulator, Simulator
+from pipelines.simulator import ImportStore
 from pipelines.simulator.verify import differences
+
+from .conftest import Serve
 
 REPO = Path(__file__).resolve().parents[1]
 DLT = str(Path(sys.executable).with_name("dlt"))
@@ -104,9 +106,9 @@ def store() -> ImportStore:
 
 
 @pytest.fixture
-def running(project: Path, store: ImportStore, tmp_path: Path) -> Iterator[Project]:
-    with RunningSimulator(Simulator(store, api_keys=(KEY,))) as served:
-        yield Project(project, served.url, tmp_path / "dlt")
+def running(project: Path, store: ImportStore, tmp_path: Path, serve: Serve) -> Project:
+    _, url = serve(store, api_keys=(KEY,))
+    return Project(project, url, tmp_path / "dlt")
 
 
 def test_dlt_init_brings_the_source_into_an_empty_project(

@@ -11,7 +11,8 @@ from pathlib import Path
 import dlt
 
 from ..run import make_pipeline, run_sync
-from .server import RunningSimulator, Simulator
+from .account import Simulator
+from .server import RunningSimulator
 from .store import ImportStore
 from .verify import differences
 

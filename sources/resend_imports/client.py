@@ -8,10 +8,9 @@ import hashlib
 import logging
 import random
 import time
-import urllib.request
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterator, List, Optional
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import orjson
 import urllib3
@@ -28,6 +27,7 @@ from .http import (
     AttemptBudget,
     RetryPolicy,
     checked_url,
+    connection_pool,
     header_seconds,
     retry_after,
     retrying,
@@ -93,18 +93,6 @@ def progress_line(items: int, requests: int, seconds: float, expected: Optional[
     return line + ")"
 
 
-def _connection_pool(base_url: str) -> urllib3.PoolManager:
-    """Keep-alive connections to the API, through the proxy the environment names, if any.
-
-    The environment is read once here rather than on every request.
-    """
-    parts = urlsplit(base_url)
-    proxy = urllib.request.getproxies().get(parts.scheme)
-    if proxy and not urllib.request.proxy_bypass(parts.hostname or ""):
-        return urllib3.ProxyManager(proxy, maxsize=1)
-    return urllib3.PoolManager(maxsize=1)
-
-
 class ResendClient:
     """Talks to the two GET endpoints of contact imports."""
 
@@ -133,7 +121,7 @@ class ResendClient:
         self._clock = clock
         self._rng = rng or random.Random()
         self._not_before = 0.0
-        self._pool = _connection_pool(self.base_url)
+        self._pool = connection_pool(self.base_url)
         self._headers = {
             "Authorization": f"Bearer {api_key}",
             "User-Agent": user_agent,

@@ -13,6 +13,7 @@ which would put a password into messages), is refused outright.
 import ipaddress
 import random
 import time
+import urllib.request
 from dataclasses import dataclass
 from http.client import IncompleteRead
 from typing import Callable, NamedTuple, Optional, Protocol, Tuple, Type, runtime_checkable
@@ -89,7 +90,19 @@ def _without_password(url: str, parts: Optional[Url]) -> str:
     return repr(url)
 
 
-# -- what a failed exchange is called ------------------------------------------------------
+# -- how a request goes out, and what a failed one is called ----------------------------
+
+
+def connection_pool(base_url: str) -> urllib3.PoolManager:
+    """Keep-alive connections to `base_url`, through the proxy the environment names, if any.
+
+    The environment is read once here rather than on every request.
+    """
+    parts = parse_url(base_url)
+    proxy = urllib.request.getproxies().get(parts.scheme or "")
+    if proxy and not urllib.request.proxy_bypass((parts.host or "").strip("[]")):
+        return urllib3.ProxyManager(proxy, maxsize=1)
+    return urllib3.PoolManager(maxsize=1)
 
 
 class TransportFailure(NamedTuple):
