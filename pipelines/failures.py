@@ -15,7 +15,7 @@ from dlt.common.destination.exceptions import (
 )
 from dlt.load.exceptions import LoadClientJobFailed
 
-from sources.resend_imports.causes import causes
+from sources.resend_imports.causes import causes, refused_rows
 from sources.resend_imports.errors import DestinationReadError, ResendAuthError, ResendError
 
 from .destinations.duckdb import held_file, is_out_of_memory
@@ -103,13 +103,11 @@ def _explain_one(exc: BaseException) -> Optional[str]:
             " dlt keeps its working folder in DLT_DATA_DIR (default ~/.dlt); point it at a"
             " writable folder. Nothing was synced"
         )
-    if isinstance(exc, LoadClientJobFailed):
-        table = exc.job_id.split(".")[0]
-        refusal = str(exc.client_exception or exc.failed_message).strip().splitlines()
+    rows = refused_rows(exc) if isinstance(exc, LoadClientJobFailed) else None
+    if rows is not None:
         return (
-            f"the destination refused the rows of {table}"
-            f" ({refusal[0] if refusal else 'no reason given'}); their load package was"
-            " discarded and the state rewound to the last load, so nothing is lost and the"
+            f"the destination refused the rows of {rows[0]} ({rows[1]}); their load package"
+            " was discarded and the state rewound to the last load, so nothing is lost and the"
             " next run extracts them again"
         )
     if isinstance(exc, DestinationUndefinedEntity):

@@ -26,7 +26,7 @@ import dlt
 from dlt.load.exceptions import LoadClientJobFailed, LoadPackageAborted
 from dlt.pipeline.exceptions import PipelineStepFailed
 
-from .causes import causes
+from .causes import causes, refused_rows
 from .destination import committed_state, resource_state_of, running_pipeline
 from .incremental import SyncState
 
@@ -92,10 +92,13 @@ def finish_or_discard_pending(pipeline: dlt.Pipeline) -> None:
             # e.g. a kill between a job's commit and dlt's record of it: the job cannot run
             # twice (`_dlt_pipeline_state` keeps `_dlt_id` unique). dlt aborted the package
             # and rewound the local state; this run lists again from the committed one
+            rows = refused_rows(exc)
             logger.warning(
                 "the data left by an interrupted run could not be finished and was discarded"
                 " (%s); this run lists again from the state the destination holds",
-                _first_line(refused),
+                f"the destination refused the rows of {rows[0]}: {rows[1]}"
+                if rows
+                else type(refused).__name__,
             )
         return
     packages = len(pipeline.list_extracted_load_packages()) + len(
@@ -109,9 +112,3 @@ def finish_or_discard_pending(pipeline: dlt.Pipeline) -> None:
         pipeline.dataset_name,
     )
     pipeline.abort_packages()
-
-
-def _first_line(exc: BaseException) -> str:
-    """The refusal in the destination's words (a database error names no password)."""
-    words = (str(exc).strip().splitlines() or [""])[0]
-    return f"{type(exc).__name__}: {words}" if words else type(exc).__name__
