@@ -13,7 +13,6 @@ from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
-import dlt
 import duckdb
 
 from sources.resend_imports.errors import ResendConfigError
@@ -49,7 +48,7 @@ class DuckDB(DestinationKind):
             )
         check_folder(path)
         check_database(path)
-        check_names(target.pipeline)
+        check_names(target)
         if not reading:
             duckdb.connect(str(path)).close()  # raises at once when another process holds it
 
@@ -152,7 +151,7 @@ def _kind_of(path: Path, header: bytes) -> str:
     return "an empty file" if not header else "a file without DuckDB's header"
 
 
-def check_names(pipeline: dlt.Pipeline) -> None:
+def check_names(target: Target) -> None:
     """Fails in one line when a dataset of the pipeline is named like a catalog of the DuckDB
     connection, which makes every query of `dataset.table` ambiguous.
 
@@ -163,9 +162,10 @@ def check_names(pipeline: dlt.Pipeline) -> None:
     path was given under counts too: a DuckDB version that does not resolve symlinks names
     the catalog after it.
     """
-    client = pipeline.destination_client()
+    pipeline = target.pipeline
+    client = pipeline.destination_client()  # the dataset names depend on its schema
     config: Any = client.config
-    catalogs = _catalogs(str(config.credentials.database))
+    catalogs = _catalogs(str(target.credentials.database))
     datasets = {
         "dataset": config.normalize_dataset_name(client.schema),
         "staging dataset": config.normalize_staging_dataset_name(client.schema),
