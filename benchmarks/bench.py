@@ -32,10 +32,13 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
+import dlt
 import duckdb
 
-from pipelines.verify import COMPARED, expected_records
+from pipelines.run import make_pipeline
+from pipelines.simulator.verify import COMPARED, differences, expected_records
 from sources.resend_imports.records import parse_timestamp
+from tests.throwaway_postgres import ThrowawayPostgres
 
 API_KEY = "re_bench_key"
 REPO = Path(__file__).resolve().parents[1]
@@ -205,11 +208,6 @@ def table_is_correct(database: Path, truth: List[Dict[str, Any]]) -> bool:
 
 
 def postgres_table_is_correct(dsn: str, workdir: Path, truth: List[Dict[str, Any]]) -> bool:
-    import dlt
-
-    from pipelines.resend_imports import make_pipeline
-    from pipelines.verify import differences
-
     checker = make_pipeline(
         dlt.destinations.postgres(credentials=dsn),
         pipeline_name="bench_check",
@@ -460,8 +458,6 @@ def main(argv: Optional[List[str]] = None) -> int:
         contenders[REST_API_DEFAULT] = REST_API_DEFAULT_COMMAND
     postgres = None
     if not args.no_postgres:
-        from tests.throwaway_postgres import ThrowawayPostgres
-
         postgres = ThrowawayPostgres().start()
         contenders.update(POSTGRES_CONTENDERS)
     try:

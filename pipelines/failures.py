@@ -1,8 +1,7 @@
 """One-line explanations of the failures a user can cause or meet."""
 
 import errno
-import re
-from typing import Any, Iterator, List, Optional
+from typing import Any, List, Optional
 
 from dlt.common.configuration.exceptions import (
     ConfigFieldMissingException,
@@ -16,35 +15,16 @@ from dlt.common.destination.exceptions import (
 )
 from dlt.load.exceptions import LoadClientJobFailed
 
+from sources.resend_imports.causes import causes, refused_rows
 from sources.resend_imports.errors import DestinationReadError, ResendAuthError, ResendError
+
+from .destinations.duckdb import held_file, is_out_of_memory
 
 _FILE_ERRORS = (errno.EACCES, errno.EROFS, errno.ENOENT, errno.EPERM, errno.ENOTDIR)
 KEY_SOURCES = (
     "RESEND_API_KEY, SOURCES__RESEND__API_KEY or api_key under [sources.resend]"
     " in .dlt/secrets.toml"
 )
-_DUCKDB_LOCK = re.compile(r'Could not set lock on file "([^"]+)"')
-
-
-def causes(exc: BaseException) -> Iterator[BaseException]:
-    """The exception, what dlt wrapped in it, and its causes and contexts."""
-    seen: set[int] = set()
-    pending = [exc]
-    while pending:
-        current = pending.pop(0)
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        yield current
-        for linked in (
-            getattr(current, "exception", None),
-            getattr(current, "job_exception", None),  # dlt's LoadPackageAborted
-            getattr(current, "client_exception", None),  # dlt's load job exceptions
-            current.__cause__,
-            current.__context__,
-        ):
-            if isinstance(linked, BaseException):
-                pending.append(linked)
 
 
 def explain(exc: BaseException) -> Optional[str]:
@@ -123,24 +103,22 @@ def _explain_one(exc: BaseException) -> Optional[str]:
             " dlt keeps its working folder in DLT_DATA_DIR (default ~/.dlt); point it at a"
             " writable folder. Nothing was synced"
         )
-    if isinstance(exc, LoadClientJobFailed):
-        table = exc.job_id.split(".")[0]
-        refusal = str(exc.client_exception or exc.failed_message).strip().splitlines()
+    rows = refused_rows(exc) if isinstance(exc, LoadClientJobFailed) else None
+    if rows is not None:
         return (
-            f"the destination refused the rows of {table}"
-            f" ({refusal[0] if refusal else 'no reason given'}); their load package was"
-            " discarded and the state rewound to the last load, so nothing is lost and the"
+            f"the destination refused the rows of {rows[0]} ({rows[1]}); their load package"
+            " was discarded and the state rewound to the last load, so nothing is lost and the"
             " next run extracts them again"
         )
     if isinstance(exc, DestinationUndefinedEntity):
         return f"destination error: {exc}".splitlines()[0]
-    locked = _DUCKDB_LOCK.search(str(exc))
-    if locked:
+    held = held_file(str(exc))
+    if held is not None:
         return (
-            f"the DuckDB file {locked.group(1)} is locked by another process; run again once"
+            f"the DuckDB file {held[0]} is locked by another process; run again once"
             " it is closed (nothing is lost: anything already extracted loads on the next run)"
         )
-    if type(exc).__name__ == "OutOfMemoryException":  # duckdb's, without importing duckdb
+    if is_out_of_memory(exc):
         return (
             "DuckDB ran out of memory while loading; raise memory_limit in"
             " DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG and run again (nothing is lost:"

@@ -1,4 +1,6 @@
-"""Shared fixtures: a simulated Resend account on loopback and a pipeline on a real DuckDB file."""
+"""Shared fixtures: simulated Resend accounts on loopback (`serve`, `make_account`, `account`),
+the destination they sync into (a real DuckDB file, or the throwaway PostgreSQL server:
+`postgres_server`, `postgres`, `destination_name`), and the installed command (`run_cli`)."""
 
 import os
 import subprocess
@@ -6,14 +8,14 @@ import sys
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import dlt
 import pytest
 
-from pipelines.resend_imports import SyncSummary, make_pipeline, run_sync
+from pipelines.run import SyncSummary, make_pipeline, run_sync
 from pipelines.simulator import ImportStore, RunningSimulator, Simulator
-from pipelines.verify import differences
+from pipelines.simulator.verify import differences
 
 from .throwaway_postgres import ThrowawayPostgres
 
@@ -168,41 +170,53 @@ def destination_name(request: pytest.FixtureRequest) -> str:
     return name
 
 
+Serve = Callable[..., Tuple[Simulator, str]]
+
+
 @pytest.fixture
-def make_account(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Any]:
-    """Factory of simulated accounts; every server stops with the test. On PostgreSQL when
-    the test asks for `destination_name` and it is `postgres`, or passes `destination`."""
+def serve() -> Iterator[Serve]:
+    """Serves simulated accounts on loopback: `serve(store, **simulator_options)` gives the
+    simulator and its URL; every server stops with the test."""
+    with ExitStack() as stack:
+
+        def start(store: ImportStore, **options: Any) -> Tuple[Simulator, str]:
+            options.setdefault("api_keys", (API_KEY,))
+            simulator = Simulator(store, **options)
+            return simulator, stack.enter_context(RunningSimulator(simulator)).url
+
+        yield start
+
+
+@pytest.fixture
+def make_account(tmp_path: Path, request: pytest.FixtureRequest, serve: Serve) -> Any:
+    """Factory of simulated accounts (each on a DuckDB file). On PostgreSQL when the test asks
+    for `destination_name` and it is `postgres`, or passes `destination`."""
     default = (
         request.getfixturevalue("destination_name")
         if "destination_name" in request.fixturenames
         else "duckdb"
     )
-    with ExitStack() as stack:
 
-        def make(
-            imports: int = 250,
-            seed: int = 1,
-            rate_limit: Optional[int] = None,
-            destination: Optional[str] = None,
-            api_keys: Tuple[str, ...] = (API_KEY,),
-            **store_options: Any,
-        ) -> Account:
-            store = ImportStore(imports, seed=seed, **store_options)
-            simulator = Simulator(
-                store,
-                api_keys=api_keys,
-                restricted_keys=(RESTRICTED_KEY,),
-                rate_limit=rate_limit,
-            )
-            running = stack.enter_context(RunningSimulator(simulator))
-            workdir = tmp_path / f"account{seed}"
-            workdir.mkdir(exist_ok=True)
-            server = None
-            if (destination or default) == "postgres":
-                server = request.getfixturevalue("postgres")
-            return Account(store, simulator, running.url, workdir, server, api_keys[0])
+    def make(
+        imports: int = 250,
+        seed: int = 1,
+        rate_limit: Optional[int] = None,
+        destination: Optional[str] = None,
+        api_keys: Tuple[str, ...] = (API_KEY,),
+        **store_options: Any,
+    ) -> Account:
+        store = ImportStore(imports, seed=seed, **store_options)
+        simulator, url = serve(
+            store, api_keys=api_keys, restricted_keys=(RESTRICTED_KEY,), rate_limit=rate_limit
+        )
+        workdir = tmp_path / f"account{seed}"
+        workdir.mkdir(exist_ok=True)
+        server = None
+        if (destination or default) == "postgres":
+            server = request.getfixturevalue("postgres")
+        return Account(store, simulator, url, workdir, server, api_keys[0])
 
-        yield make
+    return make
 
 
 @pytest.fixture

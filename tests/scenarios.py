@@ -1,10 +1,14 @@
-"""Helpers the scenario tests share: what a person does to the destination, what the API
-returns changed, and what the tables say about one import."""
+"""Helpers the scenario tests share: what a person does to the destination (a statement, a
+backup restored), what Resend does or returns changed, and what the tables say about one
+import."""
 
+import shutil
 from contextlib import closing
 from typing import Any, Callable, Dict, List
 
 import duckdb
+
+from pipelines.simulator import ImportStore
 
 from .conftest import Account
 from .test_sync import resource_state
@@ -22,6 +26,41 @@ def execute(account: Account, *statements: str) -> None:
     with closing(account.postgres.admin("analytics")) as server, server.cursor() as cursor:
         for statement in statements:
             cursor.execute(statement)
+
+
+def backup(account: Account) -> Callable[[], None]:
+    """Copies the destination now; the function returned puts the copy back (a restore)."""
+    if account.postgres is None:
+        copy = account.workdir / "backup.duckdb"
+        shutil.copy(account.duckdb_path, copy)
+
+        def restore_file() -> None:
+            shutil.copy(copy, account.duckdb_path)
+
+        return restore_file
+    server = account.postgres
+    with closing(server.admin()) as connection, connection.cursor() as cursor:
+        cursor.execute("CREATE DATABASE backup TEMPLATE analytics")
+
+    def restore() -> None:
+        with closing(server.admin()) as connection, connection.cursor() as cursor:
+            cursor.execute("DROP DATABASE analytics WITH (FORCE)")
+            cursor.execute("CREATE DATABASE analytics TEMPLATE backup")
+            cursor.execute("DROP DATABASE backup")
+
+    return restore
+
+
+def finish(store: ImportStore, import_id: str, status: str = "failed") -> None:
+    """Ends an open import (as Resend would), whatever the simulator's own schedule."""
+    item = store.get(import_id)
+    assert item is not None
+    store.set_field(
+        import_id,
+        status=status,
+        completed_at=store.now,
+        counts={"total": 10, "created": 4, "updated": 0, "skipped": 0, "failed": 6},
+    )
 
 
 def corrupting(targets: Dict[str, Dict[str, Any]]) -> Rewrite:

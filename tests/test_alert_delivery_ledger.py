@@ -19,12 +19,12 @@ from typing import Any, Dict, Iterator, List, Optional
 import duckdb
 import pytest
 
-from pipelines.delivery_ledger import RETENTION
+from pipelines.delivery.ledger import RETENTION
 
 from .alert_receiver import AlertReceiver
 from .conftest import Account
+from .scenarios import backup, finish
 from .test_alerts import SECRET, channels_env, live_account, rules_env
-from .test_divergence import backup, finish
 
 LEDGER = "resend_imports.alerts-delivered.sqlite"
 

@@ -103,6 +103,14 @@ def test_plain_http_off_loopback_is_refused(account: Account) -> None:
     assert_one_line_error(result, "is not HTTPS: the API key would travel in clear text")
 
 
+def test_an_api_url_with_a_password_is_refused_without_showing_it(account: Account) -> None:
+    url = account.url.replace("http://", "http://reader:s3cret@")
+    result = run_cli(account, "sync", env={"RESEND_API_URL": url})
+    assert_one_line_error(result, "holds a user name or password (user:password@)")
+    assert "s3cret" not in result.stderr + result.stdout
+    assert account.requests() == 0
+
+
 def test_unknown_destination(account: Account) -> None:
     result = run_cli(account, "sync", "--destination", "warehouse9000")
     assert_one_line_error(result, "unknown destination 'warehouse9000'")

@@ -4,7 +4,7 @@ import random
 import re
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
-from typing import Any, ClassVar, Iterator, List
+from typing import Any, ClassVar, List
 
 import pytest
 
@@ -18,7 +18,7 @@ from sources.resend_imports.errors import (
     ResendDataError,
 )
 
-from .conftest import API_KEY
+from .conftest import API_KEY, Serve
 
 
 class Recorder:
@@ -37,10 +37,8 @@ class Recorder:
 
 
 @pytest.fixture
-def simulator() -> Iterator[tuple[Simulator, str]]:
-    sim = Simulator(ImportStore(120, seed=3), api_keys=(API_KEY,))
-    with RunningSimulator(sim) as running:
-        yield sim, running.url
+def simulator(serve: Serve) -> tuple[Simulator, str]:
+    return serve(ImportStore(120, seed=3))
 
 
 def _client(url: str, recorder: Recorder, attempts: int = 4, **options: Any) -> ResendClient:
@@ -207,11 +205,20 @@ def test_a_list_without_data_is_an_error(simulator: tuple[Simulator, str]) -> No
 
 @pytest.mark.parametrize(
     "url",
-    ["http://api.resend.com", "http://10.0.0.5:8080", "ftp://127.0.0.1", "api.resend.com"],
+    [
+        "http://api.resend.com",
+        "http://10.0.0.5:8080",
+        "ftp://127.0.0.1",
+        "api.resend.com",
+        "http://evil.example\\@127.0.0.1",  # urllib3, which sends, reads evil.example
+        "https://user:s3cret@api.resend.com",
+    ],
 )
 def test_unsafe_or_malformed_base_urls_are_refused(url: str) -> None:
-    with pytest.raises(ResendConfigError):
+    with pytest.raises(ResendConfigError) as refused:
         validate_base_url(url)
+    assert "s3cret" not in str(refused.value)
+    assert len(str(refused.value).splitlines()) == 1
 
 
 @pytest.mark.parametrize(

@@ -288,7 +288,7 @@ def test_a_short_incremental_run_never_imports_pyarrow(account: Any) -> None:
     script = (
         "import sys\n"
         "from tests.conftest import FAST_RETRIES\n"
-        "from pipelines.resend_imports import make_pipeline, run_sync\n"
+        "from pipelines.run import make_pipeline, run_sync\n"
         "import dlt\n"
         f"pipeline = make_pipeline(dlt.destinations.duckdb({str(account.duckdb_path)!r}),"
         f" pipelines_dir={str(account.workdir / 'pipelines')!r})\n"

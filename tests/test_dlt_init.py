@@ -1,68 +1,143 @@
 """The source the dlt way: `dlt init resend_imports duckdb --location <a clone>` in an empty
-folder, then the generated pipeline script run against the bundled simulator; offline."""
+folder, then the generated pipeline script run against the bundled simulator; offline. What
+the source guarantees comes with it: a load package left by an interrupted run and extracted
+against another copy of the table is discarded, not loaded, as with the command line."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Dict
 
 import dlt
+import pytest
 
-from pipelines.resend_imports import make_pipeline
-from pipelines.simulator import ImportStore, RunningSimulator, Simulator
-from pipelines.verify import differences
+from pipelines.run import make_pipeline
+from pipelines.simulator import ImportStore
+from pipelines.simulator.verify import differences
+
+from .conftest import Serve
 
 REPO = Path(__file__).resolve().parents[1]
 DLT = str(Path(sys.executable).with_name("dlt"))
+KEY = "re_init_key"
+# what a run that stopped after extracting leaves: a pending load package
+EXTRACT_ONLY = (
+    "import dlt\n"
+    "from resend_imports import resend_source\n"
+    "pipeline = dlt.pipeline(\n"
+    "    pipeline_name='resend_imports', destination='duckdb', dataset_name='resend'\n"
+    ")\n"
+    "pipeline.extract(resend_source())\n"
+)
 
 
-def test_dlt_init_brings_the_source_into_an_empty_project(tmp_path: Path) -> None:
-    clone = tmp_path / "clone"
-    subprocess.run(["git", "clone", "--quiet", "--no-local", str(REPO), str(clone)], check=True)
-    project = tmp_path / "project"
-    project.mkdir()
+def _clean_environment() -> Dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RESEND_", "SOURCES__"))}
     env.pop("PYTHONPATH", None)
     env["RUNTIME__DLTHUB_TELEMETRY"] = "false"
+    return env
+
+
+@pytest.fixture(scope="module")
+def initialized(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project made by `dlt init` from a clone of this repository, once for the module."""
+    folder = tmp_path_factory.mktemp("dlt_init")
+    clone = folder / "clone"
+    subprocess.run(["git", "clone", "--quiet", "--no-local", str(REPO), str(clone)], check=True)
+    project = folder / "project"
+    project.mkdir()
     init = subprocess.run(
         [DLT, "init", "resend_imports", "duckdb", "--location", str(clone)],
         cwd=project,
-        env=env,
+        env=_clean_environment(),
         input="y\n",
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert init.returncode == 0, init.stdout + init.stderr
+    return project
+
+
+@pytest.fixture
+def project(initialized: Path, tmp_path: Path) -> Path:
+    """A fresh copy of the initialized project for one test."""
+    return Path(shutil.copytree(initialized, tmp_path / "project"))
+
+
+class Project:
+    """The project's scripts run as its user runs them, against a simulator on loopback."""
+
+    def __init__(self, folder: Path, url: str, data_dir: Path) -> None:
+        self.folder = folder
+        self.env = {
+            **_clean_environment(),
+            "RESEND_API_KEY": KEY,
+            "RESEND_API_URL": url,
+            "DLT_DATA_DIR": str(data_dir),
+        }
+
+    def python(self, *args: str) -> subprocess.CompletedProcess[str]:
+        run = subprocess.run(
+            [sys.executable, *args],
+            cwd=self.folder,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert run.returncode == 0, run.stdout + run.stderr
+        return run
+
+    def differences(self, store: ImportStore, checks: Path) -> list[str]:
+        checker = make_pipeline(
+            dlt.destinations.duckdb(str(self.folder / "resend_imports.duckdb")),
+            pipeline_name="init_check",
+            pipelines_dir=str(checks),
+        )
+        return differences(checker, store.truth())
+
+
+@pytest.fixture
+def store() -> ImportStore:
+    return ImportStore(700, seed=3, stuck=1)
+
+
+@pytest.fixture
+def running(project: Path, store: ImportStore, tmp_path: Path, serve: Serve) -> Project:
+    _, url = serve(store, api_keys=(KEY,))
+    return Project(project, url, tmp_path / "dlt")
+
+
+def test_dlt_init_brings_the_source_into_an_empty_project(
+    project: Path, running: Project, store: ImportStore, tmp_path: Path
+) -> None:
     assert (project / "resend_imports" / "__init__.py").exists()
     assert (project / "resend_imports_pipeline.py").exists()
     assert not (project / "resend").exists()  # nothing shadows the official `resend` SDK
     assert not (project / "pipelines").exists()  # the source stands alone
+    for run_number in range(2):
+        if run_number:
+            store.advance(new=25, seconds=600)  # new imports, open ones progress
+        running.python("resend_imports_pipeline.py")
+    assert running.differences(store, tmp_path / "check") == []
 
-    store = ImportStore(700, seed=3, stuck=1)
-    simulator = Simulator(store, api_keys=("re_init_key",))
-    with RunningSimulator(simulator) as running:
-        script_env = {
-            **env,
-            "RESEND_API_KEY": "re_init_key",
-            "RESEND_API_URL": running.url,
-            "DLT_DATA_DIR": str(tmp_path / "dlt"),
-        }
-        for run_number in range(2):
-            if run_number:
-                store.advance(new=25, seconds=600)  # new imports, open ones progress
-            run = subprocess.run(
-                [sys.executable, "resend_imports_pipeline.py"],
-                cwd=project,
-                env=script_env,
-                capture_output=True,
-                text=True,
-                timeout=300,
-            )
-            assert run.returncode == 0, run.stdout + run.stderr
-    checker = make_pipeline(
-        dlt.destinations.duckdb(str(project / "resend_imports.duckdb")),
-        pipeline_name="init_check",
-        pipelines_dir=str(tmp_path / "check"),
-    )
-    assert differences(checker, store.truth()) == []
+
+def test_a_copy_made_by_dlt_init_discards_a_pending_package_of_another_copy(
+    project: Path, running: Project, store: ImportStore, tmp_path: Path
+) -> None:
+    database = project / "resend_imports.duckdb"
+    running.python("resend_imports_pipeline.py")
+    backup = database.read_bytes()
+    store.advance(new=100, seconds=600)
+    running.python("resend_imports_pipeline.py")  # the state moves on past the backup's
+    store.advance(new=100, seconds=600)
+    running.python("-c", EXTRACT_ONLY)  # a run that stopped after extracting
+    database.write_bytes(backup)  # the file restored from the backup
+    database.with_name(database.name + ".wal").unlink(missing_ok=True)
+    healed = running.python("resend_imports_pipeline.py")
+    assert "discarding 1 load package(s)" in healed.stderr
+    # loaded, that package's state would have skipped the 100 imports after the backup
+    assert running.differences(store, tmp_path / "check") == []

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.scheduling import (
+from pipelines.run.scheduler import (
     destination_for_scheduler,
     duckdb_file_for_scheduler,
     log_failure,

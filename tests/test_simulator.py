@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Dict, Iterator, Optional
+from typing import Any, Dict, Optional
 
 import pytest
 import requests
@@ -16,7 +16,7 @@ from openapi_core.contrib.requests import RequestsOpenAPIRequest, RequestsOpenAP
 from pipelines.simulator import ImportStore, RunningSimulator, Simulator
 from sources.resend_imports.records import parse_timestamp
 
-from .conftest import API_KEY
+from .conftest import API_KEY, Serve
 
 SPEC_PATH = Path(__file__).resolve().parent / "spec" / "resend-openapi.yaml"
 PUBLIC_API = "https://api.resend.com"
@@ -31,10 +31,8 @@ def openapi() -> OpenAPI:
 
 
 @pytest.fixture
-def served() -> Iterator[tuple[Simulator, str]]:
-    sim = Simulator(ImportStore(230, seed=5, tie_rate=0.2), api_keys=(API_KEY,))
-    with RunningSimulator(sim) as running:
-        yield sim, running.url
+def served(serve: Serve) -> tuple[Simulator, str]:
+    return serve(ImportStore(230, seed=5, tie_rate=0.2))
 
 
 def _get(

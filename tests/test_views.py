@@ -11,9 +11,7 @@ from typing import Any, Callable, Dict, Iterator, List
 
 import pytest
 
-from pipelines import resend_imports
-from pipelines.resend_imports import StaleViewsAfterLoadError
-from pipelines.views import (
+from pipelines.analytics.views import (
     DAILY_COLUMNS,
     DAILY_VIEW,
     ENRICHED_COLUMNS,
@@ -22,6 +20,8 @@ from pipelines.views import (
     create_views,
     plan_views,
 )
+from pipelines.run import StaleViewsAfterLoadError
+from pipelines.run import sync as run_sync_module
 from sources.resend_imports.settings import TABLE_NAME
 
 from .conftest import Account, assert_one_line_error, run_cli
@@ -258,7 +258,7 @@ def test_a_reader_holding_the_file_after_the_load_fails_the_views_truthfully_onc
         with reader_holding(account.duckdb_path):
             return create_views(pipeline)
 
-    monkeypatch.setattr(resend_imports, "create_views", reader_arrives_after_the_load)
+    monkeypatch.setattr(run_sync_module, "create_views", reader_arrives_after_the_load)
     pipeline = account.pipeline()
     with pytest.raises(StaleViewsAfterLoadError) as raised:
         account.sync(pipeline)

@@ -16,7 +16,10 @@ from typing import Any
 import psycopg2
 import pytest
 
-from pipelines.locking import SyncLockedError, duckdb_lock_path, legacy_lock_key, writer_lock
+from pipelines.destinations import SyncLockedError
+from pipelines.destinations.duckdb import lock_path
+from pipelines.destinations.postgres import legacy_lock_key
+from pipelines.run import writer_lock
 
 from .conftest import COMMAND, Account, cli_environment, run_cli
 from .throwaway_postgres import ThrowawayPostgres
@@ -98,7 +101,7 @@ def _text(path: Path) -> str:
 def test_a_symlink_and_a_relative_path_to_the_file_are_one_lock(account: Account) -> None:
     (account.workdir / "link.duckdb").symlink_to("imports.duckdb")
     (account.workdir / "sub").mkdir()
-    lock = duckdb_lock_path(account.duckdb_path)
+    lock = lock_path(account.duckdb_path)
     with writer_lock(account.pipeline("second_cron", dataset="other_dataset")):
         by_link = sync_cli(account, env={"DESTINATION__DUCKDB__CREDENTIALS": "./link.duckdb"})
         by_relative_path = sync_cli(account, "--duckdb", "sub/../imports.duckdb")
@@ -117,9 +120,9 @@ def test_the_working_folder_is_locked_before_the_destination(account: Account) -
         with pytest.raises(SyncLockedError, match="another sync of pipeline resend_imports"):
             with writer_lock(pipeline):
                 pass
-    assert not duckdb_lock_path(account.duckdb_path).exists()  # never reached
+    assert not lock_path(account.duckdb_path).exists()  # never reached
     with writer_lock(pipeline):
-        assert duckdb_lock_path(account.duckdb_path).exists()
+        assert lock_path(account.duckdb_path).exists()
 
 
 def test_report_takes_no_lock(make_account: Any, destination_name: str) -> None:

@@ -30,10 +30,14 @@ from datetime import datetime, timedelta
 import dlt
 from airflow.sdk import dag, task
 
-from pipelines.locking import configured_wait_seconds, writer_lock
-from pipelines.resend_imports import deliver_alerts, make_pipeline, run_sync
-from pipelines.scheduling import destination_for_scheduler, log_failure
-from pipelines.views import create_views
+from pipelines.run import (
+    configured_wait_seconds,
+    deliver_alerts,
+    make_pipeline,
+    refresh_views,
+    run_sync,
+)
+from pipelines.run.scheduler import destination_for_scheduler, log_failure
 
 logger = logging.getLogger("resend_imports")
 
@@ -80,16 +84,14 @@ def resend_contact_imports() -> None:
         report = deliver_alerts(_pipeline(), configured_wait_seconds())
         logger.info("alerts: %s", report.line())
 
-    @task
-    def refresh_views() -> None:
+    @task(task_id="refresh_views")
+    def views() -> None:
         """The SQL views over the table, rebuilt when missing or older than its columns (under
         the lock too); fails in one line when they cannot be, and its retry tries again."""
-        pipeline = _pipeline()
-        with writer_lock(pipeline, configured_wait_seconds()):
-            rebuilt = create_views(pipeline)
+        rebuilt = refresh_views(_pipeline(), configured_wait_seconds())
         logger.info("views: %s", f"(re)created {', '.join(rebuilt)}" if rebuilt else "current")
 
-    sync() >> refresh_views() >> deliver()
+    sync() >> views() >> deliver()
 
 
 resend_contact_imports()

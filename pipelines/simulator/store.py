@@ -1,80 +1,19 @@
 """The simulated account: contact imports, their life cycle and the list semantics of Resend."""
 
-import json
 import random
 import threading
 import uuid
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Dict, List, Optional, Tuple
 
-TIMESTAMP_STYLES = ("seconds", "millis", "micros", "iso")
+from .imports import TIMESTAMP_STYLES, SimImport, truncate
+
 STATUSES = ("queued", "in_progress", "completed", "failed")
 HISTORY_END = datetime(2026, 11, 1, tzinfo=UTC)
 
 
 class ValidationError(Exception):
     """A request the API would answer with `validation_error`."""
-
-
-@dataclass
-class SimImport:
-    id: str
-    created_at: datetime
-    style: str
-    status: str = "queued"
-    completed_at: Optional[datetime] = None
-    counts: Optional[Dict[str, int]] = None
-    # the encoded JSON, kept until a field changes: pages are served from it
-    _encoded: Optional[bytes] = field(default=None, init=False, repr=False, compare=False)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name != "_encoded":
-            object.__setattr__(self, "_encoded", None)
-        object.__setattr__(self, name, value)
-
-    def encoded(self) -> bytes:
-        """`to_json()` as compact JSON bytes."""
-        if self._encoded is None:
-            self._encoded = json.dumps(self.to_json(), separators=(",", ":")).encode()
-        return self._encoded
-
-    def sort_key(self) -> Tuple[datetime, str]:
-        return (self.created_at, self.id)
-
-    def to_json(self) -> Dict[str, Any]:
-        body: Dict[str, Any] = {
-            "object": "contact_import",
-            "id": self.id,
-            "status": self.status,
-            "created_at": format_timestamp(self.created_at, self.style),
-            "completed_at": (
-                format_timestamp(self.completed_at, self.style) if self.completed_at else None
-            ),
-        }
-        if self.counts is not None:
-            body["counts"] = dict(self.counts)
-        return body
-
-
-def format_timestamp(value: datetime, style: str) -> str:
-    """Resend's PostgreSQL-style text with 0, 3 or 6 fractional digits, or older ISO."""
-    base = value.strftime("%Y-%m-%d %H:%M:%S")
-    if style == "seconds":
-        return f"{base}+00"
-    if style == "millis":
-        return f"{base}.{value.microsecond // 1000:03d}+00"
-    if style == "micros":
-        return f"{base}.{value.microsecond:06d}+00"
-    return value.strftime("%Y-%m-%dT%H:%M:%S") + f".{value.microsecond // 1000:03d}Z"
-
-
-def _truncate(value: datetime, style: str) -> datetime:
-    if style == "seconds":
-        return value.replace(microsecond=0)
-    if style in ("millis", "iso"):
-        return value.replace(microsecond=value.microsecond // 1000 * 1000)
-    return value
 
 
 class ImportStore:
@@ -115,7 +54,7 @@ class ImportStore:
     def _new_import(self, created_at: datetime) -> SimImport:
         style = self._rng.choice(self._styles)
         import_id = str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
-        return SimImport(import_id, _truncate(created_at, style), style)
+        return SimImport(import_id, truncate(created_at, style), style)
 
     def _created_times(self, count: int, end: datetime, mean_gap: float) -> List[datetime]:
         """`count` creation times before `end`, oldest first, some of them tied."""
@@ -169,7 +108,7 @@ class ImportStore:
             "failed": failed,
         }
         item.status = "failed" if self._rng.random() < 0.08 else "completed"
-        item.completed_at = _truncate(max(at, item.created_at), item.style)
+        item.completed_at = truncate(max(at, item.created_at), item.style)
 
     def reset(self) -> None:
         """Back to the account as it was created (same seed, same imports)."""
@@ -251,7 +190,7 @@ class ImportStore:
                 item.id = import_id
             item.status, item.counts = status, counts
             if status in ("completed", "failed"):
-                item.completed_at = _truncate(max(self.now, item.created_at), item.style)
+                item.completed_at = truncate(max(self.now, item.created_at), item.style)
             self._items = sorted([item, *self._items], key=SimImport.sort_key, reverse=True)
             self._reindex()
             return item.id

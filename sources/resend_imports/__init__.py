@@ -12,6 +12,7 @@ from .alerts import add_alerts_table
 from .client import ResendClient, RetryPolicy
 from .history import add_history_table
 from .intake import SyncReport
+from .pending import settle_pending_packages
 from .quarantine import add_quarantine_table
 from .run import (
     RunOptions,
@@ -147,6 +148,7 @@ def resend_source(
         read_timeout=read_timeout_seconds,
         progress_every=progress_every_seconds,
     )
+    settle_pending_packages()  # the destination's committed state wins: see `pending`
     resource = contact_imports(
         client, page_size, status, full_refresh, gone_after_runs, full_refresh_every_days
     )

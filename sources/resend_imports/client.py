@@ -5,78 +5,52 @@ never yield a row twice.
 """
 
 import hashlib
-import ipaddress
 import logging
 import random
 import time
-import urllib.request
 from dataclasses import dataclass
-from http.client import IncompleteRead
 from typing import Any, Callable, Dict, Iterator, List, Optional
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import orjson
 import urllib3
-from tenacity import RetryCallState, Retrying, retry_if_exception_type
+from tenacity import RetryCallState
 
 from .errors import (
     ResendAPIError,
     ResendAuthError,
-    ResendConfigError,
     ResendDataError,
     RetryableResponseError,
 )
+from .http import (
+    RATE_LIMITED,
+    AttemptBudget,
+    RetryPolicy,
+    checked_url,
+    connection_pool,
+    header_seconds,
+    retry_after,
+    retrying,
+    transport_failure,
+)
 from .settings import LIST_PATH, PROGRESS_EVERY_SECONDS, RETRYABLE_STATUSES
+
+__all__ = ["RequestStats", "ResendClient", "RetryPolicy", "progress_line", "validate_base_url"]
 
 logger = logging.getLogger("resend_imports")
 
 JSONObject = Dict[str, Any]
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How often and how long to retry one request.
-
-    A 429 is not a failure but a turn to wait: it does not count against `max_attempts`;
-    waiting for rate-limit windows is bounded by `max_rate_limit_wait_seconds` instead.
-    """
-
-    max_attempts: int
-    initial_backoff_seconds: float
-    max_backoff_seconds: float
-    max_rate_limit_wait_seconds: float = 300.0
-
-    def backoff(self, attempt: int, rng: random.Random) -> float:
-        """Exponential backoff with equal jitter, capped: attempt 1 waits ~initial."""
-        base = min(self.max_backoff_seconds, self.initial_backoff_seconds * 2 ** (attempt - 1))
-        return float(base / 2 + rng.uniform(0, base / 2))
-
-
-@dataclass
-class _AttemptBudget:
-    """What one request has used of its retry policy; tenacity's stop condition."""
-
-    policy: RetryPolicy
-    failures: int = 0
-    rate_limited_seconds: float = 0.0
-
-    def exhausted(self, retry_state: RetryCallState) -> bool:
-        outcome = retry_state.outcome
-        exc = outcome.exception() if outcome is not None else None
-        if isinstance(exc, RetryableResponseError) and exc.status_code == 429:
-            self.rate_limited_seconds += retry_state.upcoming_sleep
-            return self.rate_limited_seconds > self.policy.max_rate_limit_wait_seconds
-        self.failures += 1
-        return self.failures >= self.policy.max_attempts
-
-    def describe(self, last: RetryableResponseError, attempts: int) -> str:
-        if last.status_code == 429:
-            waited = f"rate limited for over {self.policy.max_rate_limit_wait_seconds:g}s"
-            return f"gave up after {attempts} attempts, {waited}"
-        return (
-            f"gave up after {attempts} attempt{'s' if attempts > 1 else ''}, last: "
-            f"{last.name}: {last.message}"
-        )
+def _describe_exhausted(budget: AttemptBudget, last: RetryableResponseError, attempts: int) -> str:
+    """Why a request was given up, for the error the run fails with."""
+    if last.status_code == RATE_LIMITED:
+        waited = f"rate limited for over {budget.policy.max_rate_limit_wait_seconds:g}s"
+        return f"gave up after {attempts} attempts, {waited}"
+    return (
+        f"gave up after {attempts} attempt{'s' if attempts > 1 else ''}, last: "
+        f"{last.name}: {last.message}"
+    )
 
 
 @dataclass
@@ -90,36 +64,10 @@ class RequestStats:
 
 
 def validate_base_url(base_url: str) -> str:
-    """Returns the base URL without a trailing slash; refuses plain HTTP off loopback."""
-    parts = urlsplit(base_url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ResendConfigError(f"base_url {base_url!r} is not an http(s) URL")
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
-        raise ResendConfigError(
-            f"base_url {base_url!r} is not HTTPS: the API key would travel in clear text"
-            " (plain http is allowed only for loopback hosts)"
-        )
+    """Returns the base URL without a trailing slash, when the key may be sent there (see
+    `http.checked_url`: https, or plain http to loopback)."""
+    checked_url(base_url, "base_url", "the API key", shown=True)
     return base_url.rstrip("/")
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _header_float(response: urllib3.BaseHTTPResponse, name: str) -> Optional[float]:
-    value = response.headers.get(name)
-    if value is None:
-        return None
-    try:
-        number = float(value)
-    except ValueError:
-        return None
-    return max(number, 0.0)
 
 
 def _error_fields(response: urllib3.BaseHTTPResponse) -> tuple[str, str]:
@@ -143,46 +91,6 @@ def progress_line(items: int, requests: int, seconds: float, expected: Optional[
     if expected:
         line += f"; about {min(items / expected, 1.0):.0%} of the {expected:,} the table holds"
     return line + ")"
-
-
-def _describe_transport_error(exc: urllib3.exceptions.HTTPError) -> str:
-    """The cause of a failed request, by urllib3's exception types (and the OS error behind a
-    failed connection); `NewConnectionError` comes first: urllib3 derives it from its
-    connect-timeout error, so a refused connection would otherwise read as a timeout."""
-    if isinstance(exc, urllib3.exceptions.NameResolutionError):
-        return "cannot resolve the host name (DNS)"
-    if isinstance(exc, urllib3.exceptions.NewConnectionError):
-        cause = exc.__cause__ or exc.__context__
-        if isinstance(cause, ConnectionRefusedError):
-            return "connection refused"
-        if isinstance(cause, TimeoutError):
-            return "connect timed out"
-        if isinstance(cause, OSError) and cause.strerror:
-            return f"cannot connect ({cause.strerror.lower()})"
-        return "cannot connect"
-    if isinstance(exc, urllib3.exceptions.SSLError):
-        return "TLS handshake failed"
-    if isinstance(exc, urllib3.exceptions.ConnectTimeoutError):
-        return "connect timed out"
-    if isinstance(exc, urllib3.exceptions.TimeoutError):
-        return "read timed out"
-    if any(isinstance(arg, IncompleteRead) for arg in exc.args):  # urllib3 wraps http.client's
-        return "response body cut short"
-    if isinstance(exc, urllib3.exceptions.ProtocolError):
-        return "connection reset or closed"
-    return type(exc).__name__
-
-
-def _connection_pool(base_url: str) -> urllib3.PoolManager:
-    """Keep-alive connections to the API, through the proxy the environment names, if any.
-
-    The environment is read once here rather than on every request.
-    """
-    parts = urlsplit(base_url)
-    proxy = urllib.request.getproxies().get(parts.scheme)
-    if proxy and not urllib.request.proxy_bypass(parts.hostname or ""):
-        return urllib3.ProxyManager(proxy, maxsize=1)
-    return urllib3.PoolManager(maxsize=1)
 
 
 class ResendClient:
@@ -213,7 +121,7 @@ class ResendClient:
         self._clock = clock
         self._rng = rng or random.Random()
         self._not_before = 0.0
-        self._pool = _connection_pool(self.base_url)
+        self._pool = connection_pool(self.base_url)
         self._headers = {
             "Authorization": f"Bearer {api_key}",
             "User-Agent": user_agent,
@@ -315,20 +223,18 @@ class ResendClient:
             ResendAuthError: 401 or 403.
             ResendAPIError: any other status not worth retrying, or retries exhausted.
         """
-        budget = _AttemptBudget(self.retry_policy)
-        retrying = Retrying(
-            stop=budget.exhausted,
-            wait=self._wait,
-            retry=retry_if_exception_type(RetryableResponseError),
+        attempt, budget = retrying(
+            self.retry_policy,
+            RetryableResponseError,
+            rng=self._rng,
             sleep=self._sleep,
             before_sleep=self._log_retry,
-            reraise=True,
         )
         try:
-            return retrying(self._send, path, params)
+            return attempt(self._send, path, params)
         except RetryableResponseError as exc:
-            attempts = retrying.statistics.get("attempt_number", 0)
-            message = budget.describe(exc, attempts)
+            attempts = attempt.statistics.get("attempt_number", 0)
+            message = _describe_exhausted(budget, exc, attempts)
             raise ResendAPIError(exc.status_code, "retries_exhausted", message, path=path) from None
 
     def _send(self, path: str, params: Optional[Dict[str, Any]]) -> JSONObject:
@@ -350,16 +256,14 @@ class ResendClient:
                 return self._json_object(response, path)
         except urllib3.exceptions.HTTPError as exc:
             raise RetryableResponseError(
-                None, "transport_error", _describe_transport_error(exc), path=path
+                None, "transport_error", transport_failure(exc).words, path=path
             ) from None
         name, message = _error_fields(response)
         if status in RETRYABLE_STATUSES:
-            if status == 429:
+            if status == RATE_LIMITED:
                 self.stats.rate_limited += 1
-            retry_after = _header_float(response, "retry-after")
-            if retry_after is None and status == 429:
-                retry_after = _header_float(response, "ratelimit-reset")
-            raise RetryableResponseError(status, name, message, path=path, retry_after=retry_after)
+            wait = retry_after(response)
+            raise RetryableResponseError(status, name, message, path=path, retry_after=wait)
         if status in (401, 403):
             raise ResendAuthError(status, name, message, path=path)
         if 300 <= status < 400:
@@ -379,8 +283,8 @@ class ResendClient:
         return body
 
     def _note_rate_limit(self, response: urllib3.BaseHTTPResponse) -> None:
-        remaining = _header_float(response, "ratelimit-remaining")
-        reset = _header_float(response, "ratelimit-reset")
+        remaining = header_seconds(response, "ratelimit-remaining")
+        reset = header_seconds(response, "ratelimit-reset")
         if remaining is not None and remaining < 1 and reset is not None:
             self._not_before = max(self._not_before, self._clock() + reset)
 
@@ -389,14 +293,6 @@ class ResendClient:
         if wait > 0:
             self.stats.paced_seconds += wait
             self._sleep(wait)
-
-    def _wait(self, retry_state: RetryCallState) -> float:
-        outcome = retry_state.outcome
-        exc = outcome.exception() if outcome is not None else None
-        if isinstance(exc, RetryableResponseError) and exc.retry_after is not None:
-            # a little later than asked, so that syncs sharing a limit do not wake together
-            return exc.retry_after * (1 + self._rng.uniform(0, 0.25))
-        return self.retry_policy.backoff(retry_state.attempt_number, self._rng)
 
     def _log_retry(self, retry_state: RetryCallState) -> None:
         self.stats.retries += 1

@@ -16,19 +16,21 @@ destinations recreate them after every load.
 """
 
 import logging
-import re
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import dlt
+import sqlglot
 from dlt.common.destination.exceptions import DestinationException, SqlClientNotAvailable
 from dlt.common.exceptions import DltException
 from dlt.destinations.job_client_impl import SqlJobClientBase
 
+from sources.resend_imports.causes import causes
 from sources.resend_imports.errors import ResendError
 from sources.resend_imports.settings import TABLE_NAME, TERMINAL_STATUSES
 
-from .failures import causes
+from ..destinations import destination_name
+from ..destinations.duckdb import held_file
 
 logger = logging.getLogger("resend_imports")
 
@@ -88,7 +90,6 @@ _DEPENDENTS_SQL = """
     ORDER BY 1, 2, 4
 """
 _RELKINDS = {"v": "view", "m": "materialized view"}
-_DUCKDB_HELD = re.compile(r'Could not set lock on file "([^"]+)".*?\(PID (\d+)\)')
 
 
 class ViewsNotRebuiltError(ResendError):
@@ -173,8 +174,7 @@ def create_views(pipeline: dlt.Pipeline) -> Tuple[str, ...]:
 
 def _plan_of(pipeline: dlt.Pipeline, client: Any) -> Tuple[ViewPlan, bool]:
     """The plan, and whether it came from the catalog (else: recreate both)."""
-    destination = pipeline.destination
-    name = getattr(destination, "destination_name", "")
+    name = destination_name(pipeline)
     if name not in CATALOG_CHECKED:
         return ViewPlan(tuple(reversed(VIEWS)), VIEWS), False
     rows = client.execute_sql(
@@ -210,8 +210,6 @@ def _reads_the_table(client: Any) -> bool:
 
 def _statements(pipeline: dlt.Pipeline, client: Any, plan: ViewPlan, catalog: bool) -> List[str]:
     """The plan's DROP and CREATE statements, in the destination's dialect."""
-    import sqlglot  # only when a view changes: keeps the start-up of a run short
-
     destination = pipeline.destination
     assert destination is not None, "the pipeline has no destination"
     dialect = destination.capabilities().sqlglot_dialect or "duckdb"
@@ -274,8 +272,8 @@ def _database_words(exc: BaseException) -> str:
     for cause in causes(exc):
         if not isinstance(cause, DltException):
             words = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
-            held = _DUCKDB_HELD.search(words)
-            if held:
-                return f"another process (PID {held[2]}) holds the DuckDB file {held[1]}"
+            held = held_file(words)
+            if held is not None and held[1] is not None:
+                return f"another process (PID {held[1]}) holds the DuckDB file {held[0]}"
             return words
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

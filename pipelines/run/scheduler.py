@@ -10,11 +10,10 @@ import dlt
 
 from sources.resend_imports.errors import ResendConfigError
 
-from .failures import explain
+from ..failures import explain
+from .pipeline import DUCKDB_FILE_ENV, default_duckdb_file
 
-DUCKDB_ENV = "DESTINATION__DUCKDB__CREDENTIALS"
 DESTINATION_ENV = "RESEND_IMPORTS_DESTINATION"
-DEFAULT_FILE_NAME = "resend_imports.duckdb"
 
 logger = logging.getLogger("resend_imports")
 
@@ -28,16 +27,16 @@ def duckdb_file_for_scheduler(environ: Optional[Mapping[str, str]] = None) -> st
     the file is `$AIRFLOW_HOME/data/resend_imports.duckdb` (`~/airflow` without AIRFLOW_HOME).
     """
     environ = os.environ if environ is None else environ
-    configured = environ.get(DUCKDB_ENV)
+    configured = environ.get(DUCKDB_FILE_ENV)
     if configured:
         if not Path(configured).is_absolute():
             raise ResendConfigError(
-                f"{DUCKDB_ENV}={configured!r} is relative: under Airflow each task runs in a"
+                f"{DUCKDB_FILE_ENV}={configured!r} is relative: under Airflow each task runs in a"
                 " temporary folder, so give an absolute path"
             )
         return configured
     airflow_home = Path(environ.get("AIRFLOW_HOME") or "~/airflow").expanduser()
-    return str(airflow_home.resolve() / "data" / DEFAULT_FILE_NAME)
+    return str(default_duckdb_file(airflow_home.resolve() / "data"))
 
 
 def destination_for_scheduler(environ: Optional[Mapping[str, str]] = None) -> Any:

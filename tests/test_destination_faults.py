@@ -17,8 +17,9 @@ from dlt.common.storages.load_package import PackageStorage
 from dlt.destinations.exceptions import DatabaseTerminalException
 from dlt.pipeline.exceptions import PipelineStepFailed
 
-from pipelines.destination_faults import DestinationFaultError
-from pipelines.locking import lock_key, writer_lock
+from pipelines.destinations.postgres import lock_key
+from pipelines.run import DestinationFaultError, writer_lock
+from sources.resend_imports import pending
 
 from .conftest import Account, assert_one_line_error, run_cli
 from .throwaway_postgres import LOADER, ThrowawayPostgres, free_port
@@ -314,7 +315,7 @@ def test_a_package_left_extracted_and_normalized_heals_on_the_next_run(
     assert extracted and set(extracted) <= set(pipeline.list_normalized_load_packages())
     account.store.advance(new=5, seconds=600)
     with monkeypatch.context() as without_repair:
-        without_repair.setattr("pipelines.resend_imports.repair_package_storage", lambda p: None)
+        without_repair.setattr(pending, "repair_package_storage", lambda p: None)
         with pytest.raises(PipelineStepFailed, match="Directory not empty"):
             account.sync(account.pipeline())  # the wedge this repairs
     account.sync(account.pipeline())

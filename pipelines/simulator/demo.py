@@ -10,8 +10,10 @@ from pathlib import Path
 
 import dlt
 
-from .resend_imports import make_pipeline, run_sync
-from .simulator import ImportStore, RunningSimulator, Simulator
+from ..run import make_pipeline, run_sync
+from .account import Simulator
+from .server import RunningSimulator
+from .store import ImportStore
 from .verify import differences
 
 DEMO_KEY = "re_demo_key_not_secret"

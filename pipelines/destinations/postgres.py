@@ -1,24 +1,29 @@
-"""PostgreSQL around a run: the advisory lock, and why the server cannot be used, in one line.
+"""PostgreSQL around a run: the advisory lock, why the server cannot be used, and its faults
+during a run, each in one line.
 
 psycopg2 gives every connection failure the same type and no SQLSTATE, so the cause is
 found by steps that each have their own type: the host name resolves (`socket.gaierror`),
 the port accepts a TCP connection (`ConnectionRefusedError`, `TimeoutError`), the login is
 accepted on the `postgres` database (then the configured database is missing or closed to
-the user), and the server's answers carry SQLSTATEs from then on.
+the user), and the server's answers carry SQLSTATEs from then on: `42501` no privilege,
+class `08` and `57P` a lost or restarting server, `53` out of resources.
 """
 
+import hashlib
 import socket
-from contextlib import closing, contextmanager
-from typing import Any, Iterator, Optional, Sequence
+from contextlib import AbstractContextManager, closing, contextmanager
+from typing import Any, Iterator, Optional
 
 import dlt
 import psycopg2
 import psycopg2.errors
 import psycopg2.extensions
+from dlt.common.normalizers.naming.snake_case import NamingConvention as SnakeCaseNaming
 
 from sources.resend_imports.errors import ResendError
 
-from .locking import describe_holder, holder_text, wait_for
+from .base import NOTHING_LOST, DestinationKind, Target
+from .locks import describe_holder, holder_text, wait_for
 
 CREDENTIALS_HELP = (
     "check DESTINATION__POSTGRES__CREDENTIALS (or [destination.postgres.credentials])"
@@ -29,14 +34,74 @@ class DestinationUnavailableError(ResendError):
     """The destination cannot be reached or used; nothing was extracted or changed."""
 
 
-def credentials_of(pipeline: dlt.Pipeline) -> Any:
-    """dlt's resolved PostgreSQL credentials (raises dlt's error naming a missing field)."""
-    return pipeline.destination_client().config.credentials
+class Postgres(DestinationKind):
+    name = "postgres"
+
+    def describe(self, credentials: Any) -> str:
+        return describe(credentials)
+
+    def check(self, target: Target, reading: bool) -> None:
+        """A report connects once, so that an unreachable or refusing server is told in one
+        line; a sync is told so by its lock, which connects first."""
+        if reading:
+            connect(target.credentials, "resend-imports check").close()
+
+    def lock(self, target: Target, deadline: float) -> AbstractContextManager[None]:
+        return advisory_lock(target, deadline)
+
+    def fault(self, cause: BaseException, where: str) -> Optional[str]:
+        if not isinstance(cause, psycopg2.Error):
+            return None
+        code = cause.pgcode or ""
+        first_line = (str(cause).strip().splitlines() or [""])[0]
+        if code == "42501":
+            return (
+                f"{where}: the user may not create or write the dataset's schema"
+                f" ({first_line}); grant it (GRANT CREATE ON DATABASE ... TO ...) or create the"
+                f" schema for it, and run again; {NOTHING_LOST}"
+            )
+        if code.startswith("53"):
+            return f"{where}: the server is out of resources ({first_line}); {NOTHING_LOST}"
+        if (
+            code.startswith(("08", "57P"))
+            or isinstance(cause, psycopg2.InterfaceError)
+            or (isinstance(cause, psycopg2.OperationalError) and not code)
+        ):
+            return (
+                f"{where}: lost the connection to the server during the run ({first_line});"
+                f" run again when it is back: {NOTHING_LOST}"
+            )
+        return None
 
 
 def describe(credentials: Any) -> str:
     """host:port/database, never the password."""
     return f"PostgreSQL {credentials.host}:{credentials.port}/{credentials.database}"
+
+
+def lock_key(pipeline: dlt.Pipeline) -> int:
+    """A signed 64-bit key of the dataset, for `pg_advisory_lock`: one writer per dataset,
+    whatever the pipeline name. The dataset name as dlt writes it by default (`Resend` and
+    `resend-x` are the schemas `resend` and `resend_x`); a naming convention that keeps more
+    names apart only makes one lock cover several schemas, never miss one."""
+    return _key(f"resend_imports/dataset:{_normalized_dataset(pipeline)}")
+
+
+def legacy_lock_key(pipeline: dlt.Pipeline) -> int:
+    """The key of pipeline and dataset, the only one versions before the dataset's lock took.
+
+    Taken as well (after the dataset's), so that during a rolling upgrade a run of an older
+    version and one of this version, same pipeline and dataset, still exclude each other.
+    """
+    return _key(f"resend_imports:{pipeline.pipeline_name}:{_normalized_dataset(pipeline)}")
+
+
+def _normalized_dataset(pipeline: dlt.Pipeline) -> str:
+    return str(SnakeCaseNaming().normalize_identifier(pipeline.dataset_name))
+
+
+def _key(text: str) -> int:
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big", signed=True)
 
 
 def connect(credentials: Any, application_name: str) -> psycopg2.extensions.connection:
@@ -125,14 +190,14 @@ def _login_failure(credentials: Any, timeout: float, refusal: str) -> str:
 
 
 @contextmanager
-def advisory_lock(pipeline: dlt.Pipeline, keys: Sequence[int], deadline: float) -> Iterator[None]:
-    """Holds `pg_advisory_lock` of every key, in the order given, on one connection of this
-    run until the block ends."""
-    credentials = credentials_of(pipeline)
+def advisory_lock(target: Target, deadline: float) -> Iterator[None]:
+    """Holds `pg_advisory_lock` of the dataset's key, then of the legacy key (see
+    `legacy_lock_key`), on one connection of this run until the block ends."""
+    pipeline, credentials = target.pipeline, target.credentials
     connection = connect(credentials, f"resend-imports sync, {holder_text()}")
     with closing(connection):
         _keep_session_alive(connection)
-        for key in keys:
+        for key in (lock_key(pipeline), legacy_lock_key(pipeline)):
             _take_advisory_lock(connection, key, deadline, pipeline.dataset_name, credentials)
         yield
 
@@ -170,11 +235,6 @@ def _keep_session_alive(connection: psycopg2.extensions.connection) -> None:
                 cursor.execute(f"SET {setting} = 0")
         except psycopg2.errors.UndefinedObject:  # 42704: an older server without it
             pass
-
-
-def check(pipeline: dlt.Pipeline) -> None:
-    """Connects once, so that an unreachable or refusing server is told in one line."""
-    connect(credentials_of(pipeline), "resend-imports check").close()
 
 
 def _lock_holder(connection: psycopg2.extensions.connection, key: int) -> str:

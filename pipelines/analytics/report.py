@@ -17,12 +17,7 @@ from sources.resend_imports.alerts import ALERTS_TABLE
 from sources.resend_imports.errors import ResendConfigError
 from sources.resend_imports.settings import TABLE_NAME
 
-from .resend_imports import (
-    check_duckdb_database,
-    check_duckdb_folder,
-    check_duckdb_names,
-    duckdb_file,
-)
+from ..destinations import target_of
 from .views import DAILY_VIEW, ENRICHED_VIEW, create_views
 
 FORMATS = ("table", "csv", "json")
@@ -55,18 +50,11 @@ def read_report(pipeline: dlt.Pipeline, days: int) -> Dict[str, Table]:
 
     Creates the views first when the table was synced without them (an older version). A
     DuckDB file that does not exist is an error, never a new empty file; a path that is no
-    DuckDB database is left untouched (DuckDB never opens it).
+    DuckDB database is left untouched (DuckDB never opens it); a PostgreSQL server that
+    cannot be used is told in one line.
     """
-    path = duckdb_file(pipeline)
-    if path is not None:
-        if not path.exists():
-            raise ResendConfigError(
-                f"no DuckDB file at {path}: run `resend-imports sync` first, or name the file"
-                " with --duckdb PATH (or DESTINATION__DUCKDB__CREDENTIALS)"
-            )
-        check_duckdb_folder(path)
-        check_duckdb_database(path)
-        check_duckdb_names(pipeline)
+    target = target_of(pipeline)
+    target.kind.check(target, reading=True)
     try:
         return _query_report(pipeline, days)
     except DestinationUndefinedEntity:

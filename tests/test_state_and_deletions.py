@@ -6,20 +6,17 @@ that belonged to another dataset or to a newer copy of the file, an import that 
 """
 
 import json
-import shutil
-from contextlib import closing
 from pathlib import Path
-from typing import Any, Callable, Dict, List
+from typing import Any, Dict, List
 
 import dlt
 import pytest
 
 from pipelines.failures import explain
-from pipelines.resend_imports import make_pipeline
-from pipelines.simulator import ImportStore
+from pipelines.run import make_pipeline
 
 from .conftest import Account, run_cli
-from .scenarios import corrupting, finished
+from .scenarios import backup, corrupting, finish, finished
 from .test_sync import resource_state
 
 
@@ -35,41 +32,6 @@ def history_of(account: Account, import_id: str) -> List[tuple[Any, ...]]:
         "SELECT previous_status, status FROM {dataset}.contact_import_status_history"
         " WHERE import_id = %s ORDER BY observed_at",
         import_id,
-    )
-
-
-def backup(account: Account) -> Callable[[], None]:
-    """Copies the destination now; the function returned puts the copy back (a restore)."""
-    if account.postgres is None:
-        copy = account.workdir / "backup.duckdb"
-        shutil.copy(account.duckdb_path, copy)
-
-        def restore_file() -> None:
-            shutil.copy(copy, account.duckdb_path)
-
-        return restore_file
-    server = account.postgres
-    with closing(server.admin()) as connection, connection.cursor() as cursor:
-        cursor.execute("CREATE DATABASE backup TEMPLATE analytics")
-
-    def restore() -> None:
-        with closing(server.admin()) as connection, connection.cursor() as cursor:
-            cursor.execute("DROP DATABASE analytics WITH (FORCE)")
-            cursor.execute("CREATE DATABASE analytics TEMPLATE backup")
-            cursor.execute("DROP DATABASE backup")
-
-    return restore
-
-
-def finish(store: ImportStore, import_id: str, status: str = "failed") -> None:
-    """Ends an open import (as Resend would), whatever the simulator's own schedule."""
-    item = store.get(import_id)
-    assert item is not None
-    store.set_field(
-        import_id,
-        status=status,
-        completed_at=store.now,
-        counts={"total": 10, "created": 4, "updated": 0, "skipped": 0, "failed": 6},
     )
 
 

@@ -1,0 +1,201 @@
+"""DuckDB: the file a run writes, checked before any request, locked beside it, and its
+faults in one line.
+
+A path that is no DuckDB database, a file named like a dataset of the run (ambiguous
+queries), a folder that does not exist or cannot be written, or a file locked by another
+process, would fail the load after the API has been paged for nothing: `check` refuses them
+first, touching nothing but a read of the file's header.
+"""
+
+import os
+import re
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple
+
+import duckdb
+
+from sources.resend_imports.errors import ResendConfigError
+
+from .base import NOTHING_LOST, DestinationKind, Target
+from .locks import file_lock
+
+# DuckDB's own catalogs beside the file's; a file named like one of these gets "_db" appended
+BUILTIN_CATALOGS = ("system", "temp")
+RENAMED_CATALOGS = ("system", "temp", "main")
+# A DuckDB file starts with an 8-byte checksum, then these magic bytes
+MAGIC = b"DUCK"
+MAGIC_OFFSET = 8
+PATH_HELP = "--duckdb or DESTINATION__DUCKDB__CREDENTIALS"
+# DuckDB's refusal of a file another process holds (its only way of saying so)
+_HELD = re.compile(r'Could not set lock on file "([^"]+)"(?:.*?\(PID (\d+)\))?')
+
+
+class DuckDB(DestinationKind):
+    name = "duckdb"
+
+    def describe(self, credentials: Any) -> str:
+        return f"DuckDB file {Path(str(credentials.database)).resolve()}"
+
+    def check(self, target: Target, reading: bool) -> None:
+        path = database_file(target)
+        if path is None:
+            return
+        if reading and not path.exists():
+            raise ResendConfigError(
+                f"no DuckDB file at {path}: run `resend-imports sync` first, or name the file"
+                f" with --duckdb PATH (or DESTINATION__DUCKDB__CREDENTIALS)"
+            )
+        check_folder(path)
+        check_database(path)
+        check_names(target)
+        if not reading:
+            duckdb.connect(str(path)).close()  # raises at once when another process holds it
+
+    def lock(self, target: Target, deadline: float) -> AbstractContextManager[None]:
+        path = database_file(target)
+        if path is None:
+            return nullcontext()
+        check_folder(path)  # the lock file goes beside the database
+        return file_lock(lock_path(path), f"into the DuckDB file {path}", deadline)
+
+    def fault(self, cause: BaseException, where: str) -> Optional[str]:
+        # DuckDB reports a full disk as a plain IOException, with no errno
+        if isinstance(cause, duckdb.Error) and "No space left on device" in str(cause):
+            return (
+                f"no space left on the device of the {where} (DuckDB could not write):"
+                f" free some space and run again; {NOTHING_LOST}"
+            )
+        return None
+
+
+def database_file(target: Target) -> Optional[Path]:
+    """The DuckDB file the run writes (resolved: symlinks, `..`), or None in memory."""
+    database = str(getattr(target.credentials, "database", ""))
+    if not database or database.startswith(":"):
+        return None
+    return Path(database).resolve()
+
+
+def lock_path(database: Path) -> Path:
+    """The lock file of the DuckDB file at `database` (a resolved path): `<file>.lock` beside it.
+
+    Beside the database, because that folder is the one place every writer of the file
+    shares, whatever its `DLT_DATA_DIR`, user or pipeline name; it must be writable anyway,
+    since DuckDB writes its `.wal` there. The path is resolved (symlinks, `..`, relative to
+    the current folder) before, so that every way of naming one file names one lock. The
+    file is never removed: a run could otherwise lock a file another has just unlinked.
+    """
+    return database.with_name(f"{database.name}.lock")
+
+
+def held_file(error: str) -> Optional[Tuple[str, Optional[str]]]:
+    """The file, and the PID when DuckDB names it, of DuckDB's refusal to open a file another
+    process holds; None for any other error."""
+    held = _HELD.search(error)
+    return (held[1], held[2]) if held else None
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    return isinstance(exc, duckdb.OutOfMemoryException)
+
+
+def check_folder(path: Path) -> None:
+    """Fails in one line when DuckDB could not create or write `path` (and its .wal)."""
+    if not path.parent.is_dir():
+        raise ResendConfigError(
+            f"the folder of the DuckDB file {path} does not exist: create it, or give another"
+            f" path with {PATH_HELP}"
+        )
+    if not os.access(path.parent, os.W_OK | os.X_OK) or (
+        path.exists() and not os.access(path, os.W_OK)
+    ):
+        raise ResendConfigError(
+            f"cannot write the DuckDB file {path} (DuckDB writes it and a .wal beside it):"
+            f" make the folder writable, or give another path with {PATH_HELP}"
+        )
+
+
+def check_database(path: Path) -> None:
+    """Fails in one line when `path` exists but is no DuckDB database (an empty or text file,
+    a folder), which DuckDB refuses with an error of its own only once it has opened it.
+
+    The header is read here instead, so that nothing but a read touches the path: it is left
+    exactly as it was (same bytes, same mtime). A path that does not exist passes: `sync`
+    creates the file (`report` refuses it on its own).
+    """
+    if not path.exists():
+        return
+    header = b""
+    if path.is_file():  # never open a folder, a FIFO (which would block) or a device
+        try:
+            with open(path, "rb") as file:
+                header = file.read(MAGIC_OFFSET + len(MAGIC))
+        except OSError as exc:
+            raise ResendConfigError(
+                f"cannot read the DuckDB file {path} ({exc.strerror}): make it readable, or"
+                f" give another path with {PATH_HELP}"
+            ) from None
+    if header[MAGIC_OFFSET:] != MAGIC:
+        raise ResendConfigError(
+            f"{path} is not a DuckDB database ({_kind_of(path, header)}); it was left as it"
+            f" is: give the path of a DuckDB file, or of one to create, with {PATH_HELP}"
+        )
+
+
+def _kind_of(path: Path, header: bytes) -> str:
+    if path.is_dir():
+        return "a folder"
+    if not path.is_file():
+        return "not a regular file"
+    return "an empty file" if not header else "a file without DuckDB's header"
+
+
+def check_names(target: Target) -> None:
+    """Fails in one line when a dataset of the pipeline is named like a catalog of the DuckDB
+    connection, which makes every query of `dataset.table` ambiguous.
+
+    DuckDB names the file's catalog after the file (the resolved path: a symlink's target) and
+    compares names case-insensitively; dlt writes the dataset under its normalized name and
+    merges through a staging dataset named by the destination's `staging_dataset_name_layout`.
+    Both names come from the resolved destination config, as dlt computes them. The name the
+    path was given under counts too: a DuckDB version that does not resolve symlinks names
+    the catalog after it.
+    """
+    pipeline = target.pipeline
+    client = pipeline.destination_client()  # the dataset names depend on its schema
+    config: Any = client.config
+    catalogs = _catalogs(str(target.credentials.database))
+    datasets = {
+        "dataset": config.normalize_dataset_name(client.schema),
+        "staging dataset": config.normalize_staging_dataset_name(client.schema),
+    }
+    for kind, dataset in datasets.items():
+        clash, advice = catalogs.get(dataset.lower(), ("", ""))
+        if not clash:
+            continue
+        given = (
+            "" if dataset == pipeline.dataset_name else f" (from --dataset {pipeline.dataset_name})"
+        )
+        raise ResendConfigError(
+            f"{clash} is named like the {kind} {dataset!r}{given}, which DuckDB cannot tell"
+            f" apart in queries (it compares names case-insensitively); {advice}"
+        )
+
+
+def _catalogs(database: str) -> Dict[str, Tuple[str, str]]:
+    """The catalogs of a connection to `database` (lower case), each with what it is and the
+    way out of a clash with it."""
+    files = {Path(database).resolve(), Path(database).absolute()}
+    rename = "rename the file or pass another --dataset"
+    catalogs = {_catalog_name(file).lower(): (f"the DuckDB file {file}", rename) for file in files}
+    for name in BUILTIN_CATALOGS:
+        catalogs[name] = (f"DuckDB's built-in catalog {name}", "pass another --dataset")
+    return catalogs
+
+
+def _catalog_name(file: Path) -> str:
+    """The catalog DuckDB gives the file: its name up to the first dot (leading dots
+    skipped), with "_db" appended to a name DuckDB keeps for itself."""
+    name = next((part for part in file.name.split(".") if part), file.name)
+    return f"{name}_db" if name.lower() in RENAMED_CATALOGS else name

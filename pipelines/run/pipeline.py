@@ -1,0 +1,88 @@
+"""The dlt pipeline the command line, the DAG and the demo run: its names, where DuckDB
+writes by default, and the environment defaults it runs with."""
+
+import os
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import dlt
+
+PIPELINE_NAME = "resend_imports"
+DATASET_NAME = "resend"
+DEFAULT_DESTINATION = "duckdb"
+DUCKDB_FILE_ENV = "DESTINATION__DUCKDB__CREDENTIALS"
+DEFAULT_DUCKDB_FILE = f"{PIPELINE_NAME}.duckdb"
+
+DUCKDB_CONFIG_ENV = "DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG"
+DEFAULT_DUCKDB_CONFIG = '{"memory_limit": "64MB", "threads": 1, "preserve_insertion_order": false}'
+# Arrow's default allocator keeps freed memory for reuse; the system one gives it back
+ARROW_POOL_ENV = "ARROW_DEFAULT_MEMORY_POOL"
+# A package the destination refuses for its data is aborted (local state rewound to the
+# committed one) instead of being retried, and failing, on every later run
+AUTO_ABORT_ENV = "LOAD__AUTO_ABORT_ON_TERMINAL_ERROR"
+STAGING_LAYOUT_ENV = "DESTINATION__STAGING_DATASET_NAME_LAYOUT"
+# DuckDB's memory limit holds for the whole database, not per job: two merges at once (the
+# table's and the history's, a million rows each) exhaust 64 MB where one after the other fit
+LOAD_WORKERS_ENV = "LOAD__WORKERS"
+STAGING_LAYOUT = "%s_dlt_staging"
+
+
+def duckdb_destination(path: Path | str) -> Any:
+    """dlt's DuckDB destination on the file at `path` (made absolute: dlt's own default is
+    the folder of the pipeline's first run, wherever that was)."""
+    return dlt.destinations.duckdb(str(Path(path).expanduser().resolve()))
+
+
+def default_duckdb_file(home: Path) -> Path:
+    """The DuckDB file of a run that names none: `resend_imports.duckdb` in `home` (the
+    folder the command runs in; `$AIRFLOW_HOME/data` for the DAG)."""
+    return home / DEFAULT_DUCKDB_FILE
+
+
+def make_pipeline(
+    destination: Any = DEFAULT_DESTINATION,
+    dataset_name: str = DATASET_NAME,
+    *,
+    pipeline_name: str = PIPELINE_NAME,
+    pipelines_dir: Optional[str] = None,
+) -> dlt.Pipeline:
+    """The dlt pipeline of this connector; DuckDB lands in `<pipeline_name>.duckdb` by default.
+
+    DuckDB gets a memory limit (64 MB, spilling to disk beyond) and one thread, unless
+    DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG says otherwise: its merge of a large
+    first load would otherwise take hundreds of MB (one thread is what lets the merge of a
+    million imports fit in 64 MB; it costs a few percent of a sync's time). Arrow uses the
+    system allocator (unless ARROW_DEFAULT_MEMORY_POOL says otherwise), so that memory freed
+    after a batch is returned. dlt merges through a staging dataset named `<dataset>_staging`
+    by default, which is a name people give their own datasets (`resend` and
+    `resend_staging`): unless a `staging_dataset_name_layout` is configured, it is
+    `<dataset>_dlt_staging` here (the source refuses to merge through a staging dataset
+    that is a dataset of its own, whatever the layout). On DuckDB the load jobs run one at
+    a time unless LOAD__WORKERS says otherwise (the memory limit is shared by all jobs).
+    """
+    os.environ.setdefault(DUCKDB_CONFIG_ENV, DEFAULT_DUCKDB_CONFIG)
+    os.environ.setdefault(ARROW_POOL_ENV, "system")
+    os.environ.setdefault(AUTO_ABORT_ENV, "true")
+    options: Dict[str, Any] = {}
+    if pipelines_dir is not None:
+        options["pipelines_dir"] = pipelines_dir
+    pipeline: dlt.Pipeline = dlt.pipeline(
+        pipeline_name=pipeline_name,
+        destination=destination,
+        dataset_name=dataset_name,
+        **options,
+    )
+    # read when the destination's configuration resolves, at the run: set before it
+    if not _staging_layout_configured(destination):
+        os.environ.setdefault(STAGING_LAYOUT_ENV, STAGING_LAYOUT)
+    if getattr(pipeline.destination, "destination_name", None) == "duckdb":
+        os.environ.setdefault(LOAD_WORKERS_ENV, "1")
+    return pipeline
+
+
+def _staging_layout_configured(destination: Any) -> bool:
+    name = getattr(destination, "destination_name", None) or str(destination)
+    return any(
+        dlt.config.get(f"{section}.staging_dataset_name_layout") is not None
+        for section in ("destination", f"destination.{name}")
+    )

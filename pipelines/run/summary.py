@@ -1,0 +1,69 @@
+"""What one sync did, for people: the source's report, where it went, what delivery did,
+and the lines the command prints."""
+
+from dataclasses import dataclass
+from typing import Optional
+
+from sources.resend_imports import SyncReport
+from sources.resend_imports.quarantine import QUARANTINE_TABLE
+
+from ..delivery import DeliveryReport
+
+MODE_TEXT = {
+    "first": "first run: no state in the destination, every import listed",
+    "full": "full refresh",
+    "scheduled full": "scheduled full listing",
+    "incremental": "incremental run",
+    "filtered": "filtered run",
+    "repair": "repair: the table did not hold what the state describes, every import listed",
+    "another key": "another API key: every import listed and compared with the table",
+}
+
+
+@dataclass
+class SyncSummary(SyncReport):
+    """What one sync did (the source's report), and where it went, for people and tests."""
+
+    elapsed_seconds: float = 0.0
+    destination: str = ""
+    table: str = ""
+    delivery: Optional[DeliveryReport] = None  # None: alerts not delivered by this run
+
+    def lines(self) -> list[str]:
+        """The summary: where the data went and what changed, then what it cost."""
+        where = f"{self.table} on {self.destination}"
+        mode = MODE_TEXT.get(self.mode, self.mode)
+        unchanged = self.rows - self.new - self.updated
+        deletions = ""
+        if self.deleted or self.not_found:
+            deletions = f"; marked deleted {self.deleted}, answered 404 {self.not_found}"
+        if self.mode == "filtered":
+            first = f"listed {self.rows} contact imports with status {self.status} into {where}"
+            second = f"  new {self.new}, updated {self.updated}, unchanged {unchanged}"
+            mode = "filtered run: the incremental state is left alone"
+        elif self.new == self.updated == self.deleted == 0:
+            first = f"nothing changed in {where}: {self.rows} contact imports read, all as before"
+            second = f"  still open {self.open_imports}{deletions}"
+        else:
+            first = f"synced {self.rows} contact imports into {where}"
+            second = (
+                f"  new {self.new}, updated {self.updated}, unchanged {unchanged};"
+                f" still open {self.open_imports}{deletions}"
+            )
+        lines = [f"{first} ({mode})", second]
+        if self.quarantined:
+            lines.append(
+                f"  set aside {self.quarantined} malformed record"
+                f"{'s' if self.quarantined > 1 else ''} in"
+                f" {self.table.split('.')[0]}.{QUARANTINE_TABLE} (the WARNING lines say why)"
+            )
+        delivery = self.delivery
+        if self.alerts_raised or (delivery and (any(delivery.sent.values()) or delivery.waiting)):
+            text = f"  alerts: raised {self.alerts_raised}"
+            lines.append(text + (f"; {delivery.line()}" if delivery else ""))
+        lines.append(
+            f"  requests {self.requests} (by id {self.refreshed_by_id + self.not_found}),"
+            f" retries {self.retries}, rate-limited {self.rate_limited};"
+            f" {self.elapsed_seconds:.2f}s"
+        )
+        return lines

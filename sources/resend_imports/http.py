@@ -1,0 +1,257 @@
+"""The HTTP vocabulary of the connector: which URLs a secret may travel to, what a failed
+exchange is called, and how one request is retried.
+
+Both senders use it: the API client (the key in the `Authorization` header) and the alert
+delivery of `pipelines/` (the secret in the hook's URL). It lives in the source package so
+that a copy made with `dlt init` carries the same rules as the command line.
+
+URLs are judged by the parser that sends them (urllib3's), so that the host checked is the
+host contacted: a backslash or a `user:password@` part, which parsers read differently (and
+which would put a password into messages), is refused outright.
+"""
+
+import ipaddress
+import random
+import time
+import urllib.request
+from dataclasses import dataclass
+from http.client import IncompleteRead
+from typing import Callable, NamedTuple, Optional, Protocol, Tuple, Type, runtime_checkable
+
+import urllib3
+from tenacity import RetryCallState, Retrying, retry_if_exception_type
+from urllib3.exceptions import LocationParseError
+from urllib3.util import Url, parse_url
+
+from .errors import ResendConfigError
+
+LOOPBACK_NAMES = ("localhost",)
+REQUIREMENT = "it must be an https:// URL (http:// only to loopback)"
+RATE_LIMITED = 429
+# a `retry-after` is honoured plus up to this share, so that runs sharing a limit (syncs of
+# one Resend team, deliveries to one Slack workspace) do not wake together
+RETRY_AFTER_SPREAD = 0.25
+
+
+class UnsafeURLError(ResendConfigError):
+    """A URL a secret must not be sent to; the message shows no password (or no URL at all)."""
+
+
+def is_loopback(host: str) -> bool:
+    """`localhost` or a loopback address (`[::1]` as URLs bracket it)."""
+    host = host.strip("[]")
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def checked_url(url: str, setting: str, carries: str, *, shown: bool) -> Url:
+    """The URL parsed as it will be sent, when a secret (`carries`) may go there: https, or
+    http to a loopback host, with a host, no credentials and no backslash.
+
+    Raises:
+        UnsafeURLError: in one line naming `setting`; the URL is shown (its password never)
+            only when `shown`.
+    """
+    try:
+        parts: Optional[Url] = parse_url(url)
+    except LocationParseError:
+        parts = None
+    reason = _unsafe(url, parts, carries)
+    if reason is None and parts is not None:
+        return parts
+    if not shown:
+        what = f"{setting} {reason}; {REQUIREMENT}; the value is not shown"
+    else:
+        what = f"{setting} {_without_password(url, parts)} {reason}; {REQUIREMENT}"
+    raise UnsafeURLError(what)
+
+
+def _unsafe(url: str, parts: Optional[Url], carries: str) -> Optional[str]:
+    if parts is None or parts.scheme not in ("http", "https") or not parts.host:
+        return "is not an http(s) URL"
+    if "\\" in url:
+        return "holds a backslash, which URL parsers read differently"
+    if parts.auth:
+        return "holds a user name or password (user:password@), which is never sent"
+    if parts.scheme == "http" and not is_loopback(parts.host):
+        return f"is not HTTPS: {carries} would travel in clear text"
+    return None
+
+
+def _without_password(url: str, parts: Optional[Url]) -> str:
+    if parts is not None and parts.auth:
+        return repr(parts._replace(auth="***").url)
+    if "@" in url:  # what comes before it may be a password the parser did not take as one
+        return "(not shown)"
+    return repr(url)
+
+
+# -- how a request goes out, and what a failed one is called ----------------------------
+
+
+def connection_pool(base_url: str) -> urllib3.PoolManager:
+    """Keep-alive connections to `base_url`, through the proxy the environment names, if any.
+
+    The environment is read once here rather than on every request.
+    """
+    parts = parse_url(base_url)
+    proxy = urllib.request.getproxies().get(parts.scheme or "")
+    if proxy and not urllib.request.proxy_bypass((parts.host or "").strip("[]")):
+        return urllib3.ProxyManager(proxy, maxsize=1)
+    return urllib3.PoolManager(maxsize=1)
+
+
+class TransportFailure(NamedTuple):
+    """A request that got no HTTP answer: why, in words, and whether it may have reached the
+    server (then the server may have acted on it)."""
+
+    words: str
+    sent: bool
+
+
+def transport_failure(exc: urllib3.exceptions.HTTPError) -> TransportFailure:
+    """By urllib3's exception types (and the OS error behind a failed connection), never by
+    a message that could hold the URL. `NewConnectionError` comes before the timeouts:
+    urllib3 derives it from its connect-timeout error, so a refused connection would
+    otherwise read as a timeout."""
+    if isinstance(exc, urllib3.exceptions.NameResolutionError):
+        return TransportFailure("cannot resolve the host name (DNS)", False)
+    if isinstance(exc, urllib3.exceptions.NewConnectionError):
+        return TransportFailure(_connect_failure(exc), False)
+    if isinstance(exc, urllib3.exceptions.ConnectTimeoutError):
+        return TransportFailure("connect timed out", False)
+    if isinstance(exc, urllib3.exceptions.SSLError):
+        return TransportFailure("TLS handshake failed", True)
+    if isinstance(exc, urllib3.exceptions.TimeoutError):
+        return TransportFailure("no answer in time (read timeout)", True)
+    if any(isinstance(arg, IncompleteRead) for arg in exc.args):  # urllib3 wraps http.client's
+        return TransportFailure("response body cut short", True)
+    if isinstance(exc, urllib3.exceptions.ProtocolError):
+        return TransportFailure("connection reset or closed", True)
+    return TransportFailure(f"transport error ({type(exc).__name__})", True)
+
+
+def _connect_failure(exc: urllib3.exceptions.NewConnectionError) -> str:
+    cause = exc.__cause__ or exc.__context__
+    if isinstance(cause, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(cause, TimeoutError):
+        return "connect timed out"
+    if isinstance(cause, OSError) and cause.strerror:
+        return f"cannot connect ({cause.strerror.lower()})"
+    return "cannot connect"
+
+
+def header_seconds(response: urllib3.BaseHTTPResponse, name: str) -> Optional[float]:
+    """A header that counts seconds (`retry-after`, `ratelimit-reset`); None when absent or
+    not a number, never below 0."""
+    value = response.headers.get(name)
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return max(number, 0.0)
+
+
+def retry_after(response: urllib3.BaseHTTPResponse) -> Optional[float]:
+    """How long the server asks to wait: `retry-after`, or on a 429 the rate-limit window's
+    `ratelimit-reset`."""
+    seconds = header_seconds(response, "retry-after")
+    if seconds is None and response.status == RATE_LIMITED:
+        seconds = header_seconds(response, "ratelimit-reset")
+    return seconds
+
+
+# -- how one request is retried -------------------------------------------------------------
+
+
+@runtime_checkable
+class Retryable(Protocol):
+    """An exception a sender raises for an exchange worth another attempt (a 5xx, a 429, no
+    connection...): its HTTP status (None without an answer) and the wait the server asked
+    for, if any."""
+
+    status_code: Optional[int]
+    retry_after: Optional[float]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how long to retry one request.
+
+    A 429 is not a failure but a turn to wait: it does not count against `max_attempts`;
+    waiting for rate-limit windows is bounded by `max_rate_limit_wait_seconds` instead, and
+    so is any single wait a server asks for (a `retry-after` of an hour is not waited out).
+    """
+
+    max_attempts: int
+    initial_backoff_seconds: float
+    max_backoff_seconds: float
+    max_rate_limit_wait_seconds: float = 300.0
+
+    def backoff(self, attempt: int, rng: random.Random) -> float:
+        """Exponential backoff with equal jitter, capped: attempt 1 waits ~initial."""
+        base = min(self.max_backoff_seconds, self.initial_backoff_seconds * 2 ** (attempt - 1))
+        return float(base / 2 + rng.uniform(0, base / 2))
+
+
+@dataclass
+class AttemptBudget:
+    """What one request has used of its retry policy: tenacity's stop condition."""
+
+    policy: RetryPolicy
+    failures: int = 0
+    rate_limited_seconds: float = 0.0
+
+    def exhausted(self, retry_state: RetryCallState) -> bool:
+        exc = _exception(retry_state)
+        wait, budget = retry_state.upcoming_sleep, self.policy.max_rate_limit_wait_seconds
+        if exc is not None and exc.status_code == RATE_LIMITED:
+            self.rate_limited_seconds += wait
+            return self.rate_limited_seconds > budget
+        self.failures += 1
+        return self.failures >= self.policy.max_attempts or wait > budget
+
+
+def retrying(
+    policy: RetryPolicy,
+    retryable: Type[Exception],
+    *,
+    rng: Optional[random.Random] = None,
+    sleep: Callable[[float], None] = time.sleep,
+    before_sleep: Optional[Callable[[RetryCallState], None]] = None,
+) -> Tuple[Retrying, AttemptBudget]:
+    """Tenacity retrying `retryable` (a `Retryable`) under `policy`, and the budget it stops
+    on: the wait is the server's `retry-after` plus up to 25%, else the policy's backoff."""
+    budget = AttemptBudget(policy)
+    chance = rng or random.Random()
+
+    def wait(retry_state: RetryCallState) -> float:
+        exc = _exception(retry_state)
+        if exc is not None and exc.retry_after is not None:
+            return exc.retry_after * (1 + chance.uniform(0, RETRY_AFTER_SPREAD))
+        return policy.backoff(retry_state.attempt_number, chance)
+
+    return (
+        Retrying(
+            stop=budget.exhausted,
+            wait=wait,
+            retry=retry_if_exception_type(retryable),
+            sleep=sleep,
+            before_sleep=before_sleep,
+            reraise=True,
+        ),
+        budget,
+    )
+
+
+def _exception(retry_state: RetryCallState) -> Optional[Retryable]:
+    outcome = retry_state.outcome
+    exc = outcome.exception() if outcome is not None else None
+    return exc if isinstance(exc, Retryable) else None

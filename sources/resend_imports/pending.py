@@ -1,0 +1,114 @@
+"""Load packages an interrupted run left behind, settled before this source runs: the state
+committed in the destination wins, pending packages included.
+
+dlt's `run()` loads what an earlier run left pending and extracts nothing new; a package
+extracted against another copy of the table (a restored backup, another dataset or
+destination under the same pipeline name) would then commit a state that does not describe
+this table. So when the source is created in an active pipeline with a destination (as in
+`pipeline.run(resend_source())`: any pipeline that uses this source, a copy made with
+`dlt init` included), what is pending is first put right here:
+
+- copies of a package that a kill left half-moved between dlt's folders are deleted. dlt
+  extracts a package into `normalize/extracted/<id>`, normalizes it into `load/new/<id>`,
+  renames that to `load/normalized/<id>` and only then deletes the extracted copy; a kill
+  between two of those steps leaves a copy that every later run trips over (dlt normalizes
+  the extracted copy again, and cannot rename it onto the normalized one: `Directory not
+  empty`). None of them has started loading: a package in `load/new` was never complete, and
+  an extracted copy whose normalized package exists is a leftover;
+- packages that continue the committed state are loaded, so that the run then syncs the
+  imports as they are now; packages extracted against another copy are discarded, and the
+  run lists again from the destination's state. Nothing is lost either way.
+"""
+
+import logging
+
+import dlt
+from dlt.load.exceptions import LoadClientJobFailed, LoadPackageAborted
+from dlt.pipeline.exceptions import PipelineStepFailed
+
+from .causes import causes, refused_rows
+from .destination import committed_state, resource_state_of, running_pipeline
+from .incremental import SyncState
+
+logger = logging.getLogger("resend_imports")
+
+
+def settle_pending_packages() -> None:
+    """Puts right what earlier runs of the active pipeline left pending (nothing to do, and
+    nothing read from the destination, when nothing is)."""
+    pipeline = running_pipeline()
+    if pipeline is None:
+        return  # outside a pipeline, or no destination yet: dlt alone
+    repair_package_storage(pipeline)
+    if pipeline.has_pending_data:
+        finish_or_discard_pending(pipeline)
+
+
+def repair_package_storage(pipeline: dlt.Pipeline) -> None:
+    """Deletes the half-moved copies of load packages, with a WARNING for each."""
+    # dlt has no public API for these folders
+    load_storage = pipeline._get_load_storage()
+    normalize_storage = pipeline._get_normalize_storage()
+    if not (load_storage.is_storage_ready() and normalize_storage.is_storage_ready()):
+        return
+    normalized = set(load_storage.normalized_packages.list_packages())
+    for load_id in load_storage.new_packages.list_packages():
+        logger.warning(
+            "discarding load package %s: a killed run left it half normalized; it is"
+            " normalized again or extracted again",
+            load_id,
+        )
+        load_storage.new_packages.delete_package(load_id)
+    for load_id in normalize_storage.extracted_packages.list_packages():
+        if load_id in normalized:
+            logger.warning(
+                "discarding the extracted copy of load package %s: it was normalized already"
+                " (a killed run left both); the normalized package loads",
+                load_id,
+            )
+            normalize_storage.extracted_packages.delete_package(load_id)
+
+
+def finish_or_discard_pending(pipeline: dlt.Pipeline) -> None:
+    """Loads the packages an interrupted run left, when they continue the state committed in
+    the destination (or the destination keeps no state); otherwise discards them."""
+    known, committed, _ = committed_state(pipeline)
+    local = SyncState.load(resource_state_of(pipeline.state))
+    if not known or local.continues(SyncState.load(committed)):
+        logger.warning("loading data left by an interrupted run before syncing")
+        try:
+            pipeline.run()
+        except PipelineStepFailed as exc:
+            refused = next(
+                (
+                    c
+                    for c in causes(exc)
+                    if isinstance(c, (LoadPackageAborted, LoadClientJobFailed))
+                ),
+                None,
+            )
+            if refused is None:
+                raise
+            # e.g. a kill between a job's commit and dlt's record of it: the job cannot run
+            # twice (`_dlt_pipeline_state` keeps `_dlt_id` unique). dlt aborted the package
+            # and rewound the local state; this run lists again from the committed one
+            rows = refused_rows(exc)
+            logger.warning(
+                "the data left by an interrupted run could not be finished and was discarded"
+                " (%s); this run lists again from the state the destination holds",
+                f"the destination refused the rows of {rows[0]}: {rows[1]}"
+                if rows
+                else type(refused).__name__,
+            )
+        return
+    packages = len(pipeline.list_extracted_load_packages()) + len(
+        pipeline.list_normalized_load_packages()
+    )
+    logger.warning(
+        "discarding %d load package(s) left by an interrupted run: they were extracted"
+        " against another copy of %s (a restored backup, another dataset or destination);"
+        " this run lists again from the state the destination holds",
+        packages,
+        pipeline.dataset_name,
+    )
+    pipeline.abort_packages()
