@@ -1,0 +1,121 @@
+"""Settings: one section, `sources.resend_imports`, resolved by dlt, read the same way by the
+source and by the command line around it.
+
+dlt resolves each typed spec (`@configspec`) from its providers: environment variables
+(`SOURCES__RESEND_IMPORTS__...`), `.dlt/config.toml` and `secrets.toml`, Airflow variables.
+Versions before 0.9 read `[sources.resend]`, `[alerts]` and `[resend_imports]`: a value found
+only there is still used, with one WARNING naming the key to move, so that an upgrade loses
+no setting (and no secret is ever named with its value).
+"""
+
+import logging
+from typing import Any, Dict, Optional, Set, Tuple, TypeVar
+
+import dlt
+from dlt.common.configuration import configspec, resolve_configuration
+from dlt.common.configuration.exceptions import ConfigurationValueError
+from dlt.common.configuration.specs import BaseConfiguration
+
+from .errors import ResendConfigError
+
+logger = logging.getLogger("resend_imports")
+
+SECTION = "resend_imports"
+SOURCE_SECTIONS: Tuple[str, ...] = ("sources", SECTION)
+ALERTS_SECTIONS: Tuple[str, ...] = ("sources", SECTION, "alerts")
+
+# where earlier versions kept what now lives in each section
+LEGACY_SECTIONS: Dict[Tuple[str, ...], Tuple[Tuple[str, ...], ...]] = {
+    SOURCE_SECTIONS: (("sources", "resend"), ("resend_imports",)),
+    ALERTS_SECTIONS: (("alerts",),),
+}
+
+_warned: Set[str] = set()
+
+TConfiguration = TypeVar("TConfiguration", bound=BaseConfiguration)
+
+
+def _key(sections: Tuple[str, ...], name: str) -> str:
+    return ".".join((*sections, name))
+
+
+def _env_name(key: str) -> str:
+    return key.replace(".", "__").upper()
+
+
+def legacy_value(sections: Tuple[str, ...], name: str, hint: Any = None) -> Any:
+    """What an earlier version's section holds for `name` when `sections` holds nothing for
+    it (None otherwise); warns once per key that it should move."""
+    if dlt.config.get(_key(sections, name)) is not None:
+        return None
+    for old in LEGACY_SECTIONS.get(sections, ()):
+        value = dlt.config.get(_key(old, name), hint)
+        if value is None:
+            continue
+        old_key, new_key = _key(old, name), _key(sections, name)
+        if old_key not in _warned:
+            _warned.add(old_key)
+            logger.warning(
+                "the setting %s (%s) is read from a section this version no longer documents:"
+                " move it to [%s] as %s (or %s)",
+                old_key,
+                _env_name(old_key),
+                ".".join(sections),
+                name,
+                _env_name(new_key),
+            )
+        return value
+    return None
+
+
+def resolve(spec: TConfiguration, sections: Tuple[str, ...]) -> TConfiguration:
+    """`spec` resolved by dlt under `sections`, an earlier version's value standing in for a
+    field the current section leaves unset.
+
+    Raises:
+        ResendConfigError: a value that is not of its field's type, or out of its range.
+    """
+    for name, hint in spec.get_resolvable_fields().items():
+        value = legacy_value(sections, name, hint if isinstance(hint, type) else None)
+        if value is not None:
+            setattr(spec, name, value)
+    try:
+        return resolve_configuration(spec, sections=sections)
+    except ConfigurationValueError as error:
+        raise ResendConfigError(f"[{'.'.join(sections)}]: {error}") from None
+
+
+@configspec
+class AlertRules(BaseConfiguration):
+    """The alert rules (`[sources.resend_imports.alerts]`); each rule can be switched off."""
+
+    enabled: bool = True
+    failed: bool = True
+    high_failure_rate: bool = True
+    failure_rate: float = 0.05
+    open_too_long: bool = True
+    open_hours: float = 24.0
+    since_hours: float = 24.0
+    malformed: bool = True
+
+    def on_resolved(self) -> None:
+        if not self.enabled:
+            return
+        if not 0 < self.failure_rate <= 1:
+            raise ResendConfigError(
+                f"alerts failure_rate must be above 0 and at most 1, got {self.failure_rate}"
+            )
+        if self.open_hours <= 0 or self.since_hours < 0:
+            raise ResendConfigError(
+                "alerts open_hours must be above 0 and since_hours 0 or more, got"
+                f" {self.open_hours} and {self.since_hours}"
+            )
+
+
+def alert_rules(overrides: Optional[Dict[str, Any]] = None) -> AlertRules:
+    """The configured alert rules, `overrides` (the command line's flags) winning."""
+    rules = resolve(AlertRules(), ALERTS_SECTIONS)
+    for name, value in (overrides or {}).items():
+        setattr(rules, name, value)
+    rules.on_resolved()
+    return rules
