@@ -14,14 +14,14 @@ from typing import Any, Callable, Dict, List
 
 import dlt
 
-from sources.resend_imports.alerts import ALERT_COLUMNS, CONFIG_SECTION
+from sources.resend_imports.alerts import ALERT_COLUMNS
+from sources.resend_imports.config import ALERTS_SECTIONS, secret
 from sources.resend_imports.http import checked_url
 from sources.resend_imports.settings import COUNT_FIELDS
 
 from .send import DeliveryPolicy
 
 ALERTS_PER_MESSAGE = 20
-WEBHOOK_URL_KEY = f"{CONFIG_SECTION}.webhook_url"
 DELIVERED_AT = "delivered_at"  # set once every configured channel has the alert
 
 # the body of one message: its alerts, and how many more further messages carry
@@ -87,7 +87,7 @@ def _slack_url(pipeline: dlt.Pipeline) -> str:
 
 
 def _webhook_url(pipeline: dlt.Pipeline) -> str:
-    return str(dlt.secrets.get(WEBHOOK_URL_KEY) or "")  # variables, secrets.toml
+    return str(secret(ALERTS_SECTIONS, "webhook_url") or "")  # variables, secrets.toml
 
 
 CHANNELS = (
@@ -101,7 +101,8 @@ CHANNELS = (
     ChannelKind(
         "webhook",
         "webhook_delivered_at",
-        "ALERTS__WEBHOOK_URL (webhook_url under [alerts])",
+        "SOURCES__RESEND_IMPORTS__ALERTS__WEBHOOK_URL (webhook_url under"
+        " [sources.resend_imports.alerts])",
         _webhook_url,
         webhook_payload,
     ),

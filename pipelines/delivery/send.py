@@ -8,12 +8,13 @@ everything still undelivered, for the next one. Failures are told by exception t
 status, never by a message that could carry the URL.
 """
 
-from dataclasses import dataclass
 from typing import Dict, Optional
 
 import urllib3
+from dlt.common.configuration import configspec
+from dlt.common.configuration.specs import BaseConfiguration
 
-from sources.resend_imports.alerts import config_values
+from sources.resend_imports.config import ALERTS_SECTIONS, resolve
 from sources.resend_imports.errors import ResendConfigError
 from sources.resend_imports.http import (
     RATE_LIMITED,
@@ -43,9 +44,9 @@ class RetryableDeliveryError(DeliveryFailedError):
         self.retry_after = retry_after
 
 
-@dataclass(frozen=True)
-class DeliveryPolicy:
-    """`[alerts]`: attempts per message, backoff and timeouts."""
+@configspec
+class DeliveryPolicy(BaseConfiguration):
+    """`[sources.resend_imports.alerts]`: attempts per message, backoff and timeouts."""
 
     max_attempts: int = 4
     initial_backoff_seconds: float = 1.0
@@ -53,16 +54,18 @@ class DeliveryPolicy:
     connect_timeout_seconds: float = 5.0
     read_timeout_seconds: float = 10.0
 
-    @classmethod
-    def from_config(cls) -> "DeliveryPolicy":
-        policy = cls(**config_values(cls()))
-        if policy.max_attempts < 1 or min(vars(policy).values()) < 0:
+    def on_resolved(self) -> None:
+        times = (self.initial_backoff_seconds, self.max_backoff_seconds)
+        if self.max_attempts < 1 or min(times) < 0:
             raise ResendConfigError(
                 "alerts: max_attempts must be at least 1 and the times 0 or more"
             )
-        if not policy.connect_timeout_seconds > 0 < policy.read_timeout_seconds:
+        if not self.connect_timeout_seconds > 0 < self.read_timeout_seconds:
             raise ResendConfigError("alerts: the timeouts must be above 0")
-        return policy
+
+    @classmethod
+    def from_config(cls) -> "DeliveryPolicy":
+        return resolve(cls(), ALERTS_SECTIONS)
 
     @property
     def retry(self) -> RetryPolicy:

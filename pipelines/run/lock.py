@@ -19,15 +19,24 @@ from pathlib import Path
 from typing import Iterator, Optional
 
 import dlt
+from dlt.common.configuration import configspec
+from dlt.common.configuration.specs import BaseConfiguration
+
+from sources.resend_imports.config import SOURCE_SECTIONS, resolve
 
 from ..destinations import Target, target_of
 from ..destinations.locks import file_lock
 
 
+@configspec
+class LockSettings(BaseConfiguration):
+    """`wait_seconds` under `[sources.resend_imports]`: how long a run waits for a lock."""
+
+    wait_seconds: float = 0.0
+
+
 def configured_wait_seconds() -> float:
-    """`wait_seconds` under `[resend_imports]` in dlt config (RESEND_IMPORTS__WAIT_SECONDS)."""
-    value = dlt.config.get("resend_imports.wait_seconds", float)
-    return float(value) if value is not None else 0.0
+    return resolve(LockSettings(), SOURCE_SECTIONS).wait_seconds
 
 
 @contextmanager

@@ -68,6 +68,13 @@ def legacy_value(sections: Tuple[str, ...], name: str, hint: Any = None) -> Any:
     return None
 
 
+def secret(sections: Tuple[str, ...], name: str) -> Any:
+    """A secret that is not a source argument (a channel's URL), from `sections` or an earlier
+    version's section."""
+    value = dlt.secrets.get(_key(sections, name))
+    return value if value is not None else legacy_value(sections, name)
+
+
 def resolve(spec: TConfiguration, sections: Tuple[str, ...]) -> TConfiguration:
     """`spec` resolved by dlt under `sections`, an earlier version's value standing in for a
     field the current section leaves unset.
