@@ -71,7 +71,7 @@ def legacy_value(sections: Tuple[str, ...], name: str, hint: Any = None) -> Any:
 def secret(sections: Tuple[str, ...], name: str) -> Any:
     """A secret that is not a source argument (a channel's URL), from `sections` or an earlier
     version's section."""
-    value = dlt.secrets.get(_key(sections, name))
+    value: Any = dlt.secrets.get(_key(sections, name))
     return value if value is not None else legacy_value(sections, name)
 
 
