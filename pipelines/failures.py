@@ -22,7 +22,7 @@ from .destinations.duckdb import held_file, is_out_of_memory
 
 _FILE_ERRORS = (errno.EACCES, errno.EROFS, errno.ENOENT, errno.EPERM, errno.ENOTDIR)
 KEY_SOURCES = (
-    "RESEND_API_KEY, SOURCES__RESEND__API_KEY or api_key under [sources.resend]"
+    "RESEND_API_KEY, SOURCES__RESEND_IMPORTS__API_KEY or api_key under [sources.resend_imports]"
     " in .dlt/secrets.toml"
 )
 

@@ -13,20 +13,23 @@ EXIT_ALERTS = 4  # --fail-on-alert: synced, and the run raised alerts
 PROGRESS_CHOICES = ("auto", "lines", "none")
 
 SETTINGS_HELP = """settings it reads (variables win over .dlt/config.toml and .dlt/secrets.toml):
-  API key         RESEND_API_KEY, SOURCES__RESEND__API_KEY, or api_key under [sources.resend]
-  API URL         RESEND_API_URL or SOURCES__RESEND__BASE_URL (default https://api.resend.com)
+  API key         RESEND_API_KEY, SOURCES__RESEND_IMPORTS__API_KEY, or api_key under
+                  [sources.resend_imports]
+  API URL         RESEND_API_URL or SOURCES__RESEND_IMPORTS__BASE_URL
+                  (default https://api.resend.com)
   DuckDB file     --duckdb PATH or DESTINATION__DUCKDB__CREDENTIALS
                   (default ./resend_imports.duckdb)
   PostgreSQL      DESTINATION__POSTGRES__CREDENTIALS=postgresql://user:password@host:5432/db
   working folder  DLT_DATA_DIR (default ~/.dlt): local state, pending loads, the lock file"""
 SYNC_EPILOG = f"""{SETTINGS_HELP}
-  source          SOURCES__RESEND__PAGE_SIZE, ..._MAX_ATTEMPTS, ..._GONE_AFTER_RUNS,
+  source          SOURCES__RESEND_IMPORTS__PAGE_SIZE, ..._MAX_ATTEMPTS, ..._GONE_AFTER_RUNS,
                   ..._FULL_REFRESH_EVERY_DAYS and the others in README, Configuration
-  lock wait       --wait, or RESEND_IMPORTS__WAIT_SECONDS
-  alerts          ALERTS__ENABLED, ALERTS__FAILED, ALERTS__HIGH_FAILURE_RATE,
-                  ALERTS__FAILURE_RATE, ALERTS__OPEN_TOO_LONG, ALERTS__OPEN_HOURS,
-                  ALERTS__SINCE_HOURS (or [alerts]); channels RUNTIME__SLACK_INCOMING_HOOK
-                  and ALERTS__WEBHOOK_URL (https; http only to loopback)
+  lock wait       --wait, or SOURCES__RESEND_IMPORTS__WAIT_SECONDS
+  alerts          SOURCES__RESEND_IMPORTS__ALERTS__ENABLED, ..._FAILED, ..._FAILURE_RATE,
+                  ..._HIGH_FAILURE_RATE, ..._OPEN_TOO_LONG, ..._OPEN_HOURS, ..._SINCE_HOURS,
+                  ..._MALFORMED (or [sources.resend_imports.alerts]); channels
+                  RUNTIME__SLACK_INCOMING_HOOK and SOURCES__RESEND_IMPORTS__ALERTS__WEBHOOK_URL
+                  (https; http only to loopback)
 
 exit codes: 0 synced, 1 failed (one line says why), 2 bad command line, 3 bug,
 4 synced and alerts raised (only with --fail-on-alert), 75 another sync holds the lock,

@@ -3,13 +3,13 @@
 The sync task runs the same `run_sync` as the CLI: it holds the pipeline's writer lock (a
 file lock in the worker's DLT_DATA_DIR and, on PostgreSQL, an advisory lock keyed on pipeline
 and dataset), so a DAG run and a manual sync on another machine never write at once; one that
-finds the lock taken waits `wait_seconds` ([resend_imports] / RESEND_IMPORTS__WAIT_SECONDS),
-then fails and is retried. dlt's Airflow helper (`PipelineTasksGroup`) is not used because it
+finds the lock taken waits `wait_seconds` (under [sources.resend_imports]), then fails and is
+retried. dlt's Airflow helper (`PipelineTasksGroup`) is not used because it
 runs the pipeline itself, with no way to hold a lock around the run. The incremental state
 comes back from the destination at every run, so the DuckDB file must be an absolute path:
 `DESTINATION__DUCKDB__CREDENTIALS`, or by default `$AIRFLOW_HOME/data/resend_imports.duckdb`.
 With several workers, set `RESEND_IMPORTS_DESTINATION` to a warehouse (postgres, bigquery,
-snowflake...). The key comes from `RESEND_API_KEY` or `SOURCES__RESEND__API_KEY`; every
+snowflake...). The key comes from `RESEND_API_KEY` or `SOURCES__RESEND_IMPORTS__API_KEY`; every
 setting of the source (e.g. `full_refresh_every_days`) is read the dlt way, as for the CLI.
 
 The views over the table (`refresh_views`) are rebuilt by a task of their own, after the
@@ -17,7 +17,7 @@ sync, whenever they are missing or older than the table's columns; when they can
 view of a user that blocks the rebuild on PostgreSQL), that task fails in one line that says
 which view and what to do, and the loaded data stands.
 
-Alerts (`[alerts]`, `RUNTIME__SLACK_INCOMING_HOOK`, `ALERTS__WEBHOOK_URL`) are raised by the
+Alerts (`[sources.resend_imports.alerts]`, `RUNTIME__SLACK_INCOMING_HOOK`) are raised by the
 sync task, in its load, and delivered by a task of their own, last: a Slack or webhook
 outage fails (and retries) only `deliver_alerts`; what it could not send waits in the
 `contact_import_alerts` table for its retry or the next DAG run.
