@@ -13,8 +13,11 @@ from typing import Any, Dict, Optional, Set, Tuple, TypeVar
 
 import dlt
 from dlt.common.configuration import configspec, resolve_configuration
+from dlt.common.configuration.container import Container
 from dlt.common.configuration.exceptions import ConfigurationValueError
 from dlt.common.configuration.specs import BaseConfiguration
+from dlt.common.configuration.specs.pluggable_run_context import PluggableRunContext
+from dlt.common.configuration.utils import deserialize_value
 
 from .errors import ResendConfigError
 
@@ -44,28 +47,41 @@ def _env_name(key: str) -> str:
 
 
 def legacy_value(sections: Tuple[str, ...], name: str, hint: Any = None) -> Any:
-    """What an earlier version's section holds for `name` when `sections` holds nothing for
-    it (None otherwise); warns once per key that it should move."""
-    if dlt.config.get(_key(sections, name)) is not None:
+    """What an earlier version's section holds for `name` where it would win: in a provider
+    (environment, secrets.toml, config.toml, ...) that comes before every one holding `name`
+    under `sections` (None otherwise). Warns once per key that it should move.
+
+    Provider by provider, so that a variable of an earlier version (`ALERTS__OPEN_HOURS`)
+    still wins over the current section in a file, as variables win over files.
+    """
+    legacy = LEGACY_SECTIONS.get(sections, ())
+    if not legacy:
         return None
-    for old in LEGACY_SECTIONS.get(sections, ()):
-        value = dlt.config.get(_key(old, name), hint)
-        if value is None:
-            continue
-        old_key, new_key = _key(old, name), _key(sections, name)
-        if old_key not in _warned:
-            _warned.add(old_key)
-            logger.warning(
-                "the setting %s (%s) is read from a section this version no longer documents:"
-                " move it to [%s] as %s (or %s)",
-                old_key,
-                _env_name(old_key),
-                ".".join(sections),
-                name,
-                _env_name(new_key),
-            )
-        return value
+    for provider in Container()[PluggableRunContext].providers.providers:
+        if provider.get_value(name, hint or Any, None, *sections)[0] is not None:
+            return None
+        for old in legacy:
+            value = provider.get_value(name, hint or Any, None, *old)[0]
+            if value is not None:
+                _warn(old, sections, name)
+                return deserialize_value(_key(old, name), value, hint) if hint else value
     return None
+
+
+def _warn(old: Tuple[str, ...], sections: Tuple[str, ...], name: str) -> None:
+    old_key, new_key = _key(old, name), _key(sections, name)
+    if old_key in _warned:
+        return
+    _warned.add(old_key)
+    logger.warning(
+        "the setting %s (%s) is read from a section this version no longer documents:"
+        " move it to [%s] as %s (or %s)",
+        old_key,
+        _env_name(old_key),
+        ".".join(sections),
+        name,
+        _env_name(new_key),
+    )
 
 
 def secret(sections: Tuple[str, ...], name: str) -> Any:
@@ -76,20 +92,25 @@ def secret(sections: Tuple[str, ...], name: str) -> Any:
 
 
 def resolve(spec: TConfiguration, sections: Tuple[str, ...]) -> TConfiguration:
-    """`spec` resolved by dlt under `sections`, an earlier version's value standing in for a
-    field the current section leaves unset.
+    """`spec` resolved by dlt under `sections`, then an earlier version's value wherever it
+    would win (see `legacy_value`).
 
     Raises:
         ResendConfigError: a value that is not of its field's type, or out of its range.
     """
+    try:
+        spec = resolve_configuration(spec, sections=sections)
+    except ConfigurationValueError as error:
+        raise ResendConfigError(f"[{'.'.join(sections)}]: {error}") from None
+    earlier = False
     for name, hint in spec.get_resolvable_fields().items():
         value = legacy_value(sections, name, hint if isinstance(hint, type) else None)
         if value is not None:
             setattr(spec, name, value)
-    try:
-        return resolve_configuration(spec, sections=sections)
-    except ConfigurationValueError as error:
-        raise ResendConfigError(f"[{'.'.join(sections)}]: {error}") from None
+            earlier = True
+    if earlier:
+        spec.call_method_in_mro("on_resolved")  # the checks again, on an earlier value
+    return spec
 
 
 @configspec
