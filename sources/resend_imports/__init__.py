@@ -11,19 +11,13 @@ from dlt.sources import DltResource
 from .alerts import add_alerts_table
 from .client import ResendClient, RetryPolicy
 from .history import add_history_table
-from .intake import SyncReport
+from .options import RunOptions, check_deletion_settings, check_settings, clean_key
 from .quarantine import add_quarantine_table
-from .run import (
-    RunOptions,
-    check_deletion_settings,
-    check_settings,
-    clean_key,
-    sync_contact_imports,
-)
+from .records import COLUMNS
+from .run import sync_contact_imports
 from .settings import (
     API_KEY_ENV,
     API_URL_ENV,
-    COUNT_FIELDS,
     DEFAULT_BASE_URL,
     DEFAULT_CONNECT_TIMEOUT_SECONDS,
     DEFAULT_FULL_REFRESH_EVERY_DAYS,
@@ -38,19 +32,9 @@ from .settings import (
     SOURCE_NAME,
     TABLE_NAME,
 )
+from .sync_report import SyncReport
 
 __all__ = ["SyncReport", "contact_imports", "resend_source", "user_agent"]
-
-COLUMNS: Any = {
-    "id": {"data_type": "text", "nullable": False},
-    "object": {"data_type": "text"},
-    "status": {"data_type": "text"},
-    "created_at": {"data_type": "timestamp", "timezone": True},
-    "completed_at": {"data_type": "timestamp", "timezone": True},
-    **{f"counts__{name}": {"data_type": "bigint"} for name in COUNT_FIELDS},
-    # set when the connector concluded that Resend no longer has the import; NULL otherwise
-    "deleted_at": {"data_type": "timestamp", "timezone": True},
-}
 
 
 def user_agent() -> str:
@@ -89,8 +73,14 @@ def contact_imports(
     neither used nor changed (a filtered list cannot tell where history ends). What the run
     did (`SyncReport`) lands in dlt's resource metrics: `last_trace.last_extract_info`.
     """
-    options = RunOptions(page_size, status, full_refresh, gone_after_runs, full_refresh_every_days)
-    yield from sync_contact_imports(client, COLUMNS, options)
+    options = RunOptions(
+        page_size=page_size,
+        status=status,
+        full_refresh=full_refresh,
+        gone_after_runs=gone_after_runs,
+        full_refresh_every_days=full_refresh_every_days,
+    )
+    yield from sync_contact_imports(client, options)
 
 
 @dlt.source(name=SOURCE_NAME, section=SOURCE_NAME)  # config and state under `sources.resend`
