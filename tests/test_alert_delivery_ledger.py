@@ -216,7 +216,9 @@ def test_a_message_sent_again_is_the_same_message_under_the_same_idempotency_key
 ) -> None:
     """An answer after the read timeout: the next run sends that message again as it was
     (not regrouped with the alerts raised since), so its `Idempotency-Key` repeats with it."""
-    monkeypatch.setenv("ALERTS__SINCE_HOURS", "5")  # the history ends 4 h ago: a few alerts
+    monkeypatch.setenv(
+        "SOURCES__RESEND_IMPORTS__ALERTS__SINCE_HOURS", "5"
+    )  # the history ends 4 h ago: a few alerts
     account = live_account(make_account)
     receiver.hold_seconds = 1.0  # takes each message, answers after the client gave up (0.5 s)
     account.sync(account.pipeline())

@@ -38,16 +38,16 @@ def live_account(make_account: Any, imports: int = 300, seed: int = 3, **options
 
 
 def rules_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("ALERTS__OPEN_HOURS", str(OPEN_HOURS))
-    monkeypatch.setenv("ALERTS__SINCE_HOURS", str(SINCE_HOURS))
-    monkeypatch.setenv("ALERTS__INITIAL_BACKOFF_SECONDS", "0.05")
-    monkeypatch.setenv("ALERTS__MAX_BACKOFF_SECONDS", "0.2")
-    monkeypatch.setenv("ALERTS__READ_TIMEOUT_SECONDS", "0.5")
+    monkeypatch.setenv("SOURCES__RESEND_IMPORTS__ALERTS__OPEN_HOURS", str(OPEN_HOURS))
+    monkeypatch.setenv("SOURCES__RESEND_IMPORTS__ALERTS__SINCE_HOURS", str(SINCE_HOURS))
+    monkeypatch.setenv("SOURCES__RESEND_IMPORTS__ALERTS__INITIAL_BACKOFF_SECONDS", "0.05")
+    monkeypatch.setenv("SOURCES__RESEND_IMPORTS__ALERTS__MAX_BACKOFF_SECONDS", "0.2")
+    monkeypatch.setenv("SOURCES__RESEND_IMPORTS__ALERTS__READ_TIMEOUT_SECONDS", "0.5")
 
 
 def channels_env(monkeypatch: pytest.MonkeyPatch, receiver: AlertReceiver) -> None:
     monkeypatch.setenv("RUNTIME__SLACK_INCOMING_HOOK", receiver.url(f"/slack/{SECRET}"))
-    monkeypatch.setenv("ALERTS__WEBHOOK_URL", receiver.url("/webhook"))
+    monkeypatch.setenv("SOURCES__RESEND_IMPORTS__ALERTS__WEBHOOK_URL", receiver.url("/webhook"))
 
 
 class Expected:
@@ -177,7 +177,9 @@ def test_twenty_runs_with_a_quarter_of_the_answers_failing_deliver_each_alert_on
 ) -> None:
     rules_env(monkeypatch)
     account = live_account(make_account)
-    monkeypatch.setenv("ALERTS__MAX_ATTEMPTS", "2")  # so that some wait for a later run
+    monkeypatch.setenv(
+        "SOURCES__RESEND_IMPORTS__ALERTS__MAX_ATTEMPTS", "2"
+    )  # so that some wait for a later run
     receiver = AlertReceiver(failure_share=0.25, seed=5, slow_seconds=0.8)
     channels_env(monkeypatch, receiver)
     pipeline = account.pipeline()
@@ -212,7 +214,7 @@ def test_a_receiver_down_for_three_runs_gets_everything_then_nothing_twice(
     make_account: Any, destination_name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     rules_env(monkeypatch)
-    monkeypatch.setenv("ALERTS__MAX_ATTEMPTS", "2")
+    monkeypatch.setenv("SOURCES__RESEND_IMPORTS__ALERTS__MAX_ATTEMPTS", "2")
     account = live_account(make_account)
     receiver = AlertReceiver()
     channels_env(monkeypatch, receiver)
@@ -310,7 +312,10 @@ def test_fail_on_alert_exits_4_and_the_hook_url_is_nowhere(
 def test_a_hook_that_is_not_https_fails_in_one_line_without_showing_it(
     account: Account,
 ) -> None:
-    env = cli_environment(account, env={"ALERTS__WEBHOOK_URL": f"http://example.com/{SECRET}"})
+    env = cli_environment(
+        account,
+        env={"SOURCES__RESEND_IMPORTS__ALERTS__WEBHOOK_URL": f"http://example.com/{SECRET}"},
+    )
     result = subprocess.run(
         [COMMAND, "sync"], env=env, cwd=account.workdir, capture_output=True, text=True
     )
@@ -322,13 +327,13 @@ def test_a_hook_that_is_not_https_fails_in_one_line_without_showing_it(
 
 def test_alerts_can_be_switched_off(make_account: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     rules_env(monkeypatch)
-    monkeypatch.setenv("ALERTS__ENABLED", "false")
+    monkeypatch.setenv("SOURCES__RESEND_IMPORTS__ALERTS__ENABLED", "false")
     account = live_account(make_account)
     summary = account.sync(account.pipeline())
     assert summary.alerts_raised == 0
-    monkeypatch.setenv("ALERTS__ENABLED", "true")
-    monkeypatch.setenv("ALERTS__FAILED", "false")
-    monkeypatch.setenv("ALERTS__HIGH_FAILURE_RATE", "false")
+    monkeypatch.setenv("SOURCES__RESEND_IMPORTS__ALERTS__ENABLED", "true")
+    monkeypatch.setenv("SOURCES__RESEND_IMPORTS__ALERTS__FAILED", "false")
+    monkeypatch.setenv("SOURCES__RESEND_IMPORTS__ALERTS__HIGH_FAILURE_RATE", "false")
     account.store.advance(new=40, seconds=1800)
     account.sync(account.pipeline())
     assert {row["rule"] for row in outbox(account)} == {"open_too_long"}
@@ -341,7 +346,7 @@ def test_a_message_taken_but_answered_late_is_sent_once_more_at_most(
     """Sent without an answer, a message may have been taken: not retried within the run
     (each attempt could be one more copy), sent again by the next run."""
     rules_env(monkeypatch)  # read timeout 0.5 s
-    monkeypatch.setenv("ALERTS__MAX_ATTEMPTS", "4")
+    monkeypatch.setenv("SOURCES__RESEND_IMPORTS__ALERTS__MAX_ATTEMPTS", "4")
     account = live_account(make_account)
     receiver = AlertReceiver()
     receiver.hold_seconds = 1.0  # takes each message, answers after the client gave up
@@ -397,9 +402,9 @@ def test_alerts_turned_on_later_or_a_filtered_first_run_replay_nothing_old(
     assert summary.alerts_raised == len(recent) < len(old_failures)
 
     other = live_account(make_account, imports=1500, seed=9)
-    monkeypatch.setenv("ALERTS__ENABLED", "false")
+    monkeypatch.setenv("SOURCES__RESEND_IMPORTS__ALERTS__ENABLED", "false")
     other.sync(other.pipeline())
-    monkeypatch.setenv("ALERTS__ENABLED", "true")
+    monkeypatch.setenv("SOURCES__RESEND_IMPORTS__ALERTS__ENABLED", "true")
     other.store.advance(new=5, seconds=600)
     other.sync(other.pipeline())
     raised = outbox(other)
@@ -413,14 +418,20 @@ def test_bad_delivery_settings_fail_before_the_run_and_urls_are_parsed_as_sent(
     account: Account,
 ) -> None:
     for env, text in (
-        ({"ALERTS__MAX_ATTEMPTS": "0"}, "max_attempts must be at least 1"),
+        ({"SOURCES__RESEND_IMPORTS__ALERTS__MAX_ATTEMPTS": "0"}, "max_attempts must be at least 1"),
         (
-            {"ALERTS__WEBHOOK_URL": "http://evil.example\\@127.0.0.1/" + SECRET},
+            {
+                "SOURCES__RESEND_IMPORTS__ALERTS__WEBHOOK_URL": "http://evil.example\\@127.0.0.1/"
+                + SECRET
+            },
             "must be an https:// URL",
         ),
-        ({"ALERTS__WEBHOOK_URL": "http://user:pw@127.0.0.1/" + SECRET}, "must be an https://"),
+        (
+            {"SOURCES__RESEND_IMPORTS__ALERTS__WEBHOOK_URL": "http://user:pw@127.0.0.1/" + SECRET},
+            "must be an https://",
+        ),
     ):
-        hook = {"ALERTS__WEBHOOK_URL": "http://127.0.0.1:9/hook", **env}
+        hook = {"SOURCES__RESEND_IMPORTS__ALERTS__WEBHOOK_URL": "http://127.0.0.1:9/hook", **env}
         result = subprocess.run(
             [COMMAND, "sync"],
             env=cli_environment(account, env=hook),

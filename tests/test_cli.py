@@ -58,9 +58,9 @@ def test_rejected_key_is_one_request_and_one_line(account: Account, key: str, an
     first = run_cli(account, "sync")
     assert first.returncode == 0
     account.simulator.reset_stats()
-    result = run_cli(account, "sync", env={"SOURCES__RESEND__API_KEY": key}, key=None)
+    result = run_cli(account, "sync", env={"SOURCES__RESEND_IMPORTS__API_KEY": key}, key=None)
     assert_one_line_error(result, f"Resend rejected the API key ({answer}")
-    assert "SOURCES__RESEND__API_KEY" in result.stderr
+    assert "SOURCES__RESEND_IMPORTS__API_KEY" in result.stderr
     assert account.requests() == 1
     assert account.differences() == []
 
@@ -74,13 +74,13 @@ def test_rejected_key_is_one_request_and_one_line(account: Account, key: str, an
     ],
 )
 def test_bad_page_size(account: Account, value: str, message: str) -> None:
-    result = run_cli(account, "sync", env={"SOURCES__RESEND__PAGE_SIZE": value})
+    result = run_cli(account, "sync", env={"SOURCES__RESEND_IMPORTS__PAGE_SIZE": value})
     assert_one_line_error(result, message)
     assert account.requests() == 0
 
 
 def test_unknown_status_in_config(account: Account) -> None:
-    result = run_cli(account, "sync", env={"SOURCES__RESEND__STATUS": "paused"})
+    result = run_cli(account, "sync", env={"SOURCES__RESEND_IMPORTS__STATUS": "paused"})
     assert_one_line_error(result, "status must be one of queued, in_progress, completed, failed")
 
 
@@ -157,7 +157,10 @@ def test_retries_exhausted_is_one_line_and_the_next_run_recovers(account: Accoun
     assert run_cli(account, "sync").returncode == 0
     account.store.advance(new=150, seconds=600)
     account.simulator.faults = FaultPlan(rate=1.0, kinds=("502_html",))
-    fast = {"SOURCES__RESEND__MAX_ATTEMPTS": "3", "SOURCES__RESEND__INITIAL_BACKOFF_SECONDS": "0"}
+    fast = {
+        "SOURCES__RESEND_IMPORTS__MAX_ATTEMPTS": "3",
+        "SOURCES__RESEND_IMPORTS__INITIAL_BACKOFF_SECONDS": "0",
+    }
     result = run_cli(account, "sync", env=fast)
     assert_one_line_error(result, "gave up after 3 attempts, last: http_error: Bad Gateway")
     missing = [d for d in account.differences() if d.startswith("missing import")]

@@ -26,7 +26,7 @@ def test_1_ctrl_c_and_sigterm_end_in_one_line_and_nothing_is_lost(make_account: 
         account.simulator.reset_stats()
         process = subprocess.Popen(
             [COMMAND, "sync", "--full-refresh"],
-            env=cli_environment(account, env={"SOURCES__RESEND__PAGE_SIZE": "20"}),
+            env=cli_environment(account, env={"SOURCES__RESEND_IMPORTS__PAGE_SIZE": "20"}),
             cwd=account.workdir,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -54,8 +54,8 @@ def test_2_a_refused_connection_is_called_refused(account: Account) -> None:
         "sync",
         env={
             "RESEND_API_URL": closed,
-            "SOURCES__RESEND__MAX_ATTEMPTS": "2",
-            "SOURCES__RESEND__INITIAL_BACKOFF_SECONDS": "0",
+            "SOURCES__RESEND_IMPORTS__MAX_ATTEMPTS": "2",
+            "SOURCES__RESEND_IMPORTS__INITIAL_BACKOFF_SECONDS": "0",
         },
     )
     assert_one_line_error(result, "connection refused")
@@ -163,7 +163,7 @@ def test_5_summaries_say_what_happened(make_account: Any) -> None:
 @pytest.mark.reliability  # ~10 s of a rate-limited listing: in `make reliability`
 def test_6_progress_every_two_seconds_with_an_estimate(make_account: Any) -> None:
     account: Account = make_account(imports=3000, rate_limit=20)
-    small_pages = {"SOURCES__RESEND__PAGE_SIZE": "25"}
+    small_pages = {"SOURCES__RESEND_IMPORTS__PAGE_SIZE": "25"}
     quiet = run_cli(account, "sync", "--progress", "none", env=small_pages)
     assert quiet.returncode == 0 and "listed " not in quiet.stderr
     result = run_cli(
@@ -172,7 +172,7 @@ def test_6_progress_every_two_seconds_with_an_estimate(make_account: Any) -> Non
         "--full-refresh",
         "--progress",
         "lines",
-        env={"SOURCES__RESEND__PAGE_SIZE": "25"},
+        env={"SOURCES__RESEND_IMPORTS__PAGE_SIZE": "25"},
     )
     assert result.returncode == 0, result.stderr
     lines = [line for line in result.stderr.splitlines() if "listed " in line]

@@ -42,6 +42,6 @@ def test_failure_callback_logs_one_line(caplog: pytest.LogCaptureFixture) -> Non
         log_failure({"exception": failure})
     assert caplog.messages == [
         "resend-imports: error: Resend rejected the API key (HTTP 403 invalid_api_key: API key"
-        " is invalid); the key is read from RESEND_API_KEY, SOURCES__RESEND__API_KEY or api_key"
-        " under [sources.resend] in .dlt/secrets.toml"
+        " is invalid); the key is read from RESEND_API_KEY, SOURCES__RESEND_IMPORTS__API_KEY"
+        " or api_key under [sources.resend_imports] in .dlt/secrets.toml"
     ]

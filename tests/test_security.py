@@ -42,7 +42,7 @@ def dlt_pipeline_output(account: Account, *command: str) -> str:
     [
         "RESEND_API_KEY",
         # the other sources of the key in `make reliability` (run by CI too)
-        pytest.param("SOURCES__RESEND__API_KEY", marks=pytest.mark.reliability),
+        pytest.param("SOURCES__RESEND_IMPORTS__API_KEY", marks=pytest.mark.reliability),
         pytest.param("secrets.toml", marks=pytest.mark.reliability),
     ],
 )
@@ -67,7 +67,7 @@ def test_key_appears_nowhere_after_good_and_failed_runs(account: Account, key_fr
         "--log-level",
         "DEBUG",
         "sync",
-        env={**env, "SOURCES__RESEND__MAX_ATTEMPTS": "2"},
+        env={**env, "SOURCES__RESEND_IMPORTS__MAX_ATTEMPTS": "2"},
         key=None,
     )
     assert failed.returncode == 1 and "gave up after 2 attempts" in failed.stderr

@@ -224,9 +224,9 @@ def test_a_nested_new_field_gets_the_same_columns_in_full_and_incremental_runs(
 
     account.simulator.rewrite = add_nested_fields
     pipeline = account.pipeline()
-    assert account.sync(pipeline).mode == "first"  # TableIntake (Arrow)
+    assert account.sync(pipeline).mode == "first"  # one large batch
     account.store.advance(new=20, seconds=600)
-    assert account.sync(pipeline).mode == "incremental"  # RowIntake (plain rows)
+    assert account.sync(pipeline).mode == "incremental"  # a small batch
     with duckdb.connect(str(account.duckdb_path), read_only=True) as con:
         tables = {
             row[0] for row in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()

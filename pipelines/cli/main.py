@@ -47,14 +47,16 @@ class _UsageError(Exception):
     """A command line argparse accepts but the command cannot run (exit 2)."""
 
 
-def _alert_settings(args: argparse.Namespace) -> None:
-    """The alert flags, as the variables dlt reads `[alerts]` from (they win over files)."""
+def _alert_settings(args: argparse.Namespace) -> Optional[Dict[str, Any]]:
+    """The alert flags, as settings that win over `[sources.resend_imports.alerts]`."""
+    settings: Dict[str, Any] = {}
     if args.no_alerts:
-        os.environ["ALERTS__ENABLED"] = "false"
+        settings["enabled"] = False
     if args.alert_failure_rate is not None:
-        os.environ["ALERTS__FAILURE_RATE"] = str(args.alert_failure_rate)
+        settings["failure_rate"] = args.alert_failure_rate
     if args.alert_open_hours is not None:
-        os.environ["ALERTS__OPEN_HOURS"] = str(args.alert_open_hours)
+        settings["open_hours"] = args.alert_open_hours
+    return settings or None
 
 
 def _configure_logging(level: str) -> None:
@@ -104,8 +106,10 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "report":
         print(render(read_report(pipeline, args.days), args.format, wide=args.wide))
         return 0
-    options: Dict[str, Any] = {"progress_every_seconds": _progress_every(args.progress)}
-    _alert_settings(args)
+    options: Dict[str, Any] = {
+        "progress_every_seconds": _progress_every(args.progress),
+        "alert_settings": _alert_settings(args),
+    }
     wait = args.wait if args.wait is not None else configured_wait_seconds()
     try:
         summary = run_sync(

@@ -3,7 +3,7 @@ source's HTTP vocabulary, and the delivery ledger that sends each alert once."""
 
 from .channels import CHANNELS, Channel, ChannelKind, configured_channels
 from .deliver import AlertDeliveryError, DeliveryReport, deliver_pending
-from .outbox import declare_marks, new_alerts
+from .outbox import declare_marks
 from .send import DeliveryPolicy
 
 __all__ = [
@@ -16,5 +16,4 @@ __all__ = [
     "configured_channels",
     "declare_marks",
     "deliver_pending",
-    "new_alerts",
 ]

@@ -9,8 +9,6 @@ whichever declares them, and a new channel changes nothing outside `pipelines/de
 from datetime import datetime
 from typing import Any, Dict, List, Sequence
 
-import dlt
-from dlt.common.destination.exceptions import DestinationException, SqlClientNotAvailable
 from dlt.extract import DltSource
 
 from sources.resend_imports.alerts import ALERTS_TABLE
@@ -24,21 +22,6 @@ def declare_marks(source: DltSource) -> DltSource:
     resource = source.resources[TABLE_NAME]
     resource.apply_hints(table_name=ALERTS_TABLE, columns=MARKS, create_table_variant=True)
     return source
-
-
-def new_alerts(pipeline: dlt.Pipeline, load_ids: Sequence[str], raised: int) -> int:
-    """How many alerts the loads added (a raised alert the table held already adds none);
-    `raised` when the destination cannot say."""
-    marks = ", ".join(["%s"] * len(load_ids))
-    try:
-        with pipeline.sql_client() as client:
-            table = client.make_qualified_table_name(ALERTS_TABLE)
-            rows = client.execute_sql(
-                f"SELECT count(*) FROM {table} WHERE _dlt_load_id IN ({marks})", *load_ids
-            )
-    except (DestinationException, SqlClientNotAvailable):
-        return raised
-    return int(rows[0][0]) if rows else raised
 
 
 def waiting(client: Any, table: str) -> int:

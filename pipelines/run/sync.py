@@ -28,7 +28,6 @@ from ..delivery import (
     configured_channels,
     declare_marks,
     deliver_pending,
-    new_alerts,
 )
 from ..destinations import Target, target_of
 from ..failures import explain
@@ -126,11 +125,9 @@ def _run_locked(
     # the source settles what this pipeline left pending when it is created in it
     pipeline.activate()
     source = declare_marks(resend_source(full_refresh=full_refresh, **source_options))
-    load_info = pipeline.run(source, loader_file_format=loader_file_format)  # type: ignore[arg-type]
+    pipeline.run(source, loader_file_format=loader_file_format)  # type: ignore[arg-type]
     views_problem = _views_after_load(pipeline) if refresh_views else None
     report = report_of(pipeline)
-    if report.alerts_raised:  # those the table did not hold already (it is insert-only)
-        report.alerts_raised = new_alerts(pipeline, load_info.loads_ids, report.alerts_raised)
     delivery = _deliver_after_load(pipeline, channels, target.where) if deliver_alerts else None
     summary = SyncSummary(
         **vars(report),

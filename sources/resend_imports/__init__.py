@@ -1,8 +1,9 @@
 """dlt source for Resend contact imports (`GET /contacts/imports`)."""
 
+import inspect
 import os
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any, Iterator, Optional
+from typing import Any, Dict, Iterator, Optional, Tuple
 
 import dlt
 from dlt.common.typing import TSecretStrValue
@@ -10,21 +11,16 @@ from dlt.sources import DltResource
 
 from .alerts import add_alerts_table
 from .client import ResendClient, RetryPolicy
+from .config import SECTION, source_arguments
 from .history import add_history_table
-from .intake import SyncReport
+from .options import RunOptions, check_deletion_settings, check_settings, clean_key
 from .pending import settle_pending_packages
 from .quarantine import add_quarantine_table
-from .run import (
-    RunOptions,
-    check_deletion_settings,
-    check_settings,
-    clean_key,
-    sync_contact_imports,
-)
+from .records import COLUMNS
+from .run import sync_contact_imports
 from .settings import (
     API_KEY_ENV,
     API_URL_ENV,
-    COUNT_FIELDS,
     DEFAULT_BASE_URL,
     DEFAULT_CONNECT_TIMEOUT_SECONDS,
     DEFAULT_FULL_REFRESH_EVERY_DAYS,
@@ -39,19 +35,9 @@ from .settings import (
     SOURCE_NAME,
     TABLE_NAME,
 )
+from .sync_report import SyncReport
 
 __all__ = ["SyncReport", "contact_imports", "resend_source", "user_agent"]
-
-COLUMNS: Any = {
-    "id": {"data_type": "text", "nullable": False},
-    "object": {"data_type": "text"},
-    "status": {"data_type": "text"},
-    "created_at": {"data_type": "timestamp", "timezone": True},
-    "completed_at": {"data_type": "timestamp", "timezone": True},
-    **{f"counts__{name}": {"data_type": "bigint"} for name in COUNT_FIELDS},
-    # set when the connector concluded that Resend no longer has the import; NULL otherwise
-    "deleted_at": {"data_type": "timestamp", "timezone": True},
-}
 
 
 def user_agent() -> str:
@@ -74,6 +60,7 @@ def contact_imports(
     full_refresh: bool = False,
     gone_after_runs: int = DEFAULT_GONE_AFTER_RUNS,
     full_refresh_every_days: float = DEFAULT_FULL_REFRESH_EVERY_DAYS,
+    alert_settings: Tuple[Tuple[str, Any], ...] = (),
 ) -> Iterator[Any]:
     """Yields contact imports in batches; see `incremental` for what a run lists.
 
@@ -90,11 +77,20 @@ def contact_imports(
     neither used nor changed (a filtered list cannot tell where history ends). What the run
     did (`SyncReport`) lands in dlt's resource metrics: `last_trace.last_extract_info`.
     """
-    options = RunOptions(page_size, status, full_refresh, gone_after_runs, full_refresh_every_days)
-    yield from sync_contact_imports(client, COLUMNS, options)
+    options = RunOptions(
+        page_size=page_size,
+        status=status,
+        full_refresh=full_refresh,
+        gone_after_runs=gone_after_runs,
+        full_refresh_every_days=full_refresh_every_days,
+        alert_settings=alert_settings,
+    )
+    yield from sync_contact_imports(client, options)
 
 
-@dlt.source(name=SOURCE_NAME, section=SOURCE_NAME)  # config and state under `sources.resend`
+# settings under `[sources.resend_imports]` (see `config`); schema and state keep the name
+# `resend` that installs already hold
+@dlt.source(name=SOURCE_NAME, section=SECTION)
 def resend_source(
     api_key: Optional[TSecretStrValue] = dlt.secrets.value,
     base_url: Optional[str] = dlt.config.value,
@@ -110,6 +106,7 @@ def resend_source(
     full_refresh: bool = False,
     gone_after_runs: int = DEFAULT_GONE_AFTER_RUNS,
     full_refresh_every_days: float = DEFAULT_FULL_REFRESH_EVERY_DAYS,
+    alert_settings: Optional[Dict[str, Any]] = None,
 ) -> DltResource:
     """Resend contact imports, merged on `id` and refreshed until terminal.
 
@@ -131,7 +128,30 @@ def resend_source(
             deleted.
         full_refresh_every_days: List every import again at least this often, to catch
             what the frontier cannot see (deletions, changes deep in history); 0: never.
+        alert_settings: Alert settings that win over `[sources.resend_imports.alerts]`
+            (e.g. `{"enabled": False}`), checked when the run starts.
     """
+    arguments = source_arguments(locals(), _DEFAULTS)
+    return _source(**arguments)
+
+
+def _source(
+    api_key: Optional[str],
+    base_url: Optional[str],
+    page_size: int,
+    status: Optional[str],
+    max_attempts: int,
+    initial_backoff_seconds: float,
+    max_backoff_seconds: float,
+    max_rate_limit_wait_seconds: float,
+    connect_timeout_seconds: float,
+    read_timeout_seconds: float,
+    progress_every_seconds: float,
+    full_refresh: bool,
+    gone_after_runs: int,
+    full_refresh_every_days: float,
+    alert_settings: Optional[Dict[str, Any]],
+) -> DltResource:
     # a missing key fails the run when it starts, not here: a scheduler (Airflow) builds the
     # source where the secrets may not be, and hands it to a worker where they are
     key = clean_key(api_key or os.environ.get(API_KEY_ENV) or "")
@@ -150,6 +170,20 @@ def resend_source(
     )
     settle_pending_packages()  # the destination's committed state wins: see `pending`
     resource = contact_imports(
-        client, page_size, status, full_refresh, gone_after_runs, full_refresh_every_days
+        client,
+        page_size,
+        status,
+        full_refresh,
+        gone_after_runs,
+        full_refresh_every_days,
+        tuple((alert_settings or {}).items()),
     )
     return add_quarantine_table(add_alerts_table(add_history_table(resource)))
+
+
+# the defaults of the source's arguments, where an earlier version's section may stand in
+_DEFAULTS = {
+    name: None if parameter.default in (dlt.config.value, dlt.secrets.value) else parameter.default
+    for name, parameter in inspect.signature(resend_source).parameters.items()
+    if name not in ("full_refresh", "alert_settings")
+}

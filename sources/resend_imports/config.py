@@ -9,10 +9,11 @@ no setting (and no secret is ever named with its value).
 """
 
 import logging
-from typing import Any, Dict, Optional, Set, Tuple, TypeVar
+from typing import Any, Dict, Mapping, Optional, Set, Tuple, TypeVar
 
 import dlt
 from dlt.common.configuration import configspec, resolve_configuration
+from dlt.common.configuration.const import TYPE_EXAMPLES
 from dlt.common.configuration.container import Container
 from dlt.common.configuration.exceptions import ConfigurationValueError
 from dlt.common.configuration.specs import BaseConfiguration
@@ -91,6 +92,23 @@ def secret(sections: Tuple[str, ...], name: str) -> Any:
     return value if value is not None else legacy_value(sections, name)
 
 
+def source_arguments(arguments: Dict[str, Any], defaults: Mapping[str, Any]) -> Dict[str, Any]:
+    """The source's arguments as dlt resolved them under `[sources.resend_imports]`; one left
+    at its default takes what an earlier version's section holds for it, and a placeholder
+    `dlt init` wrote (`<configure me>`) counts as unset."""
+    resolved = {
+        name: None if isinstance(value, str) and value in TYPE_EXAMPLES.values() else value
+        for name, value in arguments.items()
+    }
+    for name, default in defaults.items():
+        if resolved.get(name) == default:
+            hint = type(default) if default is not None else None
+            earlier = legacy_value(SOURCE_SECTIONS, name, hint)
+            if earlier is not None:
+                resolved[name] = earlier
+    return resolved
+
+
 def resolve(spec: TConfiguration, sections: Tuple[str, ...]) -> TConfiguration:
     """`spec` resolved by dlt under `sections`, then an earlier version's value wherever it
     would win (see `legacy_value`).
@@ -144,6 +162,8 @@ def alert_rules(overrides: Optional[Dict[str, Any]] = None) -> AlertRules:
     """The configured alert rules, `overrides` (the command line's flags) winning."""
     rules = resolve(AlertRules(), ALERTS_SECTIONS)
     for name, value in (overrides or {}).items():
+        if name not in rules.get_resolvable_fields():
+            raise ResendConfigError(f"alerts has no setting {name!r}")
         setattr(rules, name, value)
     rules.on_resolved()
     return rules

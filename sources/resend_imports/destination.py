@@ -7,17 +7,14 @@ many live imports `contact_imports` holds, whether dlt's staging dataset for thi
 somebody else's dataset, and the rows the table holds for the imports the run reads (what
 makes a row new, changed or as before: `known`).
 
-A read that fails for a passing reason (a lock held by another process, a lost connection:
-dlt's transient exceptions) is tried again a few times, then stops the run in one line
-(`DestinationReadError`): a check that did not happen is never taken for a check that
-passed. A destination that is not a SQL database (dlt's filesystem) is read through the
+A read that fails for a passing reason is tried again, then stops the run in one line (see
+`reads`). A destination that is not a SQL database (dlt's filesystem) is read through the
 state alone (`readable` is False), and the run behaves as dlt alone would.
 
 Everything here goes through the pipeline that runs the source (dlt's active pipeline
 context), so the source keeps these guarantees in any dlt pipeline.
 """
 
-import logging
 from contextlib import ExitStack
 from typing import (
     Any,
@@ -36,27 +33,18 @@ from typing import (
 import dlt
 from dlt.common.configuration.container import Container
 from dlt.common.destination.client import WithStateSync
-from dlt.common.destination.exceptions import (
-    DestinationException,
-    DestinationTransientException,
-    DestinationUndefinedEntity,
-    SqlClientNotAvailable,
-)
+from dlt.common.destination.exceptions import DestinationException, DestinationUndefinedEntity
 from dlt.common.pipeline import PipelineContext
 from dlt.destinations.job_client_impl import SqlJobClientBase
 from dlt.pipeline.state_sync import load_pipeline_state_from_destination
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from .errors import DestinationReadError
+from .reads import retrying, stream
 from .records import Row
-from .settings import COUNT_FIELDS, HISTORY_TABLE, SOURCE_NAME, TABLE_NAME
+from .settings import COUNT_FIELDS, SOURCE_NAME, TABLE_NAME
 
 _DLT_COLUMNS = ("_dlt_load_id", "_dlt_id")
 _IDS_PER_QUERY = 500
 _ROWS_PER_QUERY = 5000
-READ_ATTEMPTS = 4  # a lock held by a short reader is usually gone within the backoff
-
-logger = logging.getLogger("resend_imports")
 
 ResourceState = Dict[str, Any]
 T = TypeVar("T")
@@ -111,7 +99,7 @@ class DestinationReader:
 
     def __enter__(self) -> "DestinationReader":
         client: Any = self.pipeline.destination_client()
-        self._client = _retrying(
+        self._client = retrying(
             self.pipeline, "the destination", lambda: self._stack.enter_context(client)
         )
         self.readable = isinstance(self._client, SqlJobClientBase)
@@ -217,31 +205,30 @@ class DestinationReader:
         start: Callable[[], None],
         take: Callable[[Any], None],
     ) -> None:
-        """Every row of the table as `known_rows` reads them, handed to `take` in Arrow tables
-        of at most `rows_per_batch` rows, streamed: memory stays flat whatever the size of the
-        table. `start` is called before each attempt (a retry starts the copy over)."""
-        from . import arrow
-
+        """Every row of the table as `known_rows` reads them, handed to `take` in batches of
+        at most `rows_per_batch` rows (Arrow record batches from DuckDB, DB-API tuples
+        elsewhere), streamed: memory stays flat whatever the size of the table. `start` is
+        called before each attempt (a retry starts the copy over)."""
         table = self._qualified(TABLE_NAME)
         query = f"SELECT {', '.join(_known_columns(columns))} FROM {table}"
         sql = self._client.sql_client
 
         def copy() -> None:
             start()
-            for batch in _stream(sql, query, rows_per_batch):
-                take(arrow.known_table(batch))
+            for batch in stream(sql, query, rows_per_batch):
+                take(batch)
 
         self._read("the table", copy)
 
-    def recorded_observations(self, keys: List[str]) -> Set[str]:
-        """Those of these observation keys the history table holds."""
-        table = self._qualified(HISTORY_TABLE)
+    def held_keys(self, what: str, table: str, column: str, keys: List[str]) -> Set[str]:
+        """Those of these keys `table` (`what` it is, for an error) holds in `column`."""
+        qualified = self._qualified(table)
         found: Set[str] = set()
         for start in range(0, len(keys), _IDS_PER_QUERY):
             chunk = keys[start : start + _IDS_PER_QUERY]
             marks = ", ".join(["%s"] * len(chunk))
-            query = f"SELECT observation_key FROM {table} WHERE observation_key IN ({marks})"
-            found.update(row[0] for row in self._query("the history", query, *chunk))
+            query = f"SELECT {column} FROM {qualified} WHERE {column} IN ({marks})"
+            found.update(row[0] for row in self._query(what, query, *chunk))
         return found
 
     def last_rows(self, ids: List[str]) -> Iterator[List[Row]]:
@@ -274,7 +261,7 @@ class DestinationReader:
 
     def _read(self, what: str, read: Callable[[], T]) -> T:
         """`read`, tried again on dlt's transient errors with a fresh connection."""
-        return _retrying(self.pipeline, what, read, self._reconnect)
+        return retrying(self.pipeline, what, read, self._reconnect)
 
     def _reconnect(self) -> None:
         sql = self._client.sql_client
@@ -285,67 +272,7 @@ class DestinationReader:
         sql.open_connection()
 
 
-def _retrying(
-    pipeline: dlt.Pipeline,
-    what: str,
-    read: Callable[[], T],
-    before_retry: Optional[Callable[[], None]] = None,
-) -> T:
-    """`read`, tried again on dlt's transient errors (a lock held by another process, a lost
-    connection); then a `DestinationReadError` in one line. A missing table or dataset, and
-    a destination without SQL, are the caller's to handle."""
-    retrying = Retrying(
-        stop=stop_after_attempt(READ_ATTEMPTS),
-        wait=wait_exponential(multiplier=0.5, max=4),
-        retry=retry_if_exception_type(DestinationTransientException),
-        before_sleep=lambda _: before_retry() if before_retry else None,
-        reraise=True,
-    )
-    try:
-        return retrying(read)
-    except (DestinationUndefinedEntity, SqlClientNotAvailable):
-        raise
-    except DestinationException as exc:
-        raise _read_error(pipeline, what, exc) from exc
-
-
 def _known_columns(columns: List[str]) -> List[str]:
     """What `known_rows` selects, with NULL for columns an older table does not have."""
     wanted = ["id", "status", *(f"counts__{f}" for f in COUNT_FIELDS), "deleted_at"]
     return [name if name in columns else f"NULL AS {name}" for name in wanted]
-
-
-def _stream(sql: Any, query: str, rows: int) -> Iterator[Any]:
-    """Batches of a query's rows without holding the result: DuckDB's Arrow record batches,
-    a PostgreSQL server-side cursor, or the DB-API's `fetchmany` elsewhere. Errors of the
-    native drivers are classified as dlt classifies its own."""
-    native = sql.native_connection
-    driver = type(native).__module__.lstrip("_")
-    if not driver.startswith(("psycopg2", "duckdb")):
-        with sql.execute_query(query) as cursor:
-            yield from cursor.iter_fetch(rows)
-        return
-    try:
-        if driver.startswith("duckdb"):
-            for batch in native.sql(query).to_arrow_reader(rows):
-                yield batch
-            return
-        with sql.begin_transaction():  # a server-side cursor lives in a transaction
-            with native.cursor(name="resend_imports_known") as cursor:
-                cursor.itersize = rows
-                cursor.execute(query)
-                while batch := cursor.fetchmany(rows):
-                    yield batch
-    except Exception as exc:
-        if sql.is_dbapi_exception(exc):
-            raise sql._make_database_exception(exc) from exc
-        raise
-
-
-def _read_error(pipeline: dlt.Pipeline, what: str, exc: BaseException) -> DestinationReadError:
-    detail = (str(exc).strip().splitlines() or [""])[0][:300]
-    return DestinationReadError(
-        f"cannot read {what} of {pipeline.dataset_name}.{TABLE_NAME} in the destination"
-        f" ({type(exc).__name__}: {detail}); the run stopped before loading anything, the"
-        " table and its state are as the last run left them: run again"
-    )

@@ -13,10 +13,8 @@ loads into `contact_imports` as usual.
 import hashlib
 import json
 from datetime import datetime
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Optional
 
-import dlt
-from dlt.extract.items import DataItemWithMeta
 from dlt.sources import DltResource
 
 from .errors import MalformedImportError
@@ -67,7 +65,3 @@ def created_at_of(raw: Any) -> Optional[datetime]:
         return parse_timestamp(raw["created_at"]) if isinstance(raw, dict) else None
     except (KeyError, ValueError):
         return None
-
-
-def to_quarantine_table(rows: List[Dict[str, Any]]) -> DataItemWithMeta:
-    return dlt.mark.with_table_name(rows, QUARANTINE_TABLE)

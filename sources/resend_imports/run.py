@@ -1,367 +1,52 @@
-"""One run of the `contact_imports` resource, step by step.
+"""One run of the `contact_imports` resource, as one object (`Run`).
 
-The resource in `__init__` is a few lines over `sync_contact_imports`; what becomes of the
-rows it reads is the intake's job (`intake`), and what they are compared with is the table's
-(`known`). Before it lists anything, a run checks what it is about to trust: the state
-committed with the table (it wins over the local copy), that dlt's staging dataset is not a
-dataset of somebody else's, that the table still holds the live imports the state counted,
-and that the API key is the one that loaded it. When the table or the key say otherwise, the
-run says so in one line and lists every import to repair the table in the same run.
+The resource in `__init__` is a few lines over `sync_contact_imports`. A run checks the
+destination before it lists anything (`checks`), lists (down to the frontier, or everything)
+into its intake (`intake`), fetches by id what the listing did not show (`by_id`), marks
+deleted what is gone, raises the alerts on open imports, saves the next state, and hands dlt
+what it did (`SyncReport`).
 """
 
 import logging
 import secrets
 from contextlib import ExitStack
-from copy import deepcopy
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Dict, Iterator, List, Mapping, Optional
+from typing import Any, Dict, Iterator, List, Optional, Set
 
 import dlt
-from dlt.common.schema.utils import has_table_seen_data
 
-from .alerts import ALERTS_TABLE, AlertRules, to_alerts_table
+from . import by_id
+from .alerts import Alerting
+from .checks import (
+    ANOTHER_KEY,
+    INCREMENTAL,
+    REPAIR,
+    Checked,
+    check_destination,
+    mode_of,
+    repair_reason,
+    say_why,
+)
 from .client import ResendClient
-from .destination import DestinationReader, TableHealth, running_pipeline
+from .config import alert_rules
+from .destination import DestinationReader, running_pipeline
 from .errors import ResendConfigError
-from .history import deletion_rows, to_history_table
-from .incremental import RunObserver, SyncState
-from .intake import Alerting, Intake, RowIntake, SyncReport, TableIntake
-from .known import NothingKnown, StateKnowledge, TableCopy, TableLookups
-from .quarantine import QUARANTINE_TABLE
-from .settings import HISTORY_TABLE, MAX_PAGE_SIZE, STATUSES, TABLE_NAME
+from .formats import hand_over
+from .incremental import SyncState
+from .intake import Intake
+from .known import NothingKnown, StateKnowledge, TableLookups
+from .observer import RunObserver
+from .options import RunOptions
+from .recorder import Recorder
+from .records import COLUMNS
+from .settings import TABLE_NAME
+from .sync_report import SyncReport
+from .table_copy import TableCopy
 
 logger = logging.getLogger("resend_imports")
 
-FIRST = "first"
-FULL = "full"
-SCHEDULED = "scheduled full"
-INCREMENTAL = "incremental"
-FILTERED = "filtered"
-REPAIR = "repair"  # the table does not hold what the state describes
-ANOTHER_KEY = "another key"  # the API key is not the one that loaded the table
 
-WRITTEN_TABLES = (TABLE_NAME, HISTORY_TABLE, ALERTS_TABLE, QUARANTINE_TABLE)
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """The settings of one run of the resource."""
-
-    page_size: int
-    status: Optional[str]
-    full_refresh: bool
-    gone_after_runs: int
-    full_refresh_every_days: float
-
-
-@dataclass
-class Checked:
-    """What the checks before the listing found."""
-
-    empty_destination: bool = True  # no dataset or state: nothing to read
-    readable: bool = False  # a SQL database: the table can be read and counted
-    history_exists: bool = False  # the history table is there to be asked what it recorded
-    health: Optional[TableHealth] = None  # None: the destination cannot be read with SQL
-    repair: Optional[str] = None  # why the table does not hold what the state describes
-
-
-def _start_from_committed_state(reader: DestinationReader, stored: Dict[str, Any]) -> bool:
-    """Makes the run continue from the state committed with the table it loads into.
-
-    The local copy differs after a restored backup, a run on another dataset or destination
-    under the same pipeline name, or a wiped working folder; the destination's wins, and a
-    destination that holds none makes this a first run. Returns whether the destination holds
-    nothing at all (no dataset or state table: no table to read either).
-    """
-    known, committed, empty = reader.committed_state()
-    if not known or committed == dict(stored):
-        return empty
-    if stored or committed:
-        logger.warning(
-            "the incremental state in %s differs from the local copy (a restored backup,"
-            " another dataset or a wiped folder): continuing from the destination's%s",
-            reader.dataset,
-            "" if committed else " (none: this is a first run)",
-        )
-    stored.clear()
-    stored.update(deepcopy(committed))
-    return empty
-
-
-def _check_destination(reader: DestinationReader, stored: Dict[str, Any]) -> Checked:
-    """The state from the destination, then the staging dataset and the tables: those a
-    person dropped are created again, and the live imports of `contact_imports` counted."""
-    checked = Checked(_start_from_committed_state(reader, stored), reader.readable)
-    taken = reader.staging_dataset_of_its_own()
-    if taken is not None:
-        raise ResendConfigError(
-            f"dlt would merge {reader.dataset} through the staging dataset {taken}, which is a"
-            " dataset of its own (it holds dlt loads): its tables would be replaced. Set"
-            " another staging_dataset_name_layout (e.g. DESTINATION__STAGING_DATASET_NAME_LAYOUT"
-            "='%s_dlt_staging') or use another dataset name; nothing was written"
-        )
-    if not reader.readable:
-        return checked
-    schema: Any = reader.schema  # the job client's: loading the pipeline's again costs time
-    dlt_tables = [schema.state_table_name, schema.loads_table_name] if schema else []
-    version_table = schema.version_table_name if schema else "_dlt_version"
-    columns = reader.storage_columns([*WRITTEN_TABLES, *dlt_tables, version_table])
-    missing: List[str] = []
-    if columns.get(version_table) and schema is not None:
-        # dlt creates a table only for a new schema version: one a person dropped from a
-        # dataset it loaded before stays missing, and every later load fails on it
-        missing = [
-            name
-            for name in [*WRITTEN_TABLES, *dlt_tables]
-            if not columns.get(name)
-            and name in schema.tables
-            and (name in dlt_tables or has_table_seen_data(schema.tables[name]))
-        ]
-        if missing:
-            logger.warning(
-                "%s missing from %s (dropped or renamed by a person?): created again",
-                ", ".join(missing) + (" is" if len(missing) == 1 else " are"),
-                reader.dataset,
-            )
-            reader.recreate_tables(missing)
-    checked.health = reader.table_health(columns.get(TABLE_NAME, []))
-    checked.history_exists = bool(columns.get(HISTORY_TABLE)) or HISTORY_TABLE in missing
-    return checked
-
-
-def _repair_reason(previous: SyncState, checked: Checked, dataset: str) -> Optional[str]:
-    """Why the table does not hold what the state describes, or None."""
-    health = checked.health
-    if previous.is_empty or health is None:
-        return None
-    table = f"{dataset}.{TABLE_NAME}"
-    if health.live is None:
-        return f"{table} was missing (dropped or renamed by a person?)"
-    if previous.live_imports is not None and health.live < previous.live_imports:
-        return (
-            f"{table} holds {health.live:,} live imports where the last run left"
-            f" {previous.live_imports:,} (rows deleted, or the table replaced, by a person?)"
-        )
-    return None
-
-
-def _mode(
-    previous: SyncState,
-    options: RunOptions,
-    now: datetime,
-    key_changed: bool,
-    repair: Optional[str],
-) -> str:
-    if options.status is not None:
-        if key_changed:
-            raise ResendConfigError(
-                "the API key is not the one that loaded this table, and a filtered run cannot"
-                " tell another account from a rotated key: run an unfiltered sync first (it"
-                " lists every import and retires what this key's account does not have)"
-            )
-        return FILTERED
-    if previous.is_empty:
-        return FIRST
-    if key_changed:
-        return ANOTHER_KEY
-    if repair is not None:
-        return REPAIR
-    if options.full_refresh:
-        return FULL
-    if previous.complete_listing_due(now, options.full_refresh_every_days):
-        return SCHEDULED
-    return INCREMENTAL
-
-
-def _knowledge(
-    reader: Optional[DestinationReader], checked: Checked, previous: SyncState, complete: bool
-) -> NothingKnown:
-    """Where this run reads what the table holds (see `known`)."""
-    if reader is None or checked.health is None:
-        return StateKnowledge(previous)  # outside a pipeline, or no SQL to read the table
-    history = checked.history_exists
-    if checked.health.live is None:
-        return NothingKnown(reader if history else None)  # no table yet, or created again
-    if complete:
-        return TableCopy(reader, checked.health.columns, history)
-    return TableLookups(reader, checked.health.columns, history)
-
-
-def _refresh_unlisted(
-    client: ResendClient,
-    intake: Intake,
-    previous: SyncState,
-    options: RunOptions,
-    complete: bool,
-    another_account: bool,
-) -> List[str]:
-    """Fetches by id every import open at the last run that this listing did not return.
-
-    Returns the ids concluded gone: those that answered 404 on `gone_after_runs`
-    consecutive runs, or at once when a complete listing also omitted them (without a
-    request under another account's key: the listing is that account's).
-    """
-    gone: List[str] = []
-    for import_id, known in previous.open_imports.items():
-        if import_id in intake.previously_open_seen:
-            continue
-        if another_account:
-            gone.append(import_id)
-            continue
-        fetched = client.get_import(import_id)
-        if fetched is not None:
-            _accept_fetched(intake, fetched, import_id)
-            continue
-        intake.report.not_found += 1
-        misses = known.missing_runs + 1
-        if complete or misses >= options.gone_after_runs:
-            gone.append(import_id)
-            continue
-        intake.observer.not_found(import_id, known)
-        logger.warning(
-            "import %s answered 404 (%d of %d runs before it is marked deleted)",
-            import_id,
-            misses,
-            options.gone_after_runs,
-        )
-    return gone
-
-
-def _recheck_deleted(client: ResendClient, intake: Intake, previous: SyncState) -> None:
-    """Fetches by id the imports marked deleted lately that this run has not read: one that
-    answers again was not deleted (its row and history say so); a 404 keeps it deleted."""
-    for import_id in previous.deleted:
-        if import_id in intake.observer.returned:
-            continue
-        fetched = client.get_import(import_id)
-        if fetched is None:
-            intake.report.not_found += 1
-        else:
-            _accept_fetched(intake, fetched, import_id)
-
-
-def _reconcile_with_table(
-    client: ResendClient, intake: Intake, another_account: bool, already: List[str]
-) -> List[str]:
-    """After a complete listing: live imports of the table that the listing did not return
-    are fetched by id, and those that answer 404 are gone (all of them, without a request
-    each, under another account's key)."""
-    gone: List[str] = []
-    skip = set(already)
-    for chunk in intake.knowledge.unlisted_live_ids():
-        for import_id in chunk:
-            if import_id in skip:
-                continue
-            if another_account:
-                gone.append(import_id)
-                continue
-            fetched = client.get_import(import_id)
-            if fetched is None:
-                intake.report.not_found += 1
-                gone.append(import_id)
-            else:
-                _accept_fetched(intake, fetched, import_id)
-    return gone
-
-
-def _accept_fetched(intake: Intake, fetched: Dict[str, Any], import_id: str) -> None:
-    """An import read by id (counted whatever becomes of it); set aside when malformed, it
-    stays watched by the id it was asked for."""
-    intake.report.refreshed_by_id += 1
-    row = intake.take_fetched(fetched, datetime.now(UTC), import_id)
-    if row is not None:
-        intake.observer.fetched(row)
-
-
-def _mark_deleted(
-    reader: Optional[DestinationReader],
-    gone: List[str],
-    report: SyncReport,
-    observer: RunObserver,
-    recheck: bool = True,
-) -> Iterator[Any]:
-    """The last rows of imports concluded gone, with `deleted_at` set, and their history;
-    re-checked by id on later runs unless they were another account's."""
-    if not gone or reader is None or not reader.readable:
-        if gone:
-            logger.warning(
-                "%d gone imports could not be marked deleted: the destination cannot be read",
-                len(gone),
-            )
-        return
-    deleted_at = datetime.now(UTC)
-    logged = 0
-    for rows in reader.last_rows(gone):
-        for row in rows:
-            row["deleted_at"] = deleted_at
-            observer.deleted(row["id"], deleted_at, row.get("status"), recheck)
-            if logged < 10:
-                logger.warning("import %s is gone from Resend: marked deleted", row["id"])
-            logged += 1
-        report.deleted += len(rows)
-        if rows:
-            yield rows
-            yield to_history_table(deletion_rows(rows, deleted_at))
-    if logged > 10:
-        logger.warning("%d more imports gone from Resend: marked deleted", logged - 10)
-
-
-def check_settings(
-    page_size: int,
-    status: Optional[str],
-    max_attempts: int,
-    connect_timeout: float,
-    read_timeout: float,
-) -> None:
-    if not 1 <= page_size <= MAX_PAGE_SIZE:
-        raise ResendConfigError(f"page_size must be 1 to {MAX_PAGE_SIZE}, got {page_size}")
-    if status is not None and status not in STATUSES:
-        raise ResendConfigError(f"status must be one of {', '.join(STATUSES)}; got {status!r}")
-    if max_attempts < 1:
-        raise ResendConfigError(f"max_attempts must be at least 1, got {max_attempts}")
-    if connect_timeout <= 0 or read_timeout <= 0:
-        raise ResendConfigError("connect_timeout_seconds and read_timeout_seconds must be > 0")
-
-
-def check_deletion_settings(gone_after_runs: int, full_refresh_every_days: float) -> None:
-    if gone_after_runs < 1:
-        raise ResendConfigError(f"gone_after_runs must be at least 1, got {gone_after_runs}")
-    if full_refresh_every_days < 0:
-        raise ResendConfigError(
-            f"full_refresh_every_days must be 0 (never) or more, got {full_refresh_every_days}"
-        )
-
-
-def clean_key(key: str) -> str:
-    """The key without the newline a mounted secret file often ends in; one with spaces or
-    control characters inside is refused (it is never sent, logged or echoed)."""
-    key = key.strip()
-    if any(not character.isprintable() or character.isspace() for character in key):
-        raise ResendConfigError(
-            "the Resend API key contains spaces or control characters: check RESEND_API_KEY,"
-            " SOURCES__RESEND__API_KEY or api_key under [sources.resend]"
-        )
-    return key
-
-
-def _say_why(mode: str, repair: Optional[str], dataset: str) -> None:
-    if mode == REPAIR:
-        logger.warning("%s: listing every import to repair it", repair)
-    elif mode == ANOTHER_KEY:
-        logger.warning(
-            "the API key is not the one that loaded %s.%s (another Resend account, or a"
-            " rotated key): listing every import; if the listing shares none with the table,"
-            " the table's imports are another account's and are marked deleted without a"
-            " request each",
-            dataset,
-            TABLE_NAME,
-        )
-
-
-def sync_contact_imports(
-    client: ResendClient, columns: Mapping[str, Any], options: RunOptions
-) -> Iterator[Any]:
+def sync_contact_imports(client: ResendClient, options: RunOptions) -> Iterator[Any]:
     """One run of `contact_imports`: checks the destination, lists (down to the frontier, or
     everything), refreshes by id what the listing did not show, marks what is gone, and
     saves the next state.
@@ -372,8 +57,8 @@ def sync_contact_imports(
     in history, missing from the listing, or marked deleted in the last
     `RECHECK_DELETED_DAYS`) and, after a complete listing, one per id the table holds that the
     listing did not return. On the destination: a few catalog queries and a count before the
-    listing, one query per page (incremental), or one streamed copy of the table's ids
-    (complete listing).
+    listing, one query per batch of the listing (incremental), or one streamed copy of the
+    table's ids (complete listing).
     """
     if not client.has_api_key:
         raise ResendConfigError(
@@ -386,111 +71,187 @@ def sync_contact_imports(
         reader = None
         if pipeline is not None:
             reader = cleanup.enter_context(DestinationReader(pipeline))
-        yield from _run(client, columns, options, pipeline, reader, cleanup)
+        run = Run(client, options, reader, dlt.current.resource_state())
+        cleanup.callback(run.knowledge.close)
+        yield from run.items()
 
 
-def _run(
-    client: ResendClient,
-    columns: Mapping[str, Any],
-    options: RunOptions,
-    pipeline: Optional[dlt.Pipeline],
-    reader: Optional[DestinationReader],
-    cleanup: ExitStack,
-) -> Iterator[Any]:
-    report = SyncReport()
-    rules = AlertRules.from_config()
-    stored = dlt.current.resource_state()
-    checked = Checked(empty_destination=True)
-    if reader is not None and pipeline is not None:
-        checked = _check_destination(reader, stored)
-    previous = SyncState.load(stored)
-    started_at = datetime.now(UTC)
-    salt = previous.key_salt or secrets.token_hex(8)
-    key_fingerprint = client.key_fingerprint(salt)
-    key_changed = previous.key_fingerprint not in (None, key_fingerprint)
-    dataset = pipeline.dataset_name if pipeline is not None else ""
-    repair = _repair_reason(previous, checked, dataset)
-    report.mode = _mode(previous, options, started_at, key_changed, repair)
-    report.status = options.status
-    _say_why(report.mode, repair, dataset)
-    frontier = previous.frontier() if report.mode == INCREMENTAL else None
-    complete = frontier is None and options.status is None
-    knowledge = _knowledge(reader, checked, previous, complete)
-    cleanup.callback(knowledge.close)
-    observer = RunObserver(options.page_size)
-    # the first run, the first with alerts on, another key's, or a repair (the table lost
-    # what it held, not Resend): nothing older than `since_hours` is alerted
-    first_alerts = (
-        previous.is_empty or previous.alerts_since is None or report.mode in (ANOTHER_KEY, REPAIR)
-    )
-    alerting = Alerting(rules, started_at, first_alerts)
-    intake_type = TableIntake if frontier is None else RowIntake
-    intake: Intake = intake_type(previous, report, observer, columns, alerting, knowledge)
+class Run:
+    """One run: what it found before listing, what kind of run that makes it, and the parts
+    that take its imports in (`knowledge`, `observer`, `recorder`, `intake`)."""
 
-    expected = checked.health.live if complete and checked.health is not None else None
-    pages = client.iter_pages(options.page_size, status=options.status, expected=expected)
-    for page in pages:
-        intake.take_page(page, datetime.now(UTC))
-        yield from intake.emit()
-        if frontier is not None and intake.oldest_listed and intake.oldest_listed < frontier:
-            break  # an incremental run is down to the frontier
-    intake.finish()  # the last pages, before the GETs below look at what was listed
+    def __init__(
+        self,
+        client: ResendClient,
+        options: RunOptions,
+        reader: Optional[DestinationReader],
+        stored: Dict[str, Any],
+    ) -> None:
+        self.client = client
+        self.options = options
+        self.reader = reader
+        self.stored = stored  # the resource state, saved into at the end
+        self.report = SyncReport(status=options.status)
+        self.rules = alert_rules(dict(options.alert_settings))
+        self.checked = Checked() if reader is None else check_destination(reader, stored)
+        self.previous = SyncState.load(stored)
+        self.started_at = datetime.now(UTC)
+        self.salt = self.previous.key_salt or secrets.token_hex(8)
+        self.key_fingerprint = client.key_fingerprint(self.salt)
+        key_changed = self.previous.key_fingerprint not in (None, self.key_fingerprint)
+        dataset = reader.dataset if reader is not None else ""
+        repair = repair_reason(self.previous, self.checked, dataset)
+        self.report.mode = mode_of(self.previous, options, self.started_at, key_changed, repair)
+        say_why(self.report.mode, repair, dataset)
+        self.frontier = self.previous.frontier() if self.report.mode == INCREMENTAL else None
+        self.complete = self.frontier is None and options.status is None
+        self.knowledge = self._knowledge()
+        self.observer = RunObserver(options.page_size)
+        # the first run, the first with alerts on, another key's, or a repair (the table lost
+        # what it held, not Resend): nothing older than `since_hours` is alerted
+        first_alerts = (
+            self.previous.is_empty
+            or self.previous.alerts_since is None
+            or self.report.mode in (ANOTHER_KEY, REPAIR)
+        )
+        alerting = Alerting(self.rules, self.started_at, first_alerts)
+        self.recorder = Recorder(
+            alerting,
+            self.report,
+            reader,
+            self.checked.history_exists,
+            self.checked.alerts_exist,
+        )
+        self.intake = Intake(
+            self.knowledge,
+            self.observer,
+            self.recorder,
+            self.report,
+            watched=[*self.previous.open_imports, *self.previous.deleted],
+            watch_malformed=self.frontier is not None,
+        )
+        self.alerted: Set[str] = set(self.previous.open_alerted)  # imports alerted as open too long
 
-    if options.status is not None:
-        yield from intake.emit(flush=True)
-        # the state is left alone but for the count of live imports: the rows this run
-        # added are in the table, and a person deleting as many must still be noticed
-        live = _live_imports(checked, report, observer)
-        if not previous.is_empty and live is not None:
-            stored["live_imports"] = live
-    else:
+    def _knowledge(self) -> NothingKnown:
+        """Where this run reads what the table holds (see `known`)."""
+        health = self.checked.health
+        if self.reader is None or health is None:
+            return StateKnowledge(self.previous)  # outside a pipeline, or no SQL to read with
+        if health.live is None:
+            return NothingKnown()  # no table yet, or created again
+        if self.complete:
+            return TableCopy(self.reader, health.columns)
+        return TableLookups(self.reader, health.columns)
+
+    def items(self) -> Iterator[Any]:
+        """Everything the run hands to dlt; the state and the report once it is consumed."""
+        yield from self._listing()
+        if self.options.status is not None:
+            yield from self.intake.emit(flush=True)
+            # the state is left alone but for the count of live imports: the rows this run
+            # added are in the table, and a person deleting as many must still be noticed
+            live = self._live_imports()
+            if not self.previous.is_empty and live is not None:
+                self.stored["live_imports"] = live
+        else:
+            yield from self._unlisted()
+            self._save_state()
+        stats = self.client.stats
+        self.report.requests, self.report.retries = stats.requests, stats.retries
+        self.report.rate_limited = stats.rate_limited
+        dlt.current.resource_metrics().update(vars(self.report))
+
+    def _listing(self) -> Iterator[Any]:
+        health = self.checked.health
+        expected = health.live if self.complete and health is not None else None
+        status = self.options.status
+        for page in self.client.iter_pages(self.options.page_size, status, expected):
+            self.intake.take_page(page, datetime.now(UTC))
+            yield from self.intake.emit()
+            oldest = self.intake.oldest_listed
+            if self.frontier is not None and oldest and oldest < self.frontier:
+                break  # an incremental run is down to the frontier
+        self.intake.finish()  # the last pages, before the fetches by id look at what was read
+
+    def _unlisted(self) -> Iterator[Any]:
+        """What the listing did not show: fetched by id, or concluded gone and marked
+        deleted; then the alerts on open imports."""
         # another key whose listing shares no import with the table: another account (a
         # rotated key of the same account lists what the table holds)
-        another_account = report.mode == ANOTHER_KEY and not intake.shares_imports()
-        if report.mode == ANOTHER_KEY and not another_account:
+        another_account = self.report.mode == ANOTHER_KEY and not self.intake.shares_imports()
+        if self.report.mode == ANOTHER_KEY and not another_account:
             logger.info("the listing shares imports with the table: the same account")
-        gone = _refresh_unlisted(client, intake, previous, options, complete, another_account)
-        if not complete:
-            _recheck_deleted(client, intake, previous)
-        if knowledge.reconciles:
-            gone += _reconcile_with_table(client, intake, another_account, gone)
-        elif complete and reader is not None and not reader.readable:
+        gone_after = self.options.gone_after_runs
+        wanted = by_id.wanted(self.previous, self.complete, gone_after, self.knowledge)
+        gone = by_id.fetch(
+            self.client,
+            wanted,
+            self.intake,
+            self.observer,
+            self.report,
+            gone_after,
+            another_account,
+        )
+        if self.complete and self.reader is not None and not self.reader.readable:
             logger.warning(
                 "%s cannot be read with SQL on this destination: deletions are not"
                 " reconciled by complete listings",
                 TABLE_NAME,
             )
-        yield from intake.emit(flush=True)
-        yield from _mark_deleted(reader, gone, report, observer, recheck=not another_account)
-        raised, open_alerted = alerting.on_open(observer, previous.open_alerted)
-        if raised:
-            report.alerts_raised += len(raised)
-            yield to_alerts_table(raised)
-        alerts_since = (previous.alerts_since or started_at.isoformat()) if rules.enabled else None
-        live = _live_imports(checked, report, observer)
-        state = observer.next_state(
-            previous,
-            started_at,
-            complete,
-            open_alerted,
+        yield from self.intake.emit(flush=True)
+        yield from self._mark_deleted(gone, recheck=not another_account)
+        self.alerted = self.recorder.open_imports(self.observer.open_rows(), self.alerted)
+        yield from self.recorder.items()
+
+    def _mark_deleted(self, gone: List[str], recheck: bool) -> Iterator[Any]:
+        """The last rows of imports concluded gone, with `deleted_at` set, and their history;
+        re-checked by id on later runs unless they were another account's."""
+        reader = self.reader
+        if not gone or reader is None or not reader.readable:
+            if gone:
+                logger.warning(
+                    "%d gone imports could not be marked deleted: the destination cannot be read",
+                    len(gone),
+                )
+            return
+        deleted_at = datetime.now(UTC)
+        logged = 0
+        for rows in reader.last_rows(gone):
+            for row in rows:
+                row["deleted_at"] = deleted_at
+                self.observer.deleted(row["id"], deleted_at, row.get("status"), recheck)
+                if logged < 10:
+                    logger.warning("import %s is gone from Resend: marked deleted", row["id"])
+                logged += 1
+            self.report.deleted += len(rows)
+            yield from hand_over(rows, COLUMNS)
+            self.recorder.deleted(rows, deleted_at)
+            yield from self.recorder.items()
+        if logged > 10:
+            logger.warning("%d more imports gone from Resend: marked deleted", logged - 10)
+
+    def _save_state(self) -> None:
+        alerts_since = None
+        if self.rules.enabled:
+            alerts_since = self.previous.alerts_since or self.started_at.isoformat()
+        state = self.observer.next_state(
+            self.previous,
+            self.started_at,
+            self.complete,
+            self.alerted,
             alerts_since,
-            live_imports=live,
-            key=(salt, key_fingerprint),
+            live_imports=self._live_imports(),
+            key=(self.salt, self.key_fingerprint),
         )
-        state.save(stored)
-        report.open_imports = len(state.open_imports)
+        state.save(self.stored)
+        self.report.open_imports = len(state.open_imports)
 
-    report.requests = client.stats.requests
-    report.retries = client.stats.retries
-    report.rate_limited = client.stats.rate_limited
-    dlt.current.resource_metrics().update(vars(report))
-
-
-def _live_imports(checked: Checked, report: SyncReport, observer: RunObserver) -> Optional[int]:
-    """The live imports the table holds once this run's load is in: those it held when the
-    run started (counted then: rows a filtered run added are in), plus what this run added
-    and brought back, minus what it marked deleted."""
-    if not checked.readable or checked.health is None:
-        return None  # nothing to count with: no check on the next run either
-    held = checked.health.live or 0
-    return held + report.new + len(observer.returned) - report.deleted
+    def _live_imports(self) -> Optional[int]:
+        """The live imports the table holds once this run's load is in: those it held when
+        the run started (counted then: rows a filtered run added are in), plus what this run
+        added and brought back, minus what it marked deleted."""
+        health = self.checked.health
+        if not self.checked.readable or health is None:
+            return None  # nothing to count with: no check on the next run either
+        held = health.live or 0
+        return held + self.report.new + len(self.observer.returned) - self.report.deleted

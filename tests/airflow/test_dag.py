@@ -110,7 +110,7 @@ def test_a_transient_fault_is_absorbed_inside_the_task(
     account: Account, airflow_env: Dict[str, str]
 ) -> None:
     account.simulator.faults = FaultPlan(queue=["503", "reset", "502_html"])
-    run = dags_test(airflow_env, SOURCES__RESEND__INITIAL_BACKOFF_SECONDS="0")
+    run = dags_test(airflow_env, SOURCES__RESEND_IMPORTS__INITIAL_BACKOFF_SECONDS="0")
     assert run.returncode == 0, run.stdout[-3000:]
     assert account.differences() == []
     assert "retrying GET /contacts/imports" in run.stdout + run.stderr
@@ -150,8 +150,8 @@ def test_a_slack_outage_fails_only_the_delivery_task_and_nothing_is_sent_twice(
         "RESEND_API_URL": account.url,
         "DESTINATION__DUCKDB__CREDENTIALS": str(account.duckdb_path),
         "RUNTIME__SLACK_INCOMING_HOOK": receiver.url("/slack/T0/B0/dagSecret"),
-        "ALERTS__MAX_ATTEMPTS": "2",
-        "ALERTS__INITIAL_BACKOFF_SECONDS": "0.05",
+        "SOURCES__RESEND_IMPORTS__ALERTS__MAX_ATTEMPTS": "2",
+        "SOURCES__RESEND_IMPORTS__ALERTS__INITIAL_BACKOFF_SECONDS": "0.05",
     }
     down = dags_test(env)
     output = down.stdout + down.stderr

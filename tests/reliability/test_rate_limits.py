@@ -28,7 +28,9 @@ def test_concurrent_syncs_absorb_429_with_retry_after(make_account: Any) -> None
         processes.append(
             subprocess.Popen(
                 [COMMAND, "sync"],
-                env=cli_environment(account, workdir, env={"SOURCES__RESEND__PAGE_SIZE": "10"}),
+                env=cli_environment(
+                    account, workdir, env={"SOURCES__RESEND_IMPORTS__PAGE_SIZE": "10"}
+                ),
                 cwd=workdir,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,

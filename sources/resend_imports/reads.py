@@ -1,0 +1,85 @@
+"""How the source reads its destination: each read tried again on a passing fault, and
+large results streamed.
+
+A read that fails for a passing reason (a lock held by another process, a lost connection:
+dlt's transient exceptions) is tried again a few times, then stops the run in one line
+(`DestinationReadError`): a check that did not happen is never taken for a check that passed.
+"""
+
+from typing import Any, Callable, Iterator, Optional, TypeVar
+
+import dlt
+from dlt.common.destination.exceptions import (
+    DestinationException,
+    DestinationTransientException,
+    DestinationUndefinedEntity,
+    SqlClientNotAvailable,
+)
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from .errors import DestinationReadError
+from .settings import TABLE_NAME
+
+READ_ATTEMPTS = 4  # a lock held by a short reader is usually gone within the backoff
+
+T = TypeVar("T")
+
+
+def retrying(
+    pipeline: dlt.Pipeline,
+    what: str,
+    read: Callable[[], T],
+    before_retry: Optional[Callable[[], None]] = None,
+) -> T:
+    """`read`, tried again on dlt's transient errors (a lock held by another process, a lost
+    connection); then a `DestinationReadError` in one line. A missing table or dataset, and
+    a destination without SQL, are the caller's to handle."""
+    attempts = Retrying(
+        stop=stop_after_attempt(READ_ATTEMPTS),
+        wait=wait_exponential(multiplier=0.5, max=4),
+        retry=retry_if_exception_type(DestinationTransientException),
+        before_sleep=lambda _: before_retry() if before_retry else None,
+        reraise=True,
+    )
+    try:
+        return attempts(read)
+    except (DestinationUndefinedEntity, SqlClientNotAvailable):
+        raise
+    except DestinationException as exc:
+        raise _read_error(pipeline, what, exc) from exc
+
+
+def stream(sql: Any, query: str, rows: int) -> Iterator[Any]:
+    """Batches of a query's rows without holding the result: DuckDB's Arrow record batches,
+    a PostgreSQL server-side cursor, or the DB-API's `fetchmany` elsewhere. Errors of the
+    native drivers are classified as dlt classifies its own."""
+    native = sql.native_connection
+    driver = type(native).__module__.lstrip("_")
+    if not driver.startswith(("psycopg2", "duckdb")):
+        with sql.execute_query(query) as cursor:
+            yield from cursor.iter_fetch(rows)
+        return
+    try:
+        if driver.startswith("duckdb"):
+            for batch in native.sql(query).to_arrow_reader(rows):
+                yield batch
+            return
+        with sql.begin_transaction():  # a server-side cursor lives in a transaction
+            with native.cursor(name="resend_imports_known") as cursor:
+                cursor.itersize = rows
+                cursor.execute(query)
+                while batch := cursor.fetchmany(rows):
+                    yield batch
+    except Exception as exc:
+        if sql.is_dbapi_exception(exc):
+            raise sql._make_database_exception(exc) from exc
+        raise
+
+
+def _read_error(pipeline: dlt.Pipeline, what: str, exc: BaseException) -> DestinationReadError:
+    detail = (str(exc).strip().splitlines() or [""])[0][:300]
+    return DestinationReadError(
+        f"cannot read {what} of {pipeline.dataset_name}.{TABLE_NAME} in the destination"
+        f" ({type(exc).__name__}: {detail}); the run stopped before loading anything, the"
+        " table and its state are as the last run left them: run again"
+    )
