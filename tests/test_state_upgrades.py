@@ -13,6 +13,7 @@ from typing import Any, Dict, Set
 
 import pytest
 
+from sources.resend_imports.config import alert_rules, source_arguments
 from sources.resend_imports.records import fingerprint, to_row
 
 from .conftest import API_KEY, Account
@@ -24,6 +25,8 @@ VERSIONS = {
     "88b89e6": "the last version before the table became the reference of every run",
 }
 LAST_VERSION = "88b89e6"
+# the last version that read its settings under [sources.resend], [alerts] and [resend_imports]
+BEFORE_ONE_SECTION = "3f2f68f"
 # the heavier middle of history: in `make reliability`
 OLDER_VERSIONS = {"e803479": "the source package renamed resend_imports"}
 
@@ -103,6 +106,29 @@ def test_an_install_of_an_earlier_version_upgrades_in_place(
     commit: str, make_account: Any, tmp_path: Path
 ) -> None:
     upgrade_from(commit, make_account, tmp_path)
+
+
+def test_an_install_configured_the_earlier_way_upgrades_with_its_settings(
+    make_account: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: Any
+) -> None:
+    """Settings under the sections earlier versions read still count, each with a WARNING
+    naming where it moves; nothing is listed again and nothing is lost."""
+    monkeypatch.setenv("SOURCES__RESEND__GONE_AFTER_RUNS", "5")
+    monkeypatch.setenv("ALERTS__OPEN_HOURS", "48")
+
+    with caplog.at_level("WARNING", logger="resend_imports"):
+        upgrade_from(BEFORE_ONE_SECTION, make_account, tmp_path)
+
+    moved = {
+        "sources.resend.gone_after_runs": "SOURCES__RESEND_IMPORTS__GONE_AFTER_RUNS",
+        "alerts.open_hours": "SOURCES__RESEND_IMPORTS__ALERTS__OPEN_HOURS",
+    }
+    for old, new in moved.items():
+        assert any(old in message and new in message for message in caplog.messages), old
+    assert source_arguments({"gone_after_runs": 3}, {"gone_after_runs": 3}) == {
+        "gone_after_runs": 5
+    }
+    assert alert_rules().open_hours == 48.0
 
 
 def test_an_install_on_postgresql_upgrades_in_place(make_account: Any, tmp_path: Path) -> None:

@@ -101,11 +101,11 @@ def source_arguments(arguments: Dict[str, Any], defaults: Mapping[str, Any]) -> 
         for name, value in arguments.items()
     }
     for name, default in defaults.items():
-        if resolved.get(name) == default:
-            hint = type(default) if default is not None else None
-            earlier = legacy_value(SOURCE_SECTIONS, name, hint)
-            if earlier is not None:
-                resolved[name] = earlier
+        hint = type(default) if default is not None else None
+        earlier = legacy_value(SOURCE_SECTIONS, name, hint)  # warns where it is read
+        # dlt itself reads `[sources.resend]` too (the source's name): then they agree
+        if earlier is not None and resolved.get(name) in (default, earlier):
+            resolved[name] = earlier
     return resolved
 
 
