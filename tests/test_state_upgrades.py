@@ -5,20 +5,18 @@ then this version continues from what it left."""
 import os
 import subprocess
 import sys
-import tarfile
 from datetime import UTC, datetime
-from io import BytesIO
 from pathlib import Path
 from typing import Any, Dict, Set
 
 import pytest
 
+from benchmarks.bench import baseline_tree
 from sources.resend_imports.config import alert_rules, source_arguments
 from sources.resend_imports.records import fingerprint, to_row
 
 from .conftest import API_KEY, Account
 
-REPOSITORY = Path(__file__).resolve().parents[1]
 VERSIONS = {
     "a902bc1": "the first version: no history table, no deleted_at, fingerprints `s|n,n,...`",
     "96b5e11": "the state from the destination, deleted_at and 404 tracking",
@@ -31,17 +29,7 @@ BEFORE_ONE_SECTION = "3f2f68f"
 OLDER_VERSIONS = {"e803479": "the source package renamed resend_imports"}
 
 
-def old_version(commit: str, into: Path) -> Path:
-    """The tree of `commit`, unpacked from this repository's history."""
-    archive = subprocess.run(
-        ["git", "-C", str(REPOSITORY), "archive", "--format=tar", commit],
-        capture_output=True,
-        check=True,
-    ).stdout
-    folder = into / f"resend-imports-{commit}"
-    with tarfile.open(fileobj=BytesIO(archive)) as tar:
-        tar.extractall(folder, filter="data")
-    return folder
+old_version = baseline_tree  # the tree of a commit, unpacked from this repository's history
 
 
 def sync_with(tree: Path, account: Account) -> None:
