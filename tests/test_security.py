@@ -51,7 +51,7 @@ def test_key_appears_nowhere_after_good_and_failed_runs(account: Account, key_fr
     if key_from == "secrets.toml":
         (account.workdir / ".dlt").mkdir()
         (account.workdir / ".dlt" / "secrets.toml").write_text(
-            f'[sources.resend]\napi_key = "{API_KEY}"\n'
+            f'[sources.resend_imports]\napi_key = "{API_KEY}"\n'
         )
     else:
         env[key_from] = API_KEY
@@ -84,6 +84,6 @@ def test_key_appears_nowhere_after_good_and_failed_runs(account: Account, key_fr
     for text in outputs:
         assert API_KEY not in text
     if key_from != "RESEND_API_KEY":  # resolved by dlt: the trace names it, masked
-        assert "`sources.resend.api_key` = <secret>" in trace
+        assert "`sources.resend_imports.api_key` = <secret>" in trace
     assert files_containing(account.workdir, API_KEY.encode()) == []
     assert account.duckdb_path.exists()
