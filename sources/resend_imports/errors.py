@@ -1,6 +1,6 @@
 """Errors raised by the Resend source. Every message is one line and never holds the API key."""
 
-from typing import Optional
+from typing import Any, Optional
 
 
 class ResendError(Exception):
@@ -39,17 +39,9 @@ class ResendAuthError(ResendAPIError):
 class RetryableResponseError(ResendAPIError):
     """A response worth retrying: 429, 5xx, or a 2xx body that is not valid JSON."""
 
-    def __init__(
-        self,
-        status_code: Optional[int],
-        name: str,
-        message: str,
-        *,
-        method: str = "GET",
-        path: str = "",
-        retry_after: Optional[float] = None,
-    ) -> None:
-        super().__init__(status_code, name, message, method=method, path=path)
+    def __init__(self, *args: Any, retry_after: Optional[float] = None, **kwargs: Any) -> None:
+        """As `ResendAPIError`, with the wait the answer asked for (`retry-after`), if any."""
+        super().__init__(*args, **kwargs)
         self.retry_after = retry_after
 
 
