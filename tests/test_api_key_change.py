@@ -4,7 +4,7 @@ account's imports without a request each; a rotated key of the same account cost
 complete listing and changes nothing."""
 
 from datetime import UTC, datetime
-from typing import Any, Callable, Dict, List, Set
+from typing import Any, Callable, Dict, List, Set, Tuple
 
 import pytest
 
@@ -30,6 +30,20 @@ def history_by_import(account: Account, dataset: str = "resend") -> Dict[str, in
         dataset=dataset,
     )
     return {row[0]: row[1] for row in rows}
+
+
+def two_accounts_on_one_destination(
+    make_account: Any, old_imports: int, new_imports: int
+) -> Tuple[Account, Account, Any]:
+    """Two Resend accounts writing one destination (PostgreSQL: one database already), the
+    first synced once: the second's key is the key a person swapped in."""
+    now = datetime.now(UTC)
+    old: Account = make_account(imports=old_imports, seed=1, history_end=now)
+    new: Account = make_account(imports=new_imports, seed=2, history_end=now, api_keys=(OTHER_KEY,))
+    new.duckdb_path = old.duckdb_path
+    pipeline = old.pipeline()
+    old.sync(pipeline)
+    return old, new, pipeline
 
 
 def test_another_accounts_key_lists_everything_and_retires_the_old_account(
@@ -118,12 +132,7 @@ def test_a_rotated_key_never_marks_deleted_an_import_its_account_still_has(
 def test_a_filtered_run_with_another_key_is_refused_in_one_line(make_account: Any) -> None:
     """A filtered listing cannot tell another account from a rotated key: the run refuses
     before writing, and the table stays its account's."""
-    now = datetime.now(UTC)
-    own: Account = make_account(imports=300, seed=1, history_end=now)
-    other: Account = make_account(imports=200, seed=2, history_end=now, api_keys=(OTHER_KEY,))
-    other.duckdb_path = own.duckdb_path  # one destination
-    pipeline = own.pipeline()
-    own.sync(pipeline)
+    own, other, pipeline = two_accounts_on_one_destination(make_account, 300, 200)
     with pytest.raises(Exception) as failure:
         other.sync(pipeline, status="failed")
     message = explain(failure.value)
@@ -137,12 +146,7 @@ def test_a_filtered_run_with_another_key_is_refused_in_one_line(make_account: An
 def test_after_another_key_later_runs_do_not_fetch_the_old_accounts_imports(
     make_account: Any,
 ) -> None:
-    now = datetime.now(UTC)
-    old: Account = make_account(imports=400, seed=1, history_end=now)
-    new: Account = make_account(imports=100, seed=2, history_end=now, api_keys=(OTHER_KEY,))
-    new.duckdb_path = old.duckdb_path
-    pipeline = old.pipeline()
-    old.sync(pipeline)
+    _old, new, pipeline = two_accounts_on_one_destination(make_account, 400, 100)
     assert new.sync(pipeline).deleted == 400  # without a request each, as documented
     new.store.advance(new=2, seconds=600)
     summary = new.sync(pipeline)
@@ -153,12 +157,7 @@ def test_after_another_key_later_runs_do_not_fetch_the_old_accounts_imports(
 def test_an_another_key_run_that_fails_halfway_is_done_again_by_the_next(
     make_account: Any,
 ) -> None:
-    now = datetime.now(UTC)
-    old: Account = make_account(imports=300, seed=1, history_end=now)
-    new: Account = make_account(imports=250, seed=2, history_end=now, api_keys=(OTHER_KEY,))
-    new.duckdb_path = old.duckdb_path
-    pipeline = old.pipeline()
-    old.sync(pipeline)
+    _old, new, pipeline = two_accounts_on_one_destination(make_account, 300, 250)
     pages: List[str] = []
 
     def fail_the_second_page(path: str, body: Any) -> Any:
