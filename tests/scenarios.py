@@ -4,16 +4,32 @@ import."""
 
 import shutil
 from contextlib import closing
-from typing import Any, Callable, Dict, List
+from copy import deepcopy
+from typing import Any, Callable, Dict, List, Tuple
 
 import duckdb
 
 from pipelines.simulator import ImportStore
 
 from .conftest import Account
-from .test_sync import resource_state
 
 Rewrite = Callable[[str, Any], Any]
+
+
+def resource_state(pipeline: Any) -> Dict[str, Any]:
+    """The resource state of `contact_imports` in the pipeline's local state (a copy)."""
+    sources = pipeline.state.get("sources", {})
+    state: Dict[str, Any] = (
+        sources.get("resend", {}).get("resources", {}).get("contact_imports", {})
+    )
+    return deepcopy(state)
+
+
+def synced(account: Account) -> Tuple[Account, Any]:
+    """An account with its first sync done, and its pipeline: where most scenarios start."""
+    pipeline = account.pipeline()
+    account.sync(pipeline)
+    return account, pipeline
 
 
 def execute(account: Account, *statements: str) -> None:

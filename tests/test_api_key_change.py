@@ -11,8 +11,14 @@ import pytest
 from pipelines.failures import explain
 
 from .conftest import API_KEY, Account
-from .scenarios import deleted_at, finished, history_statuses, read_malformed
-from .test_sync import resource_state
+from .scenarios import (
+    deleted_at,
+    finished,
+    history_statuses,
+    read_malformed,
+    resource_state,
+    synced,
+)
 
 OTHER_KEY = "re_other_team_Xx9kEYdoNotLeak_77"
 ROTATED_KEY = "re_rotated_Qq1kEYdoNotLeak_05"
@@ -89,9 +95,7 @@ def test_another_accounts_key_lists_everything_and_retires_the_old_account(
 def test_a_rotated_key_of_the_same_account_costs_one_complete_listing(
     make_account: Any, destination_name: str
 ) -> None:
-    account: Account = make_account(imports=300, api_keys=(API_KEY, ROTATED_KEY))
-    pipeline = account.pipeline()
-    account.sync(pipeline)
+    account, pipeline = synced(make_account(imports=300, api_keys=(API_KEY, ROTATED_KEY)))
     account.store.advance(new=10, seconds=600)
     account.sync(pipeline)
     history_before = history_by_import(account)
@@ -116,9 +120,7 @@ def _left_out_of_one_listing(account: Account, import_id: str) -> None:
 def test_a_rotated_key_never_marks_deleted_an_import_its_account_still_has(
     make_account: Any, glitch: Callable[[Account, str], None]
 ) -> None:
-    account: Account = make_account(imports=300, api_keys=(API_KEY, ROTATED_KEY))
-    pipeline = account.pipeline()
-    account.sync(pipeline)
+    account, pipeline = synced(make_account(imports=300, api_keys=(API_KEY, ROTATED_KEY)))
     target = finished(account, 150)
     glitch(account, target)
     account.api_key = ROTATED_KEY

@@ -14,6 +14,7 @@ from typing import Any, Iterator
 import pytest
 
 from .conftest import COMMAND, Account, assert_one_line_error, cli_environment, run_cli
+from .scenarios import synced
 from .throwaway_postgres import free_port
 
 
@@ -243,9 +244,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 def test_readme_queries_return_rows_on_synced_data(make_account: Any) -> None:
     import duckdb
 
-    account: Account = make_account(imports=1500, stuck=2)
-    pipeline = account.pipeline()
-    account.sync(pipeline)
+    account, pipeline = synced(make_account(imports=1500, stuck=2))
     for _ in range(3):
         account.store.advance(new=40, seconds=900)
         account.sync(pipeline)

@@ -22,6 +22,7 @@ from pipelines.run import DestinationFaultError, writer_lock
 from sources.resend_imports import pending
 
 from .conftest import Account, assert_one_line_error, run_cli
+from .scenarios import synced
 from .throwaway_postgres import LOADER, ThrowawayPostgres, free_port
 
 EXIT_LOCKED = 75
@@ -184,9 +185,7 @@ def test_postgres_lost_after_paging_is_one_line_and_the_next_run_is_whole(
 ) -> None:
     from pipelines.failures import explain
 
-    account: Account = make_account(imports=300, destination="postgres")
-    pipeline = account.pipeline()
-    account.sync(pipeline)
+    account, pipeline = synced(make_account(imports=300, destination="postgres"))
     account.store.advance(new=250, seconds=600)
 
     def stop_while_paging(path: str, body: Any) -> Any:
@@ -218,9 +217,7 @@ def test_postgres_lost_during_the_load_is_one_line_and_the_next_run_is_whole(
 
     from pipelines.failures import explain
 
-    account: Account = make_account(imports=300, destination="postgres")
-    pipeline = account.pipeline()
-    account.sync(pipeline)
+    account, pipeline = synced(make_account(imports=300, destination="postgres"))
     account.store.advance(new=250, seconds=600)
     original = PostgresClient.create_load_job
     jobs: list[str] = []
@@ -292,9 +289,7 @@ def test_a_package_left_extracted_and_normalized_heals_on_the_next_run(
 ) -> None:
     """A kill between dlt's rename of the normalized package and the deletion of its
     extracted copy, forced: without the repair every later run failed (Directory not empty)."""
-    account: Account = make_account(imports=300)
-    pipeline = account.pipeline()
-    account.sync(pipeline)
+    account, pipeline = synced(make_account(imports=300))
     account.store.advance(new=50, seconds=600)
     original = PackageStorage.delete_package
     normalized = Path(pipeline.working_dir) / "load" / "normalized"
@@ -334,9 +329,7 @@ def test_a_pending_package_that_cannot_be_finished_is_discarded_in_the_same_run(
     job and before dlt recorded it; the retried job breaks `_dlt_pipeline_state`'s unique
     `_dlt_id`. Forced here: the run is killed while recording a job, then the destination
     refuses a job of the left package. The next run discards it and lists again, exit 0."""
-    account: Account = make_account(imports=300)
-    pipeline = account.pipeline()
-    account.sync(pipeline)
+    account, pipeline = synced(make_account(imports=300))
     account.store.advance(new=50, seconds=600)
     original_complete = PackageStorage.complete_job
 

@@ -13,6 +13,7 @@ from sources.resend_imports.records import parse_timestamp
 from sources.resend_imports.settings import COUNT_FIELDS
 
 from .conftest import Account, run_cli
+from .scenarios import synced
 
 Observed = Tuple[str, Tuple[Optional[int], ...], Optional[str]]
 
@@ -86,9 +87,7 @@ def test_history_records_each_observed_change_exactly_once(make_account: Any) ->
 
 
 def test_history_loads_in_the_same_package_as_the_imports(make_account: Any) -> None:
-    account: Account = make_account(imports=300, seed=3)
-    pipeline = account.pipeline()
-    account.sync(pipeline)
+    account, pipeline = synced(make_account(imports=300, seed=3))
     account.store.advance(new=10, seconds=600)
     account.sync(pipeline)
     loads = query(
@@ -100,9 +99,7 @@ def test_history_loads_in_the_same_package_as_the_imports(make_account: Any) -> 
 
 
 def test_filtered_runs_and_a_lost_state_never_duplicate_history(make_account: Any) -> None:
-    account: Account = make_account(imports=300, seed=4)
-    pipeline = account.pipeline()
-    account.sync(pipeline)
+    account, pipeline = synced(make_account(imports=300, seed=4))
     account.store.advance(new=20, seconds=600)
     account.sync(pipeline, status="in_progress")  # observes, but leaves the state alone
     account.sync(pipeline)  # observes the same again
@@ -153,9 +150,7 @@ def expected_daily(truth: List[Dict[str, Any]]) -> Dict[date, Dict[str, Any]]:
 
 
 def test_views_match_values_computed_from_truth(make_account: Any) -> None:
-    account: Account = make_account(imports=1500, seed=6, stuck=2)
-    pipeline = account.pipeline()
-    account.sync(pipeline)
+    account, pipeline = synced(make_account(imports=1500, seed=6, stuck=2))
     account.store.advance(new=40, seconds=600)
     account.sync(pipeline)
     truth = account.store.truth()

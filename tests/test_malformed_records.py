@@ -8,8 +8,15 @@ from typing import Any, Dict, List, Optional
 import pytest
 
 from .conftest import Account
-from .scenarios import NOT_AN_INTEGER, alert_count, corrupting, read_malformed, stuck_import
-from .test_sync import resource_state
+from .scenarios import (
+    NOT_AN_INTEGER,
+    alert_count,
+    corrupting,
+    read_malformed,
+    resource_state,
+    stuck_import,
+    synced,
+)
 
 
 def quarantine(account: Account) -> List[tuple[Any, ...]]:
@@ -43,9 +50,7 @@ def test_a_malformed_import_is_set_aside_alerted_once_and_the_others_load(
     make_account: Any, destination_name: str, case: str
 ) -> None:
     change, reason = MALFORMED[case]
-    account: Account = make_account(imports=300)
-    pipeline = account.pipeline()
-    account.sync(pipeline)
+    account, pipeline = synced(make_account(imports=300))
     account.store.advance(new=20, seconds=600)
     # a finished import on the first page: the same record whenever it is read again
     target = next(i["id"] for i in account.store.truth() if i["status"] in ("completed", "failed"))
@@ -72,9 +77,7 @@ def test_a_malformed_import_is_set_aside_alerted_once_and_the_others_load(
 def test_a_malformed_import_deep_in_history_does_not_stop_new_imports(
     make_account: Any, destination_name: str
 ) -> None:
-    account: Account = make_account(imports=300, stuck=0)
-    pipeline = account.pipeline()
-    account.sync(pipeline)
+    account, pipeline = synced(make_account(imports=300, stuck=0))
     deep = account.store.truth()[-5]["id"]
     account.simulator.rewrite = corrupting({deep: {"counts": {"total": "12"}}})
     account.store.advance(new=8, seconds=600)
@@ -144,9 +147,7 @@ def _has_quarantine(account: Account) -> bool:
 def test_a_new_import_firstread_malformed_loads_once_resend_corrects_it(
     make_account: Any,
 ) -> None:
-    account: Account = make_account(imports=300, stuck=0)
-    pipeline = account.pipeline()
-    account.sync(pipeline)
+    account, pipeline = synced(make_account(imports=300, stuck=0))
     account.store.advance(new=1, seconds=600)
     target = account.store.truth()[0]["id"]  # queued
     read_malformed(account, target)

@@ -8,7 +8,7 @@ from typing import Any, Dict, List
 from sources.resend_imports.records import parse_timestamp
 
 from .conftest import Account
-from .scenarios import corrupting
+from .scenarios import corrupting, synced
 
 
 def history_of(account: Account, import_id: str) -> List[tuple[Any, ...]]:
@@ -32,9 +32,7 @@ FAILED_COUNTS = {"total": 10, "created": 0, "updated": 0, "skipped": 0, "failed"
 def test_an_import_visible_late_is_new_in_history_alerts_and_summary(
     make_account: Any, destination_name: str
 ) -> None:
-    account: Account = make_account(imports=300, stuck=0, history_end=datetime.now(UTC))
-    pipeline = account.pipeline()
-    account.sync(pipeline)
+    account, pipeline = synced(make_account(imports=300, stuck=0, history_end=datetime.now(UTC)))
     newest = parse_timestamp(account.store.truth()[0]["created_at"])  # seen by that sync
     late = account.store.insert(newest - timedelta(seconds=1), "failed", FAILED_COUNTS)
     summary = account.sync(pipeline)
@@ -48,9 +46,7 @@ def test_an_import_visible_late_is_new_in_history_alerts_and_summary(
 def test_a_terminal_import_corrected_deep_in_history_is_history_and_alert(
     make_account: Any, destination_name: str
 ) -> None:
-    account: Account = make_account(imports=400, stuck=0, history_end=datetime.now(UTC))
-    pipeline = account.pipeline()
-    account.sync(pipeline)
+    account, pipeline = synced(make_account(imports=400, stuck=0, history_end=datetime.now(UTC)))
     deep = next(  # completed with few failed rows: no alert until corrected
         i
         for i in reversed(account.store.truth())
@@ -97,9 +93,7 @@ ODD_IDS = [
 def test_odd_import_ids_load_refresh_and_delete_like_any_other(
     make_account: Any, destination_name: str
 ) -> None:
-    account: Account = make_account(imports=200, stuck=0)
-    pipeline = account.pipeline()
-    account.sync(pipeline)
+    account, pipeline = synced(make_account(imports=200, stuck=0))
     for offset, import_id in enumerate(ODD_IDS, start=1):
         account.store.insert(account.store.now + timedelta(seconds=offset), import_id=import_id)
     assert account.sync(pipeline).new == len(ODD_IDS)

@@ -16,8 +16,7 @@ from pipelines.failures import explain
 from pipelines.run import make_pipeline
 
 from .conftest import Account, run_cli
-from .scenarios import backup, corrupting, finish, finished
-from .test_sync import resource_state
+from .scenarios import backup, corrupting, finish, finished, resource_state, synced
 
 
 def deleted_rows(account: Account) -> Dict[str, Any]:
@@ -61,9 +60,7 @@ def test_a_run_on_another_dataset_does_not_move_this_datasets_frontier(
 
 
 def test_a_restored_backup_is_brought_up_to_date(make_account: Any, destination_name: str) -> None:
-    account: Account = make_account(imports=400)
-    pipeline = account.pipeline()
-    account.sync(pipeline)
+    account, pipeline = synced(make_account(imports=400))
     restore = backup(account)
     for _ in range(3):
         account.store.advance(new=100, seconds=600)
@@ -109,9 +106,7 @@ def test_a_wiped_destination_makes_a_first_run(make_account: Any, destination_na
 def test_a_pending_package_of_another_copy_is_discarded_not_loaded(
     make_account: Any, destination_name: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    account: Account = make_account(imports=300)
-    pipeline = account.pipeline()
-    account.sync(pipeline)
+    account, pipeline = synced(make_account(imports=300))
     restore = backup(account)
     account.store.advance(new=100, seconds=600)
     account.sync(pipeline)
@@ -139,9 +134,7 @@ def test_a_watched_import_that_answers_404_once_is_refreshed_when_it_answers_aga
     make_account: Any,
     destination_name: str,
 ) -> None:
-    account: Account = make_account(imports=600, stuck=2)
-    pipeline = account.pipeline()
-    account.sync(pipeline)
+    account, pipeline = synced(make_account(imports=600, stuck=2))
     target = open_ids(account, pipeline, refresh_by_id=True)[0]
     account.simulator.not_found_for[target] = 1
     summary = account.sync(pipeline)
@@ -157,9 +150,7 @@ def test_a_watched_import_that_answers_404_once_is_refreshed_when_it_answers_aga
 def test_an_open_import_left_out_of_one_listing_is_fetched_by_id(
     make_account: Any, destination_name: str
 ) -> None:
-    account: Account = make_account(imports=300, stuck=0)
-    pipeline = account.pipeline()
-    account.sync(pipeline)
+    account, pipeline = synced(make_account(imports=300, stuck=0))
     account.store.advance(new=40, seconds=600)
     account.sync(pipeline)
     target = open_ids(account, pipeline, refresh_by_id=False)[0]
@@ -177,9 +168,7 @@ def test_an_open_import_left_out_of_one_listing_is_fetched_by_id(
 def test_a_deleted_open_import_is_marked_deleted_after_three_runs(
     make_account: Any, destination_name: str, kind: str
 ) -> None:
-    account: Account = make_account(imports=600, stuck=2)
-    pipeline = account.pipeline()
-    account.sync(pipeline)
+    account, pipeline = synced(make_account(imports=600, stuck=2))
     account.store.advance(new=40, seconds=600)
     account.sync(pipeline)
     target = open_ids(account, pipeline, refresh_by_id=kind == "watched")[0]
@@ -201,9 +190,7 @@ def test_a_deleted_open_import_is_marked_deleted_after_three_runs(
 
 
 def test_gone_after_runs_is_a_setting(make_account: Any, destination_name: str) -> None:
-    account: Account = make_account(imports=600, stuck=1)
-    pipeline = account.pipeline()
-    account.sync(pipeline)
+    account, pipeline = synced(make_account(imports=600, stuck=1))
     target = open_ids(account, pipeline, refresh_by_id=True)[0]
     account.store.delete(target)
     assert account.sync(pipeline, gone_after_runs=1).deleted == 1
@@ -223,9 +210,7 @@ def test_full_refresh_marks_deleted_what_no_listing_returns_and_clears_what_came
     make_account: Any,
     destination_name: str,
 ) -> None:
-    account: Account = make_account(imports=500, stuck=0)
-    pipeline = account.pipeline()
-    account.sync(pipeline)
+    account, pipeline = synced(make_account(imports=500, stuck=0))
     deep = [item["id"] for item in account.store.truth()[-3:]]  # terminal, deep in history
     for import_id in deep:
         account.store.delete(import_id)
@@ -242,9 +227,7 @@ def test_full_refresh_marks_deleted_what_no_listing_returns_and_clears_what_came
 
 
 def test_a_complete_listing_runs_on_schedule(make_account: Any, destination_name: str) -> None:
-    account: Account = make_account(imports=300, stuck=0)
-    pipeline = account.pipeline()
-    account.sync(pipeline)
+    account, pipeline = synced(make_account(imports=300, stuck=0))
     account.store.delete(account.store.truth()[-1]["id"])
     assert account.sync(pipeline, full_refresh_every_days=1).mode == "incremental"
     summary = account.sync(pipeline, full_refresh_every_days=1e-9)
@@ -271,9 +254,7 @@ def test_a_filtered_run_on_another_dataset_keeps_that_datasets_state(
 def test_an_import_that_comes_back_and_goes_again_is_in_the_history_each_time(
     make_account: Any, destination_name: str
 ) -> None:
-    account: Account = make_account(imports=500, stuck=0)
-    pipeline = account.pipeline()
-    account.sync(pipeline)
+    account, pipeline = synced(make_account(imports=500, stuck=0))
     deep = account.store.truth()[-1]["id"]
     account.store.delete(deep)
     assert account.sync(pipeline, full_refresh=True).deleted == 1
@@ -300,9 +281,7 @@ def test_an_import_that_comes_back_and_goes_again_is_in_the_history_each_time(
 def test_a_404_streak_that_was_no_deletion_heals_at_the_next_run(
     make_account: Any, destination_name: str
 ) -> None:
-    account: Account = make_account(imports=600, stuck=1)
-    pipeline = account.pipeline()
-    account.sync(pipeline)
+    account, pipeline = synced(make_account(imports=600, stuck=1))
     target = open_ids(account, pipeline, refresh_by_id=True)[0]
     account.simulator.not_found_for[target] = 3  # three runs of a flaky GET by id
     for _ in range(3):
@@ -337,9 +316,7 @@ def test_a_terminal_import_changed_deep_in_history_is_caught_by_a_full_listing(
     make_account: Any,
     destination_name: str,
 ) -> None:
-    account: Account = make_account(imports=300, stuck=0)
-    pipeline = account.pipeline()
-    account.sync(pipeline)
+    account, pipeline = synced(make_account(imports=300, stuck=0))
     deep = account.store.truth()[-1]["id"]
     account.store.set_field(deep, status="failed")
     account.sync(pipeline)
@@ -444,9 +421,7 @@ def test_rows_the_destination_refuses_do_not_wedge_the_pipeline(
 def test_a_new_field_named_like_a_known_column_never_overwrites_it(
     make_account: Any, full_refresh: bool
 ) -> None:
-    account: Account = make_account(imports=300)
-    pipeline = account.pipeline()
-    account.sync(pipeline)
+    account, pipeline = synced(make_account(imports=300))
     account.store.advance(new=5, seconds=600)
     target = finished(account)
     counts = {**(account.store.get(target) or {}).get("counts", {}), "Total": 1}

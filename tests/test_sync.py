@@ -2,11 +2,9 @@
 
 import logging
 import math
-from copy import deepcopy
 from datetime import datetime
 from typing import Any, Callable, Dict, List, Optional
 
-import dlt
 import duckdb
 import pyarrow as pa
 import pytest
@@ -18,14 +16,7 @@ from sources.resend_imports import resend_source
 from sources.resend_imports.records import parse_timestamp
 
 from .conftest import API_KEY, Account
-
-
-def resource_state(pipeline: dlt.Pipeline) -> Dict[str, Any]:
-    sources = pipeline.state.get("sources", {})
-    state: Dict[str, Any] = (
-        sources.get("resend", {}).get("resources", {}).get("contact_imports", {})
-    )
-    return deepcopy(state)
+from .scenarios import resource_state, synced
 
 
 def table_rows(account: Account) -> List[tuple[Any, ...]]:
@@ -50,9 +41,7 @@ def test_full_sync_equals_truth_with_one_request_per_page(make_account: Any) -> 
 
 
 def test_incremental_runs_stay_equal_to_truth_and_cheap(make_account: Any) -> None:
-    account: Account = make_account(imports=2000, stuck=3)
-    pipeline = account.pipeline()
-    account.sync(pipeline)
+    account, pipeline = synced(make_account(imports=2000, stuck=3))
     for round_number in range(4):
         state = resource_state(pipeline)
         watched = [k for k, v in state["open_imports"].items() if v["refresh_by_id"]]
@@ -89,9 +78,7 @@ def test_quiet_run_makes_one_request(make_account: Any) -> None:
 
 
 def test_stuck_import_deep_in_history_is_refreshed_by_id(make_account: Any) -> None:
-    account: Account = make_account(imports=3000, stuck=1)
-    pipeline = account.pipeline()
-    account.sync(pipeline)
+    account, pipeline = synced(make_account(imports=3000, stuck=1))
     stuck = [i for i in account.store.open_ids() if i in resource_state(pipeline)["open_imports"]]
     deep = [k for k, v in resource_state(pipeline)["open_imports"].items() if v["refresh_by_id"]]
     assert len(deep) == 1 and deep[0] in stuck
@@ -116,9 +103,7 @@ def test_ties_on_created_at_never_drop_rows(make_account: Any, page_size: int) -
 
 
 def test_full_refresh_lists_everything_again_without_duplicates(make_account: Any) -> None:
-    account: Account = make_account(imports=450)
-    pipeline = account.pipeline()
-    account.sync(pipeline)
+    account, pipeline = synced(make_account(imports=450))
     account.store.advance(new=12, seconds=600)
     summary = account.sync(pipeline, full_refresh=True)
     assert summary.mode == "full"
@@ -289,9 +274,7 @@ def test_bad_answers_fail_the_run_and_leave_data_and_state_intact(
     make_account: Any, case: str
 ) -> None:
     make_rewrite, message = BAD_ANSWERS[case]
-    account: Account = make_account(imports=320)
-    pipeline = account.pipeline()
-    account.sync(pipeline)
+    account, pipeline = synced(make_account(imports=320))
     rows_before, state_before = table_rows(account), resource_state(pipeline)
     account.store.advance(new=150, seconds=600)
     account.simulator.rewrite = make_rewrite()
@@ -308,9 +291,7 @@ def test_bad_answers_fail_the_run_and_leave_data_and_state_intact(
 
 
 def test_retries_exhausted_commit_nothing_and_next_run_recovers(make_account: Any) -> None:
-    account: Account = make_account(imports=500)
-    pipeline = account.pipeline()
-    account.sync(pipeline)
+    account, pipeline = synced(make_account(imports=500))
     rows_before, state_before = table_rows(account), resource_state(pipeline)
     account.store.advance(new=250, seconds=600)
     account.simulator.faults = FaultPlan(rate=1.0, kinds=("503",))
@@ -328,9 +309,7 @@ def test_retries_exhausted_commit_nothing_and_next_run_recovers(make_account: An
 def test_data_left_by_an_interrupted_run_is_loaded_and_the_run_still_syncs(
     make_account: Any,
 ) -> None:
-    account: Account = make_account(imports=400)
-    pipeline = account.pipeline()
-    account.sync(pipeline)
+    account, pipeline = synced(make_account(imports=400))
     account.store.advance(new=30, seconds=600)
     # a run that died after normalize: its package is pending, not loaded
     pipeline.extract(resend_source(api_key=API_KEY, base_url=account.url))

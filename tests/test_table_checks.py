@@ -13,8 +13,15 @@ import pytest
 from pipelines.failures import explain
 
 from .conftest import Account
-from .scenarios import alert_count, corrupting, drop_views, execute, read_malformed
-from .test_sync import resource_state
+from .scenarios import (
+    alert_count,
+    corrupting,
+    drop_views,
+    execute,
+    read_malformed,
+    resource_state,
+    synced,
+)
 
 
 def history_count(account: Account) -> int:
@@ -39,9 +46,7 @@ def test_a_table_a_person_changed_is_repaired_by_the_next_run(
     change: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    account: Account = make_account(imports=605, stuck=0)
-    pipeline = account.pipeline()
-    account.sync(pipeline)
+    account, pipeline = synced(make_account(imports=605, stuck=0))
     account.store.advance(new=5, seconds=600)
     account.sync(pipeline)
     live = len(account.store)
@@ -62,9 +67,7 @@ def test_a_table_a_person_changed_is_repaired_by_the_next_run(
 
 
 def test_a_dropped_history_table_is_created_again(make_account: Any, destination_name: str) -> None:
-    account: Account = make_account(imports=300)
-    pipeline = account.pipeline()
-    account.sync(pipeline)
+    account, pipeline = synced(make_account(imports=300))
     execute(account, "DROP TABLE resend.contact_import_status_history")
     account.store.advance(new=10, seconds=600)
     summary = account.sync(pipeline)
@@ -122,9 +125,7 @@ def test_a_connection_lost_during_a_complete_listing_is_opened_again(
 ) -> None:
     """The run's own connection is cut (a server restart, a proxy timeout) while it pages:
     its next read reconnects and the complete listing still reconciles the table."""
-    account: Account = make_account(imports=300, destination="postgres")
-    pipeline = account.pipeline()
-    account.sync(pipeline)
+    account, pipeline = synced(make_account(imports=300, destination="postgres"))
     gone = account.store.truth()[-1]["id"]
     account.store.delete(gone)
     cut: List[int] = []
@@ -176,9 +177,7 @@ def test_putting_the_table_right_raises_no_alert_for_old_failures(
 
 
 def test_rows_a_person_deleted_after_a_filtered_run_are_put_back(make_account: Any) -> None:
-    account: Account = make_account(imports=300, stuck=0)
-    pipeline = account.pipeline()
-    account.sync(pipeline)
+    account, pipeline = synced(make_account(imports=300, stuck=0))
     account.store.advance(new=10, seconds=600)
     account.store.advance(new=0, seconds=600)
     account.store.advance(new=0, seconds=600)  # the ten new imports are finished
@@ -197,9 +196,7 @@ def test_rows_a_person_deleted_after_a_filtered_run_are_put_back(make_account: A
 def test_a_dropped_dlt_table_does_not_stop_later_runs(
     make_account: Any, destination_name: str, table: str
 ) -> None:
-    account: Account = make_account(imports=300)
-    pipeline = account.pipeline()
-    account.sync(pipeline)
+    account, _pipeline = synced(make_account(imports=300))
     execute(account, f"DROP TABLE resend.{table}")
     failures: List[str] = []
     for _ in range(2):
@@ -231,9 +228,7 @@ def test_a_dropped_quarantine_or_alerts_table_takes_the_next_rows(
 def test_a_column_a_person_dropped_comes_back_with_the_next_load(
     make_account: Any, destination_name: str
 ) -> None:
-    account: Account = make_account(imports=300)
-    pipeline = account.pipeline()
-    account.sync(pipeline)
+    account, pipeline = synced(make_account(imports=300))
     drop_views(account)
     execute(account, "ALTER TABLE resend.contact_imports DROP COLUMN object")
     account.store.advance(new=5, seconds=600)

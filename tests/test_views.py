@@ -25,7 +25,7 @@ from pipelines.run import sync as run_sync_module
 from sources.resend_imports.settings import TABLE_NAME
 
 from .conftest import Account, assert_one_line_error, run_cli
-from .scenarios import execute
+from .scenarios import execute, synced
 
 OLD_LAYOUT = (  # the enriched view of the versions before: `*` first, computed columns last
     "CREATE VIEW {dataset}.contact_imports_enriched AS SELECT *,"
@@ -124,9 +124,7 @@ def test_the_plan_adds_columns_in_place_and_drops_only_for_another_layout() -> N
 def test_a_new_field_reaches_the_enriched_view_past_a_users_own_view(
     make_account: Any, destination_name: str
 ) -> None:
-    account: Account = make_account(imports=200)
-    pipeline = account.pipeline()
-    account.sync(pipeline)
+    account, pipeline = synced(make_account(imports=200))
     assert_views_current(account)
     account.query("CREATE SCHEMA reports")
     account.query(
@@ -181,9 +179,7 @@ def test_a_users_view_on_an_older_layout_blocks_the_rebuild_in_one_line(
 def test_views_dropped_by_a_person_come_back_at_the_next_run(
     make_account: Any, destination_name: str
 ) -> None:
-    account: Account = make_account(imports=200)
-    pipeline = account.pipeline()
-    account.sync(pipeline)
+    account, pipeline = synced(make_account(imports=200))
     account.query("DROP VIEW {dataset}.contact_imports_daily")
     account.sync(pipeline)  # nothing changed in the table
     assert_views_current(account)
@@ -283,9 +279,7 @@ def test_a_reader_holding_the_file_after_the_load_fails_the_views_truthfully_onc
 def test_a_run_whose_views_are_current_runs_no_ddl(
     make_account: Any, destination_name: str
 ) -> None:
-    account: Account = make_account(imports=200)
-    pipeline = account.pipeline()
-    account.sync(pipeline)
+    account, pipeline = synced(make_account(imports=200))
     mark_views(account)
     created = view_versions(account)
     assert created.keys() == {ENRICHED_VIEW, DAILY_VIEW}
@@ -304,9 +298,7 @@ def test_a_run_whose_views_are_current_runs_no_ddl(
 def test_the_views_read_the_table_created_again_after_a_rename(
     make_account: Any, destination_name: str
 ) -> None:
-    account: Account = make_account(imports=300)
-    pipeline = account.pipeline()
-    account.sync(pipeline)
+    account, pipeline = synced(make_account(imports=300))
     execute(account, "ALTER TABLE resend.contact_imports RENAME TO contact_imports_backup")
     account.store.advance(new=7, seconds=600)
     assert account.sync(pipeline).mode == "repair"
