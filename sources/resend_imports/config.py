@@ -3,7 +3,7 @@ source and by the command line around it.
 
 dlt resolves each typed spec (`@configspec`) from its providers: environment variables
 (`SOURCES__RESEND_IMPORTS__...`), `.dlt/config.toml` and `secrets.toml`, Airflow variables.
-Versions before 0.9 read `[sources.resend]`, `[alerts]` and `[resend_imports]`: a value found
+Earlier versions read `[sources.resend]`, `[alerts]` and `[resend_imports]`: a value found
 only there is still used, with one WARNING naming the key to move, so that an upgrade loses
 no setting (and no secret is ever named with its value).
 """
