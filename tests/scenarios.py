@@ -20,7 +20,7 @@ def resource_state(pipeline: Any) -> Dict[str, Any]:
     """The resource state of `contact_imports` in the pipeline's local state (a copy)."""
     sources = pipeline.state.get("sources", {})
     state: Dict[str, Any] = (
-        sources.get("resend", {}).get("resources", {}).get("contact_imports", {})
+        sources.get("resend_imports", {}).get("resources", {}).get("contact_imports", {})
     )
     return deepcopy(state)
 

@@ -3,13 +3,16 @@ spurious history: the real old connector (from this repository's git history) sy
 then this version continues from what it left."""
 
 import os
+import shutil
 import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Dict, Set
+from typing import Any, Dict, Set, cast
 
 import pytest
+from dlt.common.destination.client import WithStateSync
+from dlt.pipeline.state_sync import load_pipeline_state_from_destination
 
 from benchmarks.bench import baseline_tree
 from sources.resend_imports.config import alert_rules, source_arguments
@@ -25,6 +28,8 @@ VERSIONS = {
 LAST_VERSION = "88b89e6"
 # the last version that read its settings under [sources.resend], [alerts] and [resend_imports]
 BEFORE_ONE_SECTION = "3f2f68f"
+# the last version whose source, schema and state were named `resend`
+BEFORE_ONE_NAME = "0ed1e25"
 # the heavier middle of history: in `make reliability`
 OLDER_VERSIONS = {"e803479": "the source package renamed resend_imports"}
 
@@ -61,7 +66,7 @@ def states(account: Account) -> Dict[str, str]:
 
 def upgrade_from(
     commit: str, make_account: Any, tmp_path: Path, destination: str = "duckdb"
-) -> None:
+) -> Account:
     tree = old_version(commit, tmp_path)
     account: Account = make_account(
         imports=400, stuck=2, history_end=datetime.now(UTC), destination=destination
@@ -87,6 +92,7 @@ def upgrade_from(
     account.store.advance(new=5, seconds=600)
     assert account.sync(account.pipeline()).mode == "incremental"
     assert account.differences() == []
+    return account
 
 
 @pytest.mark.parametrize("commit", sorted(VERSIONS))
@@ -117,6 +123,64 @@ def test_an_install_configured_the_earlier_way_upgrades_with_its_settings(
         "gone_after_runs": 5
     }
     assert alert_rules().open_hours == 48.0
+
+
+def committed_sources(account: Account) -> Set[str]:
+    """The sources whose state the destination's newest committed state holds."""
+    pipeline = account.pipeline("truth_check")
+    with pipeline.destination_client() as client:
+        stored = load_pipeline_state_from_destination("resend_imports", cast(WithStateSync, client))
+    return set((stored or {}).get("sources", {}))
+
+
+def test_an_install_from_before_the_rename_keeps_one_schema_and_one_state(
+    make_account: Any, tmp_path: Path, caplog: Any
+) -> None:
+    """The schema and the state move from `resend` to `resend_imports`: one schema, the
+    pipeline's default, and one state, in the working folder and in the destination; a wiped
+    folder then continues from the destination."""
+    with caplog.at_level("INFO", logger="resend_imports"):
+        account = upgrade_from(BEFORE_ONE_NAME, make_account, tmp_path)
+    assert sum("schema 'resend' is now named 'resend_imports'" in m for m in caplog.messages) == 1
+    assert sum("moves to sources.resend_imports" in m for m in caplog.messages) == 1
+
+    pipeline = account.pipeline()
+    assert pipeline.schema_names == ["resend_imports"]
+    assert str(pipeline.default_schema_name) == "resend_imports"
+    assert set(pipeline.state["sources"]) == {"resend_imports"}
+    assert committed_sources(account) == {"resend_imports"}
+    columns = pipeline.default_schema.get_table_columns("contact_imports")
+    assert {"id", "status", "counts__total", "deleted_at"} <= set(columns)
+
+    shutil.rmtree(account.workdir / "pipelines")
+    account.store.advance(new=3, seconds=600)
+    summary = account.sync(account.pipeline())
+    assert (summary.mode, summary.new) == ("incremental", 3)
+    assert account.differences() == []
+
+
+def test_a_folder_wiped_at_the_upgrade_continues_from_the_old_name(
+    make_account: Any, tmp_path: Path
+) -> None:
+    """The first run of this version on an empty working folder finds the state an install
+    from before the rename committed under `sources.resend`: nothing is listed again."""
+    tree = old_version(BEFORE_ONE_NAME, tmp_path)
+    account: Account = make_account(imports=300, stuck=2, history_end=datetime.now(UTC))
+    sync_with(tree, account)
+    shutil.rmtree(account.workdir / "pipelines")
+    account.store.advance(new=4, seconds=600)
+
+    summary = account.sync(account.pipeline())
+
+    assert (summary.mode, summary.new) == ("incremental", 4)
+    assert account.differences() == []
+    assert "resend_imports" in committed_sources(account)
+    account.store.advance(new=2, seconds=600)
+    assert account.sync(account.pipeline()).mode == "incremental"
+    assert account.differences() == []
+    pipeline = account.pipeline()
+    assert pipeline.schema_names == ["resend_imports"]
+    assert str(pipeline.default_schema_name) == "resend_imports"
 
 
 def test_an_install_on_postgresql_upgrades_in_place(make_account: Any, tmp_path: Path) -> None:

@@ -12,7 +12,9 @@ from dlt.sources import DltResource
 from .alerts import add_alerts_table
 from .client import ResendClient, RetryPolicy
 from .config import SECTION, source_arguments
+from .destination import running_pipeline
 from .history import add_history_table
+from .legacy import adopt_legacy_schema
 from .options import RunOptions, check_deletion_settings, check_settings, clean_key
 from .pending import settle_pending_packages
 from .quarantine import add_quarantine_table
@@ -168,7 +170,10 @@ def _source(
         read_timeout=read_timeout_seconds,
         progress_every=progress_every_seconds,
     )
-    settle_pending_packages()  # the destination's committed state wins: see `pending`
+    pipeline = running_pipeline()
+    if pipeline is not None:
+        settle_pending_packages(pipeline)  # the destination's committed state wins
+        adopt_legacy_schema(pipeline)  # an install from before the source's rename
     resource = contact_imports(
         client,
         page_size,

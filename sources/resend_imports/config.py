@@ -103,7 +103,7 @@ def source_arguments(arguments: Dict[str, Any], defaults: Mapping[str, Any]) -> 
     for name, default in defaults.items():
         hint = type(default) if default is not None else None
         earlier = legacy_value(SOURCE_SECTIONS, name, hint)  # warns where it is read
-        # dlt itself reads `[sources.resend]` too (the source's name): then they agree
+        # what dlt resolved may already be that value (an environment default): they agree
         if earlier is not None and resolved.get(name) in (default, earlier):
             resolved[name] = earlier
     return resolved

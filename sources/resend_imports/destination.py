@@ -40,7 +40,7 @@ from dlt.pipeline.state_sync import load_pipeline_state_from_destination
 
 from .reads import retrying, stream
 from .records import Row
-from .settings import COUNT_FIELDS, SOURCE_NAME, TABLE_NAME
+from .settings import COUNT_FIELDS, LEGACY_SOURCE_NAME, SOURCE_NAME, TABLE_NAME
 
 _DLT_COLUMNS = ("_dlt_load_id", "_dlt_id")
 _IDS_PER_QUERY = 500
@@ -60,10 +60,14 @@ def running_pipeline() -> Optional[dlt.Pipeline]:
 
 
 def resource_state_of(pipeline_state: Mapping[str, Any]) -> ResourceState:
-    """The `contact_imports` resource state inside a whole dlt pipeline state."""
+    """The `contact_imports` resource state inside a whole dlt pipeline state; under the
+    source's earlier name when only an install from before the rename wrote it (`legacy`)."""
     sources = pipeline_state.get("sources", {})
-    state: ResourceState = sources.get(SOURCE_NAME, {}).get("resources", {}).get(TABLE_NAME, {})
-    return state
+    for name in (SOURCE_NAME, LEGACY_SOURCE_NAME):
+        state: ResourceState = sources.get(name, {}).get("resources", {}).get(TABLE_NAME, {})
+        if state:
+            return state
+    return {}
 
 
 class Committed(NamedTuple):

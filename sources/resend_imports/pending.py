@@ -27,18 +27,15 @@ from dlt.load.exceptions import LoadClientJobFailed, LoadPackageAborted
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from .causes import causes, refused_rows
-from .destination import committed_state, resource_state_of, running_pipeline
+from .destination import committed_state, resource_state_of
 from .incremental import SyncState
 
 logger = logging.getLogger("resend_imports")
 
 
-def settle_pending_packages() -> None:
-    """Puts right what earlier runs of the active pipeline left pending (nothing to do, and
-    nothing read from the destination, when nothing is)."""
-    pipeline = running_pipeline()
-    if pipeline is None:
-        return  # outside a pipeline, or no destination yet: dlt alone
+def settle_pending_packages(pipeline: dlt.Pipeline) -> None:
+    """Puts right what earlier runs of `pipeline` (the active one, with a destination) left
+    pending (nothing to do, and nothing read from the destination, when nothing is)."""
     repair_package_storage(pipeline)
     if pipeline.has_pending_data:
         finish_or_discard_pending(pipeline)

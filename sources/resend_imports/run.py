@@ -35,6 +35,7 @@ from .formats import hand_over
 from .incremental import SyncState
 from .intake import Intake
 from .known import NothingKnown, StateKnowledge, TableLookups
+from .legacy import adopt_legacy_state
 from .observer import RunObserver
 from .options import RunOptions
 from .recorder import Recorder
@@ -62,8 +63,8 @@ def sync_contact_imports(client: ResendClient, options: RunOptions) -> Iterator[
     """
     if not client.has_api_key:
         raise ResendConfigError(
-            "no Resend API key: set RESEND_API_KEY, SOURCES__RESEND__API_KEY"
-            " or api_key under [sources.resend] in .dlt/secrets.toml"
+            "no Resend API key: set RESEND_API_KEY, SOURCES__RESEND_IMPORTS__API_KEY"
+            " or api_key under [sources.resend_imports] in .dlt/secrets.toml"
             " (to try the connector without a key: resend-imports demo)"
         )
     pipeline = running_pipeline()
@@ -71,7 +72,9 @@ def sync_contact_imports(client: ResendClient, options: RunOptions) -> Iterator[
         reader = None
         if pipeline is not None:
             reader = cleanup.enter_context(DestinationReader(pipeline))
-        run = Run(client, options, reader, dlt.current.resource_state())
+        stored = dlt.current.resource_state()
+        adopt_legacy_state(stored)
+        run = Run(client, options, reader, stored)
         cleanup.callback(run.knowledge.close)
         yield from run.items()
 

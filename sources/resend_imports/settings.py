@@ -36,7 +36,9 @@ BATCH_ROWS: Final = 5000
 # Log listing progress at most this often.
 PROGRESS_EVERY_SECONDS: Final = 10.0
 
-SOURCE_NAME: Final = "resend"
+SOURCE_NAME: Final = "resend_imports"
+# the name of the source, its schema and its state before it took the package's name
+LEGACY_SOURCE_NAME: Final = "resend"
 TABLE_NAME: Final = "contact_imports"
 HISTORY_TABLE: Final = "contact_import_status_history"
 
