@@ -1,9 +1,11 @@
 """The scheduler helpers the Airflow DAG relies on (the DAG itself: tests/airflow)."""
 
 import logging
+import tomllib
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
 
 from pipelines.run.scheduler import (
     destination_for_scheduler,
@@ -45,3 +47,24 @@ def test_failure_callback_logs_one_line(caplog: pytest.LogCaptureFixture) -> Non
         " is invalid); the key is read from RESEND_API_KEY, SOURCES__RESEND_IMPORTS__API_KEY"
         " or api_key under [sources.resend_imports] in .dlt/secrets.toml"
     ]
+
+
+def test_the_airflow_extra_admits_every_airflow_3_and_ci_tests_the_pinned_one() -> None:
+    """Installing `resend-imports[airflow]` into an existing Airflow 3 keeps that Airflow's
+    version; the version CI runs the DAG on is one the range admits."""
+    root = Path(__file__).resolve().parent.parent
+    project = tomllib.loads((root / "pyproject.toml").read_text())
+    (requirement,) = [
+        Requirement(r) for r in project["project"]["optional-dependencies"]["airflow"]
+    ]
+    pinned = next(
+        line.split("==")[1].strip()
+        for line in (root / "constraints-airflow.txt").read_text().splitlines()
+        if line.startswith("apache-airflow==")
+    )
+
+    assert requirement.name == "apache-airflow"
+    for version in ("3.0.0", "3.1.7", "3.2.0", pinned, "3.99"):
+        assert requirement.specifier.contains(version), version
+    for version in ("2.10.5", "4.0.0"):
+        assert not requirement.specifier.contains(version), version
