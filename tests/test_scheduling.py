@@ -38,6 +38,21 @@ def test_destination_is_duckdb_with_its_folder_made_or_a_named_warehouse(tmp_pat
     assert destination_for_scheduler({"RESEND_IMPORTS_DESTINATION": "postgres"}) == "postgres"
 
 
+def test_an_airflow_connection_names_a_postgresql_database_or_is_refused_in_one_line() -> None:
+    uri = "postgres://loader:Pw-in-Airflow-9@db.internal:5432/analytics"
+    destination = destination_for_scheduler(
+        {"RESEND_IMPORTS_DESTINATION": "bigquery"}, connection=("postgres", uri)
+    )
+    assert destination.destination_name == "postgres"
+    credentials = destination.config_params["credentials"]
+    assert credentials.startswith("postgresql://loader:") and "db.internal:5432" in credentials
+
+    with pytest.raises(ResendConfigError) as refused:
+        destination_for_scheduler(connection=("mysql", "mysql://u:Pw-in-Airflow-9@h/db"))
+    assert "resend_imports_destination is of type 'mysql'" in str(refused.value)
+    assert "Pw-in-Airflow-9" not in str(refused.value)
+
+
 def test_failure_callback_logs_one_line(caplog: pytest.LogCaptureFixture) -> None:
     failure = ResendAuthError(403, "invalid_api_key", "API key is invalid", path="/x")
     with caplog.at_level(logging.ERROR, logger="resend_imports"):

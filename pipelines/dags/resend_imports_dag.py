@@ -8,9 +8,11 @@ retried. dlt's Airflow helper (`PipelineTasksGroup`) is not used because it
 runs the pipeline itself, with no way to hold a lock around the run. The incremental state
 comes back from the destination at every run, so the DuckDB file must be an absolute path:
 `DESTINATION__DUCKDB__CREDENTIALS`, or by default `$AIRFLOW_HOME/data/resend_imports.duckdb`.
-With several workers, set `RESEND_IMPORTS_DESTINATION` to a warehouse (postgres, bigquery,
-snowflake...). The key comes from `RESEND_API_KEY` or `SOURCES__RESEND_IMPORTS__API_KEY`; every
-setting of the source (e.g. `full_refresh_every_days`) is read the dlt way, as for the CLI.
+With several workers, load into a warehouse: an Airflow Connection `resend_imports_destination`
+of type postgres (its password stays in Airflow's store), or `RESEND_IMPORTS_DESTINATION`
+(postgres, bigquery, snowflake...) with the credentials configured the dlt way. The key
+comes from `RESEND_API_KEY` or `SOURCES__RESEND_IMPORTS__API_KEY`; every setting of the
+source (e.g. `full_refresh_every_days`) is read the dlt way, as for the CLI.
 
 The views over the table (`refresh_views`) are rebuilt by a task of their own, after the
 sync, whenever they are missing or older than the table's columns; when they cannot be (a
@@ -26,9 +28,11 @@ outage fails (and retries) only `deliver_alerts`; what it could not send waits i
 import logging
 import os
 from datetime import datetime, timedelta
+from typing import Optional, Tuple
 
 import dlt
-from airflow.sdk import dag, task
+from airflow.sdk import Connection, dag, task
+from airflow.sdk.exceptions import AirflowNotFoundException
 
 from pipelines.run import (
     configured_wait_seconds,
@@ -37,13 +41,22 @@ from pipelines.run import (
     refresh_views,
     run_sync,
 )
-from pipelines.run.scheduler import destination_for_scheduler, log_failure
+from pipelines.run.scheduler import CONNECTION_ID, destination_for_scheduler, log_failure
 
 logger = logging.getLogger("resend_imports")
 
 
+def _connection() -> Optional[Tuple[str, str]]:
+    """The Airflow Connection `resend_imports_destination` (its type and URI), if defined."""
+    try:
+        connection = Connection.get(CONNECTION_ID)
+    except AirflowNotFoundException:
+        return None
+    return str(connection.conn_type), str(connection.get_uri())
+
+
 def _pipeline() -> dlt.Pipeline:
-    return make_pipeline(destination_for_scheduler())
+    return make_pipeline(destination_for_scheduler(connection=_connection()))
 
 
 @dag(

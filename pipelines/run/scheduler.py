@@ -4,7 +4,8 @@ told in one line."""
 import logging
 import os
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Tuple
+from urllib.parse import urlsplit, urlunsplit
 
 import dlt
 
@@ -14,6 +15,8 @@ from ..failures import explain
 from .pipeline import DUCKDB_FILE_ENV, default_duckdb_file
 
 DESTINATION_ENV = "RESEND_IMPORTS_DESTINATION"
+CONNECTION_ID = "resend_imports_destination"  # an Airflow Connection naming the warehouse
+POSTGRES_CONNECTION_TYPES = frozenset({"postgres", "postgresql"})
 
 logger = logging.getLogger("resend_imports")
 
@@ -39,9 +42,28 @@ def duckdb_file_for_scheduler(environ: Optional[Mapping[str, str]] = None) -> st
     return str(default_duckdb_file(airflow_home.resolve() / "data"))
 
 
-def destination_for_scheduler(environ: Optional[Mapping[str, str]] = None) -> Any:
-    """`RESEND_IMPORTS_DESTINATION` (any dlt destination, configured the dlt way), else DuckDB
-    at `duckdb_file_for_scheduler()`, its folder created."""
+def destination_of_connection(conn_type: str, uri: str) -> Any:
+    """The destination an Airflow Connection (`resend_imports_destination`) describes, so that a
+    warehouse's password lives where Airflow keeps the others. PostgreSQL only: another
+    warehouse is configured the dlt way (`RESEND_IMPORTS_DESTINATION` and its credentials)."""
+    if conn_type not in POSTGRES_CONNECTION_TYPES:
+        raise ResendConfigError(
+            f"the Airflow connection {CONNECTION_ID} is of type {conn_type!r}: it can name a"
+            " PostgreSQL database (type postgres); configure other destinations with"
+            f" {DESTINATION_ENV} and their credentials the dlt way"
+        )
+    address = urlsplit(uri)
+    return dlt.destinations.postgres(credentials=urlunsplit(address._replace(scheme="postgresql")))
+
+
+def destination_for_scheduler(
+    environ: Optional[Mapping[str, str]] = None, connection: Optional[Tuple[str, str]] = None
+) -> Any:
+    """The Airflow Connection's database (`connection`: its type and URI) when there is one,
+    else `RESEND_IMPORTS_DESTINATION` (any dlt destination, configured the dlt way), else
+    DuckDB at `duckdb_file_for_scheduler()`, its folder created."""
+    if connection is not None:
+        return destination_of_connection(*connection)
     environ = os.environ if environ is None else environ
     name = environ.get(DESTINATION_ENV, "duckdb")
     if name != "duckdb":

@@ -86,19 +86,21 @@ def test_two_dag_runs_equal_truth_and_the_second_is_incremental(
 def test_two_dag_runs_on_postgres_restore_the_state_from_postgres(
     make_account: Any, airflow_env: Dict[str, str], postgres: ThrowawayPostgres
 ) -> None:
+    """The first run finds the database in an Airflow Connection, the second (another worker)
+    in dlt's variables: one destination either way."""
     account: Account = make_account(seed=2, destination="postgres")
-    env = {
-        **airflow_env,
-        "RESEND_API_URL": account.url,
-        "RESEND_IMPORTS_DESTINATION": "postgres",
-        "DESTINATION__POSTGRES__CREDENTIALS": postgres.dsn(),
-    }
-    first = dags_test(env)
+    env = {**airflow_env, "RESEND_API_URL": account.url}
+    first = dags_test(env, AIRFLOW_CONN_RESEND_IMPORTS_DESTINATION=postgres.dsn())
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     assert account.differences() == []
     account.store.advance(new=30, seconds=600)
     account.simulator.reset_stats()
-    second = dags_test(env, DLT_DATA_DIR=str(account.workdir / "worker2"))
+    second = dags_test(
+        env,
+        DLT_DATA_DIR=str(account.workdir / "worker2"),
+        RESEND_IMPORTS_DESTINATION="postgres",
+        DESTINATION__POSTGRES__CREDENTIALS=postgres.dsn(),
+    )
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert account.differences() == []
     assert account.requests("list") == 1  # the state came back from PostgreSQL
