@@ -169,7 +169,15 @@ def _concurrent(
         finally:
             items.put(_DONE)
 
-    threads = [threading.Thread(target=work, args=(r,), daemon=True) for r in readers]
+    # named as dlt names its pool's threads: dlt's contexts (the load package's, the
+    # configuration's) are then those of the thread that runs the resource
+    owner = threading.get_ident()
+    threads = [
+        threading.Thread(
+            target=work, args=(r,), name=f"dlt-pool-{owner}-resend-account-{i}", daemon=True
+        )
+        for i, r in enumerate(readers)
+    ]
     for thread in threads:
         thread.start()
     running = len(threads)
