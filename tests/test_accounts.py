@@ -167,9 +167,7 @@ def test_a_single_key_stays_the_account_default_and_can_become_one_of_several(
         ('{"acme": 1}', "the API key of account acme is not text"),
     ],
 )
-def test_bad_accounts_settings_fail_in_one_line(
-    account: Account, accounts: Any, text: str
-) -> None:
+def test_bad_accounts_settings_fail_in_one_line(account: Account, accounts: Any, text: str) -> None:
     value = accounts if isinstance(accounts, str) else json.dumps(accounts)
     result = run_cli(account, "sync", env={"SOURCES__RESEND_IMPORTS__ACCOUNTS": value}, key=None)
     assert_one_line_error(result, text)
@@ -193,4 +191,3 @@ def test_accounts_from_the_toml_table_and_the_earlier_section(make_account: Any)
     assert result.returncode == 0, result.stderr
     assert "SOURCES__RESEND__ACCOUNTS" in result.stderr  # one WARNING: move it
     assert "  account globex: new 0" in result.stdout, result.stdout
-
