@@ -191,3 +191,25 @@ def test_accounts_from_the_toml_table_and_the_earlier_section(make_account: Any)
     assert result.returncode == 0, result.stderr
     assert "SOURCES__RESEND__ACCOUNTS" in result.stderr  # one WARNING: move it
     assert "  account globex: new 0" in result.stdout, result.stdout
+
+
+def test_the_report_and_the_views_per_account(make_account: Any) -> None:
+    account = with_accounts(make_account(imports=120), {"globex": 70})
+    account.sync(accounts={"acme": API_KEY, "globex": KEYS["globex"]})
+
+    def imports_reported(*args: str) -> int:
+        result = run_cli(account, "report", "--format", "json", "--days", "10000", *args)
+        assert result.returncode == 0, result.stderr
+        return sum(day["imports"] for day in json.loads(result.stdout)["daily"])
+
+    assert imports_reported("--account", "globex") == 70
+    assert imports_reported("--account", "acme") == 120
+    assert imports_reported() == 190
+    daily = account.query(
+        "SELECT account, sum(imports) FROM {dataset}.contact_imports_daily GROUP BY account"
+    )
+    assert dict(daily) == {"acme": 120, "globex": 70}
+    enriched = account.query(
+        "SELECT count(*) FROM {dataset}.contact_imports_enriched WHERE account = 'globex'"
+    )
+    assert enriched == [(70,)]

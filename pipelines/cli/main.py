@@ -104,7 +104,7 @@ def _run(args: argparse.Namespace) -> int:
         return run_demo(args.imports, args.file)
     pipeline = make_pipeline(_destination(args), args.dataset)
     if args.command == "report":
-        print(render(read_report(pipeline, args.days), args.format, wide=args.wide))
+        print(render(read_report(pipeline, args.days, args.account), args.format, wide=args.wide))
         return 0
     options: Dict[str, Any] = {
         "progress_every_seconds": _progress_every(args.progress),

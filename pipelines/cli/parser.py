@@ -119,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--days", type=_positive_int, default=14, help="most recent days with imports (14)"
     )
     report.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    report.add_argument("--account", metavar="NAME", help="only this account's imports")
     report.add_argument("--wide", action="store_true", help="every column (wider than 100)")
 
     demo = commands.add_parser(
