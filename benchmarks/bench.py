@@ -104,9 +104,11 @@ class Results:
 class SimulatorProcess:
     """The bundled simulator in a process of its own, so that it shares no GIL with anyone."""
 
-    def __init__(self, imports: int, stuck: int, rate_limit: Optional[int] = None) -> None:
+    def __init__(
+        self, imports: int, stuck: int, rate_limit: Optional[int] = None, accounts: int = 1
+    ) -> None:
         command = [PYTHON, "-m", "pipelines.simulator", "--imports", str(imports), "--seed", "1"]
-        command += ["--api-key", API_KEY, "--stuck", str(stuck)]
+        command += ["--api-key", API_KEY, "--stuck", str(stuck), "--accounts", str(accounts)]
         if rate_limit:
             command += ["--rate-limit", str(rate_limit)]
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
@@ -439,7 +441,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument(
         "--baseline-scale", help="the --scale sizes the baseline runs at (default: every one)"
     )
+    parser.add_argument(
+        "--accounts", action="store_true", help="only the cases of several accounts (accounts.py)"
+    )
     args = parser.parse_args(argv)
+    if args.accounts:  # a module of its own, which uses this one's runner
+        return subprocess.call([PYTHON, "-m", "benchmarks.accounts"], cwd=REPO)
 
     unpacked = tempfile.TemporaryDirectory()
     contenders = dict(CONTENDERS)

@@ -76,7 +76,8 @@ def _explain_one(exc: BaseException) -> Optional[str]:
     if isinstance(exc, ResendError):
         return str(exc)
     if isinstance(exc, ConfigValueCannotBeCoercedException):
-        shown = "***" if "key" in exc.field_name else repr(exc.field_value)
+        secret = "key" in exc.field_name or exc.field_name == "accounts"  # keys: never shown
+        shown = "***" if secret else repr(exc.field_value)
         expected = getattr(exc.hint, "__name__", str(exc.hint))
         return f"config value {exc.field_name} = {shown} is not a valid {expected}"
     if isinstance(exc, ConfigFieldMissingException):

@@ -84,6 +84,8 @@ def upgrade_from(
     assert summary.mode == "incremental"  # nothing listed again
     assert summary.new == 10 and summary.new + summary.updated == len(changed)
     assert account.differences() == []
+    for table in ("contact_imports", "contact_import_status_history"):  # the account column
+        assert account.query(f"SELECT DISTINCT account FROM {{dataset}}.{table}") == [("default",)]
     written = account.query(
         "SELECT import_id FROM {dataset}.contact_import_status_history WHERE observed_at >= %s",
         upgraded_at,

@@ -5,7 +5,7 @@ import io
 import json
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import dlt
 from dlt.common.destination.exceptions import (
@@ -44,25 +44,46 @@ ALERTS_LIMIT = 20
 Table = List[Dict[str, Any]]
 
 
-def read_report(pipeline: dlt.Pipeline, days: int) -> Dict[str, Table]:
+def read_report(
+    pipeline: dlt.Pipeline, days: int, account: Optional[str] = None
+) -> Dict[str, Table]:
     """The `days` most recent days with imports, the worst imports among them, and how many
     imports are marked deleted (left out of the other two).
 
     Creates the views first when the table was synced without them (an older version). A
     DuckDB file that does not exist is an error, never a new empty file; a path that is no
     DuckDB database is left untouched (DuckDB never opens it); a PostgreSQL server that
-    cannot be used is told in one line.
+    cannot be used is told in one line. `account`: that account's imports only (the daily
+    view has a row per account and day; without it, days are summed over the accounts, and
+    the median duration is left out of a day several accounts share).
     """
     target = target_of(pipeline)
     target.kind.check(target, reading=True)
     try:
-        return _query_report(pipeline, days)
+        return _query_report(pipeline, days, account)
     except DestinationUndefinedEntity:
         create_views(pipeline)
-        return _query_report(pipeline, days)
+        return _query_report(pipeline, days, account)
 
 
-def _query_report(pipeline: dlt.Pipeline, days: int) -> Dict[str, Table]:
+def _daily_query(daily_view: str, days: int, account: Optional[str]) -> str:
+    """The daily rows of one account, or of all of them summed per day."""
+    if account is not None:
+        return (
+            f"SELECT {', '.join(DAILY_COLUMNS)} FROM {daily_view} WHERE account = %s"
+            f" ORDER BY day DESC LIMIT {days}"
+        )
+    sums = [f"SUM({column})" for column in DAILY_COLUMNS[1:-1]]
+    median = "CASE WHEN COUNT(*) = 1 THEN MAX(median_duration_seconds) END"
+    return (
+        f"SELECT day, {', '.join(sums)}, {median} FROM {daily_view}"
+        f" GROUP BY day ORDER BY day DESC LIMIT {days}"
+    )
+
+
+def _query_report(pipeline: dlt.Pipeline, days: int, account: Optional[str]) -> Dict[str, Table]:
+    only = "" if account is None else " AND account = %s"
+    scope = [] if account is None else [account]
     with pipeline.sql_client() as client:
         daily_view = client.make_qualified_table_name(DAILY_VIEW)
         enriched_view = client.make_qualified_table_name(ENRICHED_VIEW)
@@ -71,9 +92,7 @@ def _query_report(pipeline: dlt.Pipeline, days: int) -> Dict[str, Table]:
                 f"no dataset {pipeline.dataset_name!r} in the destination: run"
                 " `resend-imports sync` first"
             )
-        daily_rows = client.execute_sql(
-            f"SELECT {', '.join(DAILY_COLUMNS)} FROM {daily_view} ORDER BY day DESC LIMIT {days}"
-        )
+        daily_rows = client.execute_sql(_daily_query(daily_view, days, account), *scope)
         daily = [dict(zip(DAILY_COLUMNS, row, strict=True)) for row in daily_rows or []]
         worst: Table = []
         if daily:
@@ -81,30 +100,32 @@ def _query_report(pipeline: dlt.Pipeline, days: int) -> Dict[str, Table]:
             worst_rows = client.execute_sql(
                 f"SELECT {', '.join(WORST_COLUMNS)} FROM {enriched_view}"
                 " WHERE is_terminal AND failure_rate IS NOT NULL AND created_at >= %s"
-                f" ORDER BY failure_rate DESC, created_at DESC LIMIT {WORST_LIMIT}",
+                f"{only} ORDER BY failure_rate DESC, created_at DESC LIMIT {WORST_LIMIT}",
                 datetime.combine(oldest_day, datetime.min.time()).isoformat() + "+00:00",
+                *scope,
             )
             worst = [dict(zip(WORST_COLUMNS, row, strict=True)) for row in worst_rows or []]
         table = client.make_qualified_table_name(TABLE_NAME)
         try:
             deleted_rows = client.execute_sql(
-                f"SELECT count(*) FROM {table} WHERE deleted_at IS NOT NULL"
+                f"SELECT count(*) FROM {table} WHERE deleted_at IS NOT NULL{only}", *scope
             )
         except DestinationTerminalException:  # a table no sync of this version wrote yet
             deleted_rows = [(0,)]
         deleted = [{"deleted_imports": deleted_rows[0][0] if deleted_rows else 0}]
-        alerts = _alerts_of_the_period(client, days)
+        alerts = _alerts_of_the_period(client, days, account)
     return {"daily": daily, "worst_imports": worst, "deleted": deleted, "alerts": alerts}
 
 
-def _alerts_of_the_period(client: Any, days: int) -> Table:
+def _alerts_of_the_period(client: Any, days: int, account: Optional[str]) -> Table:
     """Alerts raised in the last `days` days, newest first (none when none was ever raised)."""
     table = client.make_qualified_table_name(ALERTS_TABLE)
     try:
         rows = client.execute_sql(
             f"SELECT {', '.join(REPORT_ALERT_COLUMNS)} FROM {table} WHERE raised_at >= %s"
-            " ORDER BY raised_at DESC, alert_key",
+            f"{'' if account is None else ' AND account = %s'} ORDER BY raised_at DESC, alert_key",
             datetime.now(UTC) - timedelta(days=days),
+            *([] if account is None else [account]),
         )
     except DestinationTerminalException:  # no alert raised into this dataset yet
         return []

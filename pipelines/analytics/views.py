@@ -62,6 +62,7 @@ DAILY_COLUMNS: Dict[str, str] = {
     "rows_skipped": "SUM(counts__skipped)",
     "rows_failed": "SUM(counts__failed)",
     "median_duration_seconds": "MEDIAN(duration_seconds)",
+    "account": "account",  # last: a view from before accounts is replaced in place
 }
 
 
@@ -72,7 +73,7 @@ def _selects(columns: Mapping[str, str]) -> str:
 VIEW_SQL: Dict[str, str] = {
     ENRICHED_VIEW: f"SELECT {_selects(ENRICHED_COLUMNS)}, * FROM {_SOURCE}"
     " WHERE deleted_at IS NULL",
-    DAILY_VIEW: f"SELECT {_selects(DAILY_COLUMNS)} FROM {_ENRICHED} GROUP BY {_DAY}",
+    DAILY_VIEW: f"SELECT {_selects(DAILY_COLUMNS)} FROM {_ENRICHED} GROUP BY {_DAY}, account",
 }
 
 # which view depends on which of ours, from PostgreSQL's catalog (a view's rewrite rule

@@ -104,12 +104,14 @@ def _run(args: argparse.Namespace) -> int:
         return run_demo(args.imports, args.file)
     pipeline = make_pipeline(_destination(args), args.dataset)
     if args.command == "report":
-        print(render(read_report(pipeline, args.days), args.format, wide=args.wide))
+        print(render(read_report(pipeline, args.days, args.account), args.format, wide=args.wide))
         return 0
     options: Dict[str, Any] = {
         "progress_every_seconds": _progress_every(args.progress),
         "alert_settings": _alert_settings(args),
     }
+    if args.account:
+        options["account_names"] = args.account
     wait = args.wait if args.wait is not None else configured_wait_seconds()
     try:
         summary = run_sync(
@@ -123,6 +125,11 @@ def _run(args: argparse.Namespace) -> int:
         print("\n".join(exc.summary.lines()))
         raise
     print("\n".join(summary.lines()))
+    failed = summary.failed_accounts  # the others loaded: one line each, exit 1
+    for report in failed:
+        print(f"resend-imports: error: account {report.account}: {report.error}", file=sys.stderr)
+    if failed:
+        return EXIT_FAILED
     return EXIT_ALERTS if args.fail_on_alert and summary.alerts_raised else 0
 
 

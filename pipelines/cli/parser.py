@@ -14,7 +14,8 @@ PROGRESS_CHOICES = ("auto", "lines", "none")
 
 SETTINGS_HELP = """settings it reads (variables win over .dlt/config.toml and .dlt/secrets.toml):
   API key         RESEND_API_KEY, SOURCES__RESEND_IMPORTS__API_KEY, or api_key under
-                  [sources.resend_imports]
+                  [sources.resend_imports]; several accounts: name = key under
+                  [sources.resend_imports.accounts] (or JSON in SOURCES__RESEND_IMPORTS__ACCOUNTS)
   API URL         RESEND_API_URL or SOURCES__RESEND_IMPORTS__BASE_URL
                   (default https://api.resend.com)
   DuckDB file     --duckdb PATH or DESTINATION__DUCKDB__CREDENTIALS
@@ -67,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument(
         "--full-refresh", action="store_true", help="list every import again and merge"
     )
+    _add_account_option(sync, "sync only this account of [sources.resend_imports.accounts]")
     sync.add_argument(
         "--status", choices=STATUSES, help="only imports with this status (state left alone)"
     )
@@ -117,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--days", type=_positive_int, default=14, help="most recent days with imports (14)"
     )
     report.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    report.add_argument("--account", metavar="NAME", help="only this account's imports")
     report.add_argument("--wide", action="store_true", help="every column (wider than 100)")
 
     demo = commands.add_parser(
@@ -142,6 +145,12 @@ def _add_destination_options(command: argparse.ArgumentParser) -> None:
         "--duckdb", metavar="PATH", help="the DuckDB file (default ./resend_imports.duckdb)"
     )
     command.add_argument("--dataset", default=DATASET_NAME, help="dataset/schema (default resend)")
+
+
+def _add_account_option(command: argparse.ArgumentParser, text: str) -> None:
+    command.add_argument(
+        "--account", action="append", metavar="NAME", help=f"{text} (repeatable; default all)"
+    )
 
 
 def _number(text: str, accept: Callable[[float], bool], expected: str) -> float:

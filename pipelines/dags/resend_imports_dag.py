@@ -14,6 +14,18 @@ of type postgres (its password stays in Airflow's store), or `RESEND_IMPORTS_DES
 comes from `RESEND_API_KEY` or `SOURCES__RESEND_IMPORTS__API_KEY`; every setting of the
 source (e.g. `full_refresh_every_days`) is read the dlt way, as for the CLI.
 
+Several accounts (`[sources.resend_imports.accounts]`) fan out over account groups: the
+`account_groups` task splits the configured account names (never their keys) into
+`account_groups` groups (`SOURCES__RESEND_IMPORTS__ACCOUNT_GROUPS`, default 1), and `sync` is
+mapped over them (dynamic task mapping), one task instance per group, each listing its
+accounts concurrently. Concurrency model: one writer per dataset. The mapped instances run
+one at a time (`max_active_tis_per_dagrun=1`), and each holds the dataset's writer lock while
+it runs (on DuckDB the file lock, so two tasks never write the same file; on PostgreSQL the
+advisory lock keyed on the dataset, so dlt's schema changes never race, as dlt advises for
+parallel loads into one dataset). A group gains isolation, not parallel writes: a group
+whose account fails fails (and retries) alone, after the others of the group loaded, and
+later groups still run. Parallel writers would need a dataset per group.
+
 The views over the table (`refresh_views`) are rebuilt by a task of their own, after the
 sync, whenever they are missing or older than the table's columns; when they cannot be (a
 view of a user that blocks the rebuild on PostgreSQL), that task fails in one line that says
@@ -28,7 +40,7 @@ outage fails (and retries) only `deliver_alerts`; what it could not send waits i
 import logging
 import os
 from datetime import datetime, timedelta
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import dlt
 from airflow.sdk import Connection, dag, task
@@ -41,7 +53,13 @@ from pipelines.run import (
     refresh_views,
     run_sync,
 )
-from pipelines.run.scheduler import CONNECTION_ID, destination_for_scheduler, log_failure
+from pipelines.run.scheduler import (
+    CONNECTION_ID,
+    account_groups,
+    destination_for_scheduler,
+    log_failure,
+)
+from sources.resend_imports.errors import ResendError
 
 logger = logging.getLogger("resend_imports")
 
@@ -77,17 +95,30 @@ def _pipeline() -> dlt.Pipeline:
     doc_md=__doc__,
 )
 def resend_contact_imports() -> None:
-    @task
-    def sync() -> None:
-        """One sync, under the writer lock; its summary goes to the task log."""
+    @task(task_id="account_groups")
+    def groups() -> List[Optional[List[str]]]:
+        """The account names of each group (None: every account, the single group)."""
+        return account_groups()
+
+    @task(max_active_tis_per_dagrun=1)  # one writer per dataset: see the module's text
+    def sync(accounts: Optional[List[str]]) -> None:
+        """One sync of a group's accounts, under the writer lock; its summary goes to the
+        task log. An account that failed fails the task after the others loaded."""
         summary = run_sync(
             _pipeline(),
             wait_seconds=configured_wait_seconds(),
             deliver_alerts=False,
             refresh_views=False,  # the next task's: a view failure fails only that task
+            account_names=accounts,
         )
         for line in summary.lines():
             logger.info(line)
+        failed = summary.failed_accounts
+        for report in failed:
+            logger.error("resend-imports: error: account %s: %s", report.account, report.error)
+        if failed:
+            names = ", ".join(report.account for report in failed)
+            raise ResendError(f"accounts {names} failed (the others loaded)")
 
     # after the views (both take the lock: one after the other, never racing for it), and
     # whatever became of the sync: alerts of earlier runs still go out
@@ -104,7 +135,7 @@ def resend_contact_imports() -> None:
         rebuilt = refresh_views(_pipeline(), configured_wait_seconds())
         logger.info("views: %s", f"(re)created {', '.join(rebuilt)}" if rebuilt else "current")
 
-    sync() >> views() >> deliver()
+    sync.expand(accounts=groups()) >> views() >> deliver()
 
 
 resend_contact_imports()

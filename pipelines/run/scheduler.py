@@ -4,11 +4,13 @@ told in one line."""
 import logging
 import os
 from pathlib import Path
-from typing import Any, Mapping, Optional, Tuple
+from typing import Any, List, Mapping, Optional, Tuple
 from urllib.parse import urlsplit, urlunsplit
 
 import dlt
 
+from sources.resend_imports.accounts import configured_accounts
+from sources.resend_imports.config import SOURCE_SECTIONS, legacy_value
 from sources.resend_imports.errors import ResendConfigError
 
 from ..failures import explain
@@ -71,6 +73,21 @@ def destination_for_scheduler(
     database = Path(duckdb_file_for_scheduler(environ))
     database.parent.mkdir(parents=True, exist_ok=True)
     return dlt.destinations.duckdb(str(database))
+
+
+def account_groups() -> List[Optional[List[str]]]:
+    """The configured accounts' names in `account_groups` groups (sorted names dealt in
+    turn), for the DAG's mapped sync; [None] (every account) with one group or one key."""
+    count = dlt.config.get(".".join((*SOURCE_SECTIONS, "account_groups")), int) or 1
+    if count < 1:
+        raise ResendConfigError(f"account_groups must be at least 1, got {count}")
+    accounts: Any = dlt.secrets.get(".".join((*SOURCE_SECTIONS, "accounts")))
+    if accounts is None:
+        accounts = legacy_value(SOURCE_SECTIONS, "accounts")
+    names = sorted(configured_accounts(accounts, ""))  # names only: keys stay in the config
+    if count == 1 or len(names) == 1:
+        return [None]
+    return [group for group in (names[start::count] for start in range(count)) if group]
 
 
 def log_failure(context: Mapping[str, Any]) -> None:

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from sources.resend_imports import SyncReport
+from sources.resend_imports.accounts import DEFAULT_ACCOUNT
 from sources.resend_imports.quarantine import QUARANTINE_TABLE
 
 from ..delivery import DeliveryReport
@@ -32,6 +33,9 @@ class SyncSummary(SyncReport):
     def lines(self) -> list[str]:
         """The summary: where the data went and what changed, then what it cost."""
         where = f"{self.table} on {self.destination}"
+        accounts = self.per_account()
+        if len(accounts) > 1 or any(r.account != DEFAULT_ACCOUNT for r in accounts):
+            return self._lines_of_accounts(where, accounts)
         mode = MODE_TEXT.get(self.mode, self.mode)
         unchanged = self.rows - self.new - self.updated
         deletions = ""
@@ -50,7 +54,27 @@ class SyncSummary(SyncReport):
                 f"  new {self.new}, updated {self.updated}, unchanged {unchanged};"
                 f" still open {self.open_imports}{deletions}"
             )
-        lines = [f"{first} ({mode})", second]
+        return [f"{first} ({mode})", second, *self._costs()]
+
+    def _lines_of_accounts(self, where: str, accounts: list[SyncReport]) -> list[str]:
+        """One line per account, then the total."""
+        lines = [f"synced {self.rows} contact imports of {len(accounts)} accounts into {where}"]
+        for report in accounts:
+            if report.error is not None:
+                lines.append(
+                    f"  account {report.account}: FAILED (state not advanced): {report.error}"
+                )
+                continue
+            mode = MODE_TEXT.get(report.mode, report.mode).split(":")[0]
+            lines.append(
+                f"  account {report.account}: {_changes(report)}; requests {report.requests}"
+                f" ({mode})"
+            )
+        lines.append(f"  total: {_changes(self)}")
+        return lines + self._costs()
+
+    def _costs(self) -> list[str]:
+        lines = []
         if self.quarantined:
             lines.append(
                 f"  set aside {self.quarantined} malformed record"
@@ -67,3 +91,14 @@ class SyncSummary(SyncReport):
             f" {self.elapsed_seconds:.2f}s"
         )
         return lines
+
+
+def _changes(report: SyncReport) -> str:
+    unchanged = report.rows - report.new - report.updated
+    deletions = ""
+    if report.deleted or report.not_found:
+        deletions = f"; marked deleted {report.deleted}, answered 404 {report.not_found}"
+    return (
+        f"new {report.new}, updated {report.updated}, unchanged {unchanged};"
+        f" still open {report.open_imports}{deletions}"
+    )

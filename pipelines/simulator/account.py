@@ -109,6 +109,18 @@ class Simulator:
         self.not_found_for: Counter[str] = Counter()
         self.unlisted_for: Counter[str] = Counter()
         self._lock = threading.Lock()
+        # other Resend accounts served on the same port, by API key: each its own imports,
+        # rate limit, faults and counts
+        self.others: Dict[str, Simulator] = {}
+
+    def add_account(self, api_key: str, other: "Simulator") -> "Simulator":
+        """Serves `other` (a simulator of its own) to requests with `api_key`."""
+        self.others[api_key] = other
+        return other
+
+    def for_key(self, api_key: str) -> "Simulator":
+        """The account a request's API key belongs to (this one for any other key)."""
+        return self.others.get(api_key, self)
 
     def stats(self) -> Dict[str, Any]:
         with self._lock:

@@ -4,7 +4,9 @@ Serves `GET /contacts/imports` and `GET /contacts/imports/{id}` as Resend does, 
 control API under `/_simulator/` for processes that do not share memory with it:
 `GET truth`, `GET stats`, `POST advance?new=&seconds=`, `POST faults` (JSON body of
 `FaultPlan` fields), `POST delete?id=` (an import deleted in Resend), `POST reset` (the
-account as seeded), `POST reset-stats`.
+account as seeded), `POST reset-stats`. Several accounts share the port: a request with a
+key of `Simulator.others` is that account's, with its own imports, rate limit and faults
+(the control API is the first account's).
 """
 
 import json
@@ -33,6 +35,10 @@ def _encode(sim: Simulator, path: str, body: Any) -> bytes:
 
 def _error(status: int, name: str, message: str) -> Tuple[int, bytes]:
     return status, json.dumps({"statusCode": status, "name": name, "message": message}).encode()
+
+
+def _bearer(auth: str) -> str:
+    return auth[7:].strip() if auth.startswith("Bearer ") else ""
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -107,6 +113,7 @@ class Handler(BaseHTTPRequestHandler):
                 self._send(*_error(404, "not_found", "no such control endpoint"))
             return
 
+        sim = sim.for_key(_bearer(self.headers.get("Authorization", "")))
         endpoint = "list" if parts.path == LIST_PATH else "get"
         sim.count("total", endpoint)
         allowed, remaining, reset, limit = sim.take_rate()
@@ -130,7 +137,7 @@ class Handler(BaseHTTPRequestHandler):
             if self._inject(fault, rate_headers, sim.faults):
                 return
 
-        status, body = self._answer(parts.path, parts.query)
+        status, body = self._answer(sim, parts.path, parts.query)
         sim.count(f"status_{status}")
         self._send(status, body, rate_headers)
 
@@ -165,8 +172,7 @@ class Handler(BaseHTTPRequestHandler):
         self._send(status, body, headers, content_type)
         return True
 
-    def _answer(self, path: str, raw_query: str) -> Tuple[int, bytes]:
-        sim = self.server.simulator
+    def _answer(self, sim: Simulator, path: str, raw_query: str) -> Tuple[int, bytes]:
         if not self.headers.get("User-Agent"):
             return 403, b"<html><body>403 Forbidden: User-Agent required</body></html>"
         auth = self.headers.get("Authorization", "")

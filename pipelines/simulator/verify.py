@@ -36,22 +36,29 @@ def expected_records(truth: Iterable[Mapping[str, Any]]) -> Dict[str, Record]:
     return records
 
 
-def loaded_records(pipeline: dlt.Pipeline) -> Tuple[Dict[str, Record], int, List[str]]:
-    """The table's live rows as comparable tuples keyed by id, the number of rows (deleted
-    ones included), and the ids of the rows marked deleted."""
+def loaded_records(
+    pipeline: dlt.Pipeline, account: Optional[str] = None
+) -> Tuple[Dict[str, Record], int, List[str]]:
+    """The table's live rows (of `account`, or all) as comparable tuples keyed by id, the
+    number of rows (deleted ones included), and the ids of the rows marked deleted."""
     with pipeline.sql_client() as client:
         table = client.make_qualified_table_name(TABLE_NAME)
         query = f"SELECT id, deleted_at IS NOT NULL, {', '.join(COMPARED)} FROM {table}"
-        rows = client.execute_sql(query) or []
+        if account is not None:
+            query += " WHERE account = %s"
+        rows = client.execute_sql(query, *([account] if account else [])) or []
     records = {row[0]: (row[2], _utc(row[3]), _utc(row[4]), *row[5:]) for row in rows if not row[1]}
     deleted = [row[0] for row in rows if row[1]]
     return records, len(rows), deleted
 
 
-def differences(pipeline: dlt.Pipeline, truth: Iterable[Mapping[str, Any]]) -> List[str]:
-    """Every way the table differs from the API's truth; empty when they are equal."""
+def differences(
+    pipeline: dlt.Pipeline, truth: Iterable[Mapping[str, Any]], account: Optional[str] = None
+) -> List[str]:
+    """Every way the table (`account`'s rows, or all) differs from the API's truth; empty
+    when they are equal."""
     expected = expected_records(truth)
-    loaded, row_count, deleted = loaded_records(pipeline)
+    loaded, row_count, deleted = loaded_records(pipeline, account)
     problems: List[str] = []
     if row_count != len(loaded) + len(set(deleted)):
         problems.append(f"{row_count - len(loaded) - len(set(deleted))} duplicate rows")

@@ -3,23 +3,24 @@
 import inspect
 import os
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any, Dict, Iterator, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import dlt
 from dlt.common.typing import TSecretStrValue
 from dlt.sources import DltResource
 
+from .accounts import ACCOUNT_COLUMN, ACCOUNT_HINT, configured_accounts, selected
 from .alerts import add_alerts_table
 from .client import ResendClient, RetryPolicy
 from .config import SECTION, source_arguments
 from .destination import running_pipeline
+from .fanout import sync_contact_imports
 from .history import add_history_table
 from .legacy import adopt_legacy_schema
 from .options import RunOptions, check_deletion_settings, check_settings, clean_key
 from .pending import settle_pending_packages
 from .quarantine import add_quarantine_table
 from .records import COLUMNS
-from .run import sync_contact_imports
 from .settings import (
     API_KEY_ENV,
     API_URL_ENV,
@@ -51,12 +52,12 @@ def user_agent() -> str:
 
 @dlt.resource(
     name=TABLE_NAME,
-    primary_key="id",
+    primary_key=(ACCOUNT_COLUMN, "id"),
     write_disposition={"disposition": "merge", "strategy": "delete-insert"},
-    columns=COLUMNS,
+    columns={**COLUMNS, **ACCOUNT_HINT},
 )
 def contact_imports(
-    client: ResendClient,
+    clients: Dict[str, ResendClient],
     page_size: int = DEFAULT_PAGE_SIZE,
     status: Optional[str] = None,
     full_refresh: bool = False,
@@ -64,7 +65,9 @@ def contact_imports(
     full_refresh_every_days: float = DEFAULT_FULL_REFRESH_EVERY_DAYS,
     alert_settings: Tuple[Tuple[str, Any], ...] = (),
 ) -> Iterator[Any]:
-    """Yields contact imports in batches; see `incremental` for what a run lists.
+    """Yields contact imports in batches, of every account in `clients` (name -> its
+    client), each account a run of its own (see `fanout`); see `incremental` for what a run
+    lists.
 
     Also yields, to `contact_import_status_history`, the imports this run saw in a new
     status or with new counts (compared with the table: see `known` and `history`), to
@@ -87,7 +90,7 @@ def contact_imports(
         full_refresh_every_days=full_refresh_every_days,
         alert_settings=alert_settings,
     )
-    yield from sync_contact_imports(client, options)
+    yield from sync_contact_imports(clients, options)
 
 
 # settings under `[sources.resend_imports]` (see `config`); schema and state keep the name
@@ -95,6 +98,8 @@ def contact_imports(
 @dlt.source(name=SOURCE_NAME, section=SECTION)
 def resend_source(
     api_key: Optional[TSecretStrValue] = dlt.secrets.value,
+    accounts: Optional[Dict[str, TSecretStrValue]] = dlt.secrets.value,
+    account_names: Optional[List[str]] = None,
     base_url: Optional[str] = dlt.config.value,
     page_size: int = DEFAULT_PAGE_SIZE,
     status: Optional[str] = None,
@@ -113,7 +118,10 @@ def resend_source(
     """Resend contact imports, merged on `id` and refreshed until terminal.
 
     Args:
-        api_key: Resend API key; falls back to `RESEND_API_KEY`.
+        api_key: Resend API key; falls back to `RESEND_API_KEY`. One account, `default`.
+        accounts: Several Resend accounts, name -> API key (`[sources.resend_imports.accounts]`
+            or JSON); when set, `api_key` is not used.
+        account_names: Only these of `accounts` (the command line's `--account`).
         base_url: API base URL; falls back to `RESEND_API_URL`, then the public API.
         page_size: Imports per list request, 1 to 100.
         status: Only imports with this status (the state is then left alone).
@@ -139,6 +147,8 @@ def resend_source(
 
 def _source(
     api_key: Optional[str],
+    accounts: Any,
+    account_names: Optional[List[str]],
     base_url: Optional[str],
     page_size: int,
     status: Optional[str],
@@ -156,26 +166,32 @@ def _source(
 ) -> DltResource:
     # a missing key fails the run when it starts, not here: a scheduler (Airflow) builds the
     # source where the secrets may not be, and hands it to a worker where they are
-    key = clean_key(api_key or os.environ.get(API_KEY_ENV) or "")
+    keys = configured_accounts(accounts, api_key or os.environ.get(API_KEY_ENV) or "")
+    keys = selected(keys, account_names)
     check_settings(page_size, status, max_attempts, connect_timeout_seconds, read_timeout_seconds)
     check_deletion_settings(gone_after_runs, full_refresh_every_days)
-    client = ResendClient(
-        key,
-        base_url or os.environ.get(API_URL_ENV) or DEFAULT_BASE_URL,
-        user_agent=user_agent(),
-        retry_policy=RetryPolicy(
-            max_attempts, initial_backoff_seconds, max_backoff_seconds, max_rate_limit_wait_seconds
-        ),
-        connect_timeout=connect_timeout_seconds,
-        read_timeout=read_timeout_seconds,
-        progress_every=progress_every_seconds,
+    url = base_url or os.environ.get(API_URL_ENV) or DEFAULT_BASE_URL
+    policy = RetryPolicy(
+        max_attempts, initial_backoff_seconds, max_backoff_seconds, max_rate_limit_wait_seconds
     )
+    clients = {
+        name: ResendClient(  # one per account: each paced by its own rate-limit headers
+            clean_key(key),
+            url,
+            user_agent=user_agent(),
+            retry_policy=policy,
+            connect_timeout=connect_timeout_seconds,
+            read_timeout=read_timeout_seconds,
+            progress_every=progress_every_seconds,
+        )
+        for name, key in keys.items()
+    }
     pipeline = running_pipeline()
     if pipeline is not None:
         settle_pending_packages(pipeline)  # the destination's committed state wins
         adopt_legacy_schema(pipeline)  # an install from before the source's rename
     resource = contact_imports(
-        client,
+        clients,
         page_size,
         status,
         full_refresh,
@@ -190,5 +206,5 @@ def _source(
 _DEFAULTS = {
     name: None if parameter.default in (dlt.config.value, dlt.secrets.value) else parameter.default
     for name, parameter in inspect.signature(resend_source).parameters.items()
-    if name not in ("full_refresh", "alert_settings")
+    if name not in ("full_refresh", "alert_settings", "account_names")
 }

@@ -10,12 +10,13 @@ the table in the same run.
 
 import logging
 from copy import deepcopy
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Dict, List, Optional
 
 from dlt.common.schema.utils import has_table_seen_data
 
+from .accounts import ACCOUNT_COLUMN, DEFAULT_ACCOUNT
 from .alerts import ALERTS_TABLE
 from .destination import DestinationReader, TableHealth
 from .errors import ResendConfigError
@@ -46,6 +47,7 @@ class Checked:
     history_exists: bool = False  # the history table is there to be asked what it recorded
     alerts_exist: bool = False  # the alerts table is there to be asked which alerts it holds
     health: Optional[TableHealth] = None  # None: the destination cannot be read with SQL
+    columns: Optional[List[str]] = None  # of the table (None: no SQL); `health` per account
     repair: Optional[str] = None  # why the table does not hold what the state describes
 
 
@@ -74,7 +76,8 @@ def start_from_committed_state(reader: DestinationReader, stored: Dict[str, Any]
 
 def check_destination(reader: DestinationReader, stored: Dict[str, Any]) -> Checked:
     """The state from the destination, then the staging dataset and the tables: those a
-    person dropped are created again, and the live imports of `contact_imports` counted."""
+    person dropped are created again, those from before accounts get the `account` column;
+    once for every account of the run (`for_account` counts each one's live imports)."""
     checked = Checked(start_from_committed_state(reader, stored), reader.readable)
     taken = reader.staging_dataset_of_its_own()
     if taken is not None:
@@ -108,10 +111,38 @@ def check_destination(reader: DestinationReader, stored: Dict[str, Any]) -> Chec
                 reader.dataset,
             )
             reader.recreate_tables(missing)
-    checked.health = reader.table_health(columns.get(TABLE_NAME, []))
+    _add_accounts(reader, columns)
+    checked.columns = columns.get(TABLE_NAME, [])
     checked.history_exists = bool(columns.get(HISTORY_TABLE)) or HISTORY_TABLE in missing
     checked.alerts_exist = bool(columns.get(ALERTS_TABLE)) or ALERTS_TABLE in missing
     return checked
+
+
+def _add_accounts(reader: DestinationReader, columns: Dict[str, List[str]]) -> None:
+    """Tables loaded before accounts existed get the `account` column, their rows the account
+    `default` (nothing is listed again: the state stays the `default` account's)."""
+    lacking = [t for t in WRITTEN_TABLES if columns.get(t) and ACCOUNT_COLUMN not in columns[t]]
+    if not lacking:
+        return
+    staging = reader.staging_columns(list(WRITTEN_TABLES))
+    in_staging = [t for t in WRITTEN_TABLES if staging.get(t) and ACCOUNT_COLUMN not in staging[t]]
+    reader.add_account_column(lacking, in_staging)
+    for table in lacking:
+        columns[table].append(ACCOUNT_COLUMN)
+    logger.info(
+        "%s: the column %s added, the rows it held are the account %s's",
+        ", ".join(f"{reader.dataset}.{table}" for table in lacking),
+        ACCOUNT_COLUMN,
+        DEFAULT_ACCOUNT,
+    )
+
+
+def for_account(checked: Checked, reader: DestinationReader) -> Checked:
+    """The checks of one account's run: the live imports the table holds of its account
+    (`reader.account`)."""
+    if checked.columns is None:
+        return checked
+    return replace(checked, health=reader.table_health(checked.columns))
 
 
 def repair_reason(previous: SyncState, checked: Checked, dataset: str) -> Optional[str]:

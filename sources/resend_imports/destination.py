@@ -27,6 +27,7 @@ from typing import (
     NamedTuple,
     Optional,
     Set,
+    Tuple,
     TypeVar,
 )
 
@@ -38,11 +39,12 @@ from dlt.common.pipeline import PipelineContext
 from dlt.destinations.job_client_impl import SqlJobClientBase
 from dlt.pipeline.state_sync import load_pipeline_state_from_destination
 
+from .accounts import ACCOUNT_COLUMN, DEFAULT_ACCOUNT
 from .reads import retrying, stream
 from .records import Row
 from .settings import COUNT_FIELDS, LEGACY_SOURCE_NAME, SOURCE_NAME, TABLE_NAME
 
-_DLT_COLUMNS = ("_dlt_load_id", "_dlt_id")
+_DLT_COLUMNS = ("_dlt_load_id", "_dlt_id", ACCOUNT_COLUMN)  # the run adds the account
 _IDS_PER_QUERY = 500
 _ROWS_PER_QUERY = 5000
 
@@ -100,6 +102,8 @@ class DestinationReader:
         self._stack = ExitStack()
         self._client: Any = None
         self.readable = False  # a SQL database whose tables this run can read
+        # the account whose rows the reads of rows see (None: every row, as before accounts)
+        self.account: Optional[str] = None
 
     def __enter__(self) -> "DestinationReader":
         client: Any = self.pipeline.destination_client()
@@ -172,9 +176,47 @@ class DestinationReader:
         if not columns:
             return TableHealth([], None)
         table = self._qualified(TABLE_NAME)
-        live = "WHERE deleted_at IS NULL" if "deleted_at" in columns else ""
-        rows = self._query("the table", f"SELECT count(*) FROM {table} {live}")
+        scope, args = self._scope()
+        live = "deleted_at IS NULL" if "deleted_at" in columns else "TRUE"
+        rows = self._query("the table", f"SELECT count(*) FROM {table} WHERE {scope}{live}", *args)
         return TableHealth(columns, int(rows[0][0]) if rows else 0)
+
+    def add_account_column(self, tables: List[str], staging: List[str]) -> None:
+        """Adds `account` to tables loaded before accounts existed, their rows becoming the
+        account `default`, and to their copies in dlt's staging dataset (`staging`: emptied
+        before each load), before dlt adds it as NOT NULL, which it cannot do to rows."""
+        client = self._client
+        sql = client.sql_client
+
+        def add() -> None:
+            for table in tables:
+                name = self._qualified(table)
+                sql.execute_sql(f"ALTER TABLE {name} ADD COLUMN {ACCOUNT_COLUMN} VARCHAR")
+                sql.execute_sql(
+                    f"UPDATE {name} SET {ACCOUNT_COLUMN} = %s WHERE {ACCOUNT_COLUMN} IS NULL",
+                    DEFAULT_ACCOUNT,
+                )
+                sql.execute_sql(f"ALTER TABLE {name} ALTER COLUMN {ACCOUNT_COLUMN} SET NOT NULL")
+            if staging:
+                with client.with_staging_dataset():
+                    for table in staging:
+                        name = sql.make_qualified_table_name(table)
+                        sql.execute_sql(f"ALTER TABLE {name} ADD COLUMN {ACCOUNT_COLUMN} VARCHAR")
+
+        self._read("the tables", add)
+
+    def staging_columns(self, tables: List[str]) -> Dict[str, List[str]]:
+        """The columns each of `tables` has in dlt's staging dataset (none: not there)."""
+        client = self._client
+        if not self.readable:
+            return {}
+
+        def read() -> Dict[str, Any]:
+            with client.with_staging_dataset():
+                return dict(client.get_storage_tables(tables))
+
+        found = self._read("the staging dataset", read)
+        return {name: [c.lower() for c in found.get(name, {})] for name in tables}
 
     def recreate_tables(self, tables: List[str]) -> None:
         """Creates the tables the schema describes that the destination lacks (dropped or
@@ -196,9 +238,10 @@ class DestinationReader:
         for start in range(0, len(ids), _IDS_PER_QUERY):
             chunk = ids[start : start + _IDS_PER_QUERY]
             marks = ", ".join(["%s"] * len(chunk))
-            query = f"SELECT {selected} FROM {table} WHERE id IN ({marks})"
+            scope, args = self._scope()
+            query = f"SELECT {selected} FROM {table} WHERE {scope}id IN ({marks})"
             names = ["id", "status", *(f"counts__{f}" for f in COUNT_FIELDS), "deleted_at"]
-            rows = self._query("the table", query, *chunk)
+            rows = self._query("the table", query, *args, *chunk)
             found += [dict(zip(names, row, strict=True)) for row in rows]
         return found
 
@@ -215,6 +258,8 @@ class DestinationReader:
         called before each attempt (a retry starts the copy over)."""
         table = self._qualified(TABLE_NAME)
         query = f"SELECT {', '.join(_known_columns(columns))} FROM {table}"
+        if self.account is not None:  # a literal: the streaming drivers take no parameters
+            query += f" WHERE {ACCOUNT_COLUMN} = {_literal(self.account)}"
         sql = self._client.sql_client
 
         def copy() -> None:
@@ -231,8 +276,9 @@ class DestinationReader:
         for start in range(0, len(keys), _IDS_PER_QUERY):
             chunk = keys[start : start + _IDS_PER_QUERY]
             marks = ", ".join(["%s"] * len(chunk))
-            query = f"SELECT {column} FROM {qualified} WHERE {column} IN ({marks})"
-            found.update(row[0] for row in self._query(what, query, *chunk))
+            scope, args = self._scope()
+            query = f"SELECT {column} FROM {qualified} WHERE {scope}{column} IN ({marks})"
+            found.update(row[0] for row in self._query(what, query, *args, *chunk))
         return found
 
     def last_rows(self, ids: List[str]) -> Iterator[List[Row]]:
@@ -242,7 +288,9 @@ class DestinationReader:
         for start in range(0, len(ids), _ROWS_PER_QUERY):
             chunk = ids[start : start + _ROWS_PER_QUERY]
             marks = ", ".join(["%s"] * len(chunk))
-            query = f"SELECT * FROM {table} WHERE id IN ({marks})"
+            scope, args = self._scope()
+            query = f"SELECT * FROM {table} WHERE {scope}id IN ({marks})"
+            chunk = [*args, *chunk]
 
             def read(query: str = query, chunk: List[str] = chunk) -> List[Row]:
                 with self._client.sql_client.execute_query(query, *chunk) as cursor:
@@ -253,6 +301,12 @@ class DestinationReader:
             yield self._read("the table", read)
 
     # -- plumbing -----------------------------------------------------------------------------
+
+    def _scope(self) -> Tuple[str, List[Any]]:
+        """The condition (and its parameter) that keeps a read to this run's account."""
+        if self.account is None:
+            return "", []
+        return f"{ACCOUNT_COLUMN} = %s AND ", [self.account]
 
     def _qualified(self, table: str) -> str:
         name: str = self._client.sql_client.make_qualified_table_name(table)
@@ -274,6 +328,11 @@ class DestinationReader:
         except DestinationException:
             pass  # a connection that is gone needs no closing
         sql.open_connection()
+
+
+def _literal(text: str) -> str:
+    """An account name as a SQL string literal (names are checked identifiers already)."""
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _known_columns(columns: List[str]) -> List[str]:

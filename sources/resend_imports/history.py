@@ -12,6 +12,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from dlt.sources import DltResource
 
+from .accounts import ACCOUNT_COLUMN, ACCOUNT_HINT
 from .records import Row, fingerprint
 from .settings import COUNT_FIELDS, DELETED_STATUS, HISTORY_TABLE
 
@@ -35,14 +36,15 @@ def add_insert_only_table(
     resource: DltResource, table: str, primary_key: str, columns: Any
 ) -> DltResource:
     """Declares `table`, fed by `resource` with `dlt.mark.with_table_name`, insert-only on
-    `primary_key`: a row whose key the table holds already is not written again."""
+    the account and `primary_key`: a row whose key the table holds already for that account
+    is not written again."""
     # a table variant starts as a copy of the resource's hints: drop its columns first
     resource.apply_hints(table_name=table, columns={}, create_table_variant=True)
     resource.apply_hints(
         table_name=table,
         write_disposition={"disposition": "merge", "strategy": "insert-only"},
-        primary_key=primary_key,
-        columns=columns,
+        primary_key=[ACCOUNT_COLUMN, primary_key],
+        columns={**columns, **ACCOUNT_HINT},
         create_table_variant=True,
     )
     return resource

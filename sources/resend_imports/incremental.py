@@ -32,6 +32,8 @@ from datetime import datetime, timedelta
 from typing import Any, Dict, List, MutableMapping, Optional
 
 STATE_VERSION = 1
+# where the states of accounts other than `default` live, beside its own (see `accounts`)
+ACCOUNTS_KEY = "accounts"
 RECHECK_DELETED_DAYS = 7
 
 
@@ -137,6 +139,7 @@ class SyncState:
         )
 
     def save(self, stored: MutableMapping[str, Any]) -> None:
+        others = stored.get(ACCOUNTS_KEY)  # the other accounts' states, kept as they are
         stored.clear()
         stored.update(
             {
@@ -155,6 +158,8 @@ class SyncState:
                 "key_fingerprint": self.key_fingerprint,
             }
         )
+        if others is not None:
+            stored[ACCOUNTS_KEY] = others
 
 
 def _fingerprint_of_older_states(older: str) -> str:

@@ -1,7 +1,8 @@
-"""One run of the `contact_imports` resource, as one object (`Run`).
+"""One account's run of the `contact_imports` resource, as one object (`Run`).
 
-The resource in `__init__` is a few lines over `sync_contact_imports`. A run checks the
-destination before it lists anything (`checks`), lists (down to the frontier, or everything)
+The resource in `__init__` is a few lines over `fanout.sync_contact_imports`, which checks
+the destination once and runs one `Run` per account. A run checks its account's part of
+the table before it lists anything (`checks`), lists (down to the frontier, or everything)
 into its intake (`intake`), fetches by id what the listing did not show (`by_id`), marks
 deleted what is gone, raises the alerts on open imports, saves the next state, and hands dlt
 what it did (`SyncReport`).
@@ -9,11 +10,8 @@ what it did (`SyncReport`).
 
 import logging
 import secrets
-from contextlib import ExitStack
 from datetime import UTC, datetime
 from typing import Any, Dict, Iterator, List, Optional, Set
-
-import dlt
 
 from . import by_id
 from .alerts import Alerting
@@ -22,20 +20,19 @@ from .checks import (
     INCREMENTAL,
     REPAIR,
     Checked,
-    check_destination,
+    for_account,
     mode_of,
     repair_reason,
     say_why,
 )
 from .client import ResendClient
 from .config import alert_rules
-from .destination import DestinationReader, running_pipeline
+from .destination import DestinationReader
 from .errors import ResendConfigError
 from .formats import hand_over
 from .incremental import SyncState
 from .intake import Intake
 from .known import NothingKnown, StateKnowledge, TableLookups
-from .legacy import adopt_legacy_state
 from .observer import RunObserver
 from .options import RunOptions
 from .recorder import Recorder
@@ -47,41 +44,19 @@ from .table_copy import TableCopy
 logger = logging.getLogger("resend_imports")
 
 
-def sync_contact_imports(client: ResendClient, options: RunOptions) -> Iterator[Any]:
-    """One run of `contact_imports`: checks the destination, lists (down to the frontier, or
-    everything), refreshes by id what the listing did not show, marks what is gone, and
-    saves the next state.
+class Run:
+    """One account's run: what it found before listing, what kind of run that makes it, and
+    the parts that take its imports in (`knowledge`, `observer`, `recorder`, `intake`).
 
     Cost model: a first or complete listing makes ceil(N / page_size) list requests; an
     incremental one pages down to the frontier (the oldest open import near the top, else the
     newest import), so a quiet run makes 1; plus one GET per import watched by id (stuck deep
     in history, missing from the listing, or marked deleted in the last
     `RECHECK_DELETED_DAYS`) and, after a complete listing, one per id the table holds that the
-    listing did not return. On the destination: a few catalog queries and a count before the
-    listing, one query per batch of the listing (incremental), or one streamed copy of the
-    table's ids (complete listing).
+    listing did not return. On the destination: a count before the listing, one query per
+    batch of the listing (incremental), or one streamed copy of the account's rows (complete
+    listing).
     """
-    if not client.has_api_key:
-        raise ResendConfigError(
-            "no Resend API key: set RESEND_API_KEY, SOURCES__RESEND_IMPORTS__API_KEY"
-            " or api_key under [sources.resend_imports] in .dlt/secrets.toml"
-            " (to try the connector without a key: resend-imports demo)"
-        )
-    pipeline = running_pipeline()
-    with ExitStack() as cleanup:  # also when the run fails or is interrupted
-        reader = None
-        if pipeline is not None:
-            reader = cleanup.enter_context(DestinationReader(pipeline))
-        stored = dlt.current.resource_state()
-        adopt_legacy_state(stored)
-        run = Run(client, options, reader, stored)
-        cleanup.callback(run.knowledge.close)
-        yield from run.items()
-
-
-class Run:
-    """One run: what it found before listing, what kind of run that makes it, and the parts
-    that take its imports in (`knowledge`, `observer`, `recorder`, `intake`)."""
 
     def __init__(
         self,
@@ -89,14 +64,22 @@ class Run:
         options: RunOptions,
         reader: Optional[DestinationReader],
         stored: Dict[str, Any],
+        checked: Checked,
+        account: str,
     ) -> None:
+        if not client.has_api_key:
+            raise ResendConfigError(
+                "no Resend API key: set RESEND_API_KEY, SOURCES__RESEND_IMPORTS__API_KEY"
+                " or api_key under [sources.resend_imports] in .dlt/secrets.toml"
+                " (to try the connector without a key: resend-imports demo)"
+            )
         self.client = client
         self.options = options
-        self.reader = reader
-        self.stored = stored  # the resource state, saved into at the end
-        self.report = SyncReport(status=options.status)
+        self.reader = reader  # reading `account`'s rows (`DestinationReader.account`)
+        self.stored = stored  # the account's state, saved into at the end
+        self.report = SyncReport(status=options.status, account=account)
         self.rules = alert_rules(dict(options.alert_settings))
-        self.checked = Checked() if reader is None else check_destination(reader, stored)
+        self.checked = checked if reader is None else for_account(checked, reader)
         self.previous = SyncState.load(stored)
         self.started_at = datetime.now(UTC)
         self.salt = self.previous.key_salt or secrets.token_hex(8)
@@ -159,10 +142,7 @@ class Run:
         else:
             yield from self._unlisted()
             self._save_state()
-        stats = self.client.stats
-        self.report.requests, self.report.retries = stats.requests, stats.retries
-        self.report.rate_limited = stats.rate_limited
-        dlt.current.resource_metrics().update(vars(self.report))
+        self.report.count_requests(self.client.stats)
 
     def _listing(self) -> Iterator[Any]:
         health = self.checked.health

@@ -5,8 +5,8 @@ where it happens. The run hands the report to dlt's resource metrics
 (`last_trace.last_extract_info`).
 """
 
-from dataclasses import dataclass
-from typing import Optional
+from dataclasses import dataclass, field, fields
+from typing import Any, Dict, Iterable, List, Optional
 
 
 @dataclass
@@ -28,3 +28,35 @@ class SyncReport:
     rate_limited: int = 0  # run, from the client
     open_imports: int = 0  # run: open imports the next run refreshes
     alerts_raised: int = 0  # recorder: alerts the alerts table did not hold already
+    account: str = ""  # run: the account of this report ("": the total of a run)
+    error: Optional[str] = None  # fanout: why the account's part failed (one line, no key)
+    accounts: List[Dict[str, Any]] = field(default_factory=list)  # fanout: each account's
+
+    def count_requests(self, stats: Any) -> None:
+        """What the account's client (`client.RequestStats`) sent."""
+        self.requests, self.retries = stats.requests, stats.retries
+        self.rate_limited = stats.rate_limited
+
+    @property
+    def failed_accounts(self) -> List["SyncReport"]:
+        return [report for report in self.per_account() if report.error is not None]
+
+    def per_account(self) -> List["SyncReport"]:
+        return [SyncReport(**report) for report in self.accounts]
+
+
+_COUNTERS = [f.name for f in fields(SyncReport) if f.type in (int, "int")]
+
+
+def total(reports: Iterable[SyncReport]) -> SyncReport:
+    """The report of a run of several accounts: their counters summed, each one's kept."""
+    reports = list(reports)
+    modes = {report.mode for report in reports if report.error is None}
+    result = SyncReport(
+        mode=modes.pop() if len(modes) == 1 else "",
+        status=reports[0].status if reports else None,
+        accounts=[vars(report) for report in reports],
+    )
+    for name in _COUNTERS:
+        setattr(result, name, sum(getattr(report, name) for report in reports))
+    return result

@@ -5,6 +5,7 @@ empty AIRFLOW_HOME, `airflow db migrate`, the DAG found through AIRFLOW__CORE__D
 and dlt's own DESTINATION__DUCKDB__CREDENTIALS naming the file.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -14,7 +15,8 @@ from typing import Any, Dict, Iterator
 import duckdb
 import pytest
 
-from pipelines.simulator import FaultPlan
+from pipelines.simulator import FaultPlan, ImportStore, Simulator
+from pipelines.simulator.verify import differences
 
 from ..conftest import API_KEY, Account
 from ..throwaway_postgres import ThrowawayPostgres
@@ -202,3 +204,28 @@ def test_views_that_cannot_be_rebuilt_fail_only_their_task_and_the_next_run_rebu
             0,
         )
     assert days > 0
+
+
+def test_several_accounts_fan_out_over_two_groups_one_writer_at_a_time(
+    account: Account, airflow_env: Dict[str, str]
+) -> None:
+    keys = {"acme": API_KEY, "globex": "re_globex_dag_key", "initech": "re_initech_dag_key"}
+    stores = {"acme": account.store}
+    for seed, name in enumerate(("globex", "initech"), start=2):
+        stores[name] = ImportStore(60 + seed, seed=seed)
+        account.simulator.add_account(keys[name], Simulator(stores[name], api_keys=(keys[name],)))
+    env = {
+        "SOURCES__RESEND_IMPORTS__ACCOUNTS": json.dumps(keys),
+        "SOURCES__RESEND_IMPORTS__ACCOUNT_GROUPS": "2",
+    }
+
+    run = dags_test(airflow_env, **env)
+
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, output[-3000:]
+    assert "map_index=1" in output  # two mapped sync instances: [acme, initech], [globex]
+    checker = account.pipeline("truth_check")
+    for name, store in stores.items():
+        assert differences(checker, store.truth(), name) == [], name
+    for key in keys.values():
+        assert key not in output
