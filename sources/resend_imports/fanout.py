@@ -19,6 +19,7 @@ from contextlib import ExitStack
 from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import dlt
+from dlt.common.configuration.container import Container
 
 from .accounts import DEFAULT_ACCOUNT, with_account
 from .checks import Checked, check_destination
@@ -169,13 +170,11 @@ def _concurrent(
         finally:
             items.put(_DONE)
 
-    # named as dlt names its pool's threads: dlt's contexts (the load package's, the
-    # configuration's) are then those of the thread that runs the resource
-    owner = threading.get_ident()
+    # named with dlt's pool prefix: dlt's contexts (the load package's, the configuration's)
+    # are then those of the thread that runs the resource
+    prefix = Container.thread_pool_prefix()
     threads = [
-        threading.Thread(
-            target=work, args=(r,), name=f"dlt-pool-{owner}-resend-account-{i}", daemon=True
-        )
+        threading.Thread(target=work, args=(r,), name=f"{prefix}resend-account-{i}", daemon=True)
         for i, r in enumerate(readers)
     ]
     for thread in threads:
