@@ -1,7 +1,7 @@
 """Examples of the `resend_imports` source in a dlt pipeline of your own.
 
 `dlt init resend_imports duckdb --location <this repository>` copies the source next to this
-script. Set the key with RESEND_API_KEY (or `api_key` under `[sources.resend]` in
+script. Set the key with RESEND_API_KEY (or `api_key` under `[sources.resend_imports]` in
 .dlt/secrets.toml), and RESEND_API_URL to point at another server than api.resend.com.
 """
 

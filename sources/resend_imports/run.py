@@ -30,7 +30,7 @@ from .checks import (
 from .client import ResendClient
 from .config import alert_rules
 from .destination import DestinationReader, running_pipeline
-from .errors import ResendConfigError
+from .errors import MissingAPIKeyError
 from .formats import hand_over
 from .incremental import SyncState
 from .intake import Intake
@@ -61,10 +61,9 @@ def sync_contact_imports(client: ResendClient, options: RunOptions) -> Iterator[
     table's ids (complete listing).
     """
     if not client.has_api_key:
-        raise ResendConfigError(
-            "no Resend API key: set RESEND_API_KEY, SOURCES__RESEND__API_KEY"
-            " or api_key under [sources.resend] in .dlt/secrets.toml"
-            " (to try the connector without a key: resend-imports demo)"
+        raise MissingAPIKeyError(
+            "no Resend API key: set RESEND_API_KEY, SOURCES__RESEND_IMPORTS__API_KEY"
+            " or api_key under [sources.resend_imports] in .dlt/secrets.toml"
         )
     pipeline = running_pipeline()
     with ExitStack() as cleanup:  # also when the run fails or is interrupted
