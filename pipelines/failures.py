@@ -1,8 +1,10 @@
 """One-line explanations of the failures a user can cause or meet."""
 
+import difflib
 import errno
 from typing import Any, List, Optional
 
+import dlt.destinations
 from dlt.common.configuration.exceptions import (
     ConfigFieldMissingException,
     ConfigValueCannotBeCoercedException,
@@ -16,7 +18,13 @@ from dlt.common.destination.exceptions import (
 from dlt.load.exceptions import LoadClientJobFailed
 
 from sources.resend_imports.causes import causes, refused_rows
-from sources.resend_imports.errors import DestinationReadError, ResendAuthError, ResendError
+from sources.resend_imports.errors import (
+    DestinationReadError,
+    MissingAPIKeyError,
+    ResendAuthError,
+    ResendError,
+)
+from sources.resend_imports.http import shown_url
 
 from .destinations.duckdb import held_file, is_out_of_memory
 
@@ -73,11 +81,13 @@ def _explain_one(exc: BaseException) -> Optional[str]:
             f"Resend rejected the API key (HTTP {exc.status_code} {exc.name}: {exc.message});"
             f" the key is read from {KEY_SOURCES}"
         )
+    if isinstance(exc, MissingAPIKeyError):
+        return f"{exc} (to try the connector without a key: resend-imports demo)"
     if isinstance(exc, ResendError):
         return str(exc)
     if isinstance(exc, ConfigValueCannotBeCoercedException):
         secret = "key" in exc.field_name or exc.field_name == "accounts"  # keys: never shown
-        shown = "***" if secret else repr(exc.field_value)
+        shown = "***" if secret else repr(_shown(exc.field_value))
         expected = getattr(exc.hint, "__name__", str(exc.hint))
         return f"config value {exc.field_name} = {shown} is not a valid {expected}"
     if isinstance(exc, ConfigFieldMissingException):
@@ -90,19 +100,13 @@ def _explain_one(exc: BaseException) -> Optional[str]:
             " parsed: expected e.g. postgresql://user:password@host:5432/database"
         )
     if isinstance(exc, (UnknownDestinationModule, InvalidDestinationReference)):
-        name = getattr(exc, "ref", None) or getattr(exc, "refs", None)
-        text = (
-            f"unknown destination {name!r}: use a dlt destination name such as duckdb,"
-            " postgres, motherduck, bigquery or snowflake"
-        )
-        if isinstance(name, str) and (name.endswith(".duckdb") or "/" in name):
-            text += f"; for a DuckDB file, --duckdb {name} (or DESTINATION__DUCKDB__CREDENTIALS)"
-        return text
+        return unknown_destination(getattr(exc, "ref", None) or getattr(exc, "refs", None))
     if isinstance(exc, OSError) and exc.errno in _FILE_ERRORS and exc.filename:
         return (
             f"cannot write {exc.filename} ({exc.strerror.lower() if exc.strerror else 'error'}):"
-            " dlt keeps its working folder in DLT_DATA_DIR (default ~/.dlt); point it at a"
-            " writable folder. Nothing was synced"
+            " dlt keeps its working folder in DLT_DATA_DIR (by default ~/.dlt, /var/dlt for"
+            " root: `resend-imports sync --help` shows yours); point it at a writable folder."
+            " Nothing was synced"
         )
     rows = refused_rows(exc) if isinstance(exc, LoadClientJobFailed) else None
     if rows is not None:
@@ -126,3 +130,28 @@ def _explain_one(exc: BaseException) -> Optional[str]:
             f" the extracted data loads on the next run): {str(exc).splitlines()[0]}"
         )
     return None
+
+
+def unknown_destination(name: Any) -> str:
+    """A destination dlt does not know, the closest name it knows, and the flag a DuckDB
+    file goes with; a name that holds a password (a connection string) is never shown."""
+    shown = _shown(name)
+    text = f"unknown destination {shown!r}"
+    known = [ref for ref in dlt.destinations.__all__ if ref != "destination"]
+    close = difflib.get_close_matches(str(name), known, n=1) if isinstance(name, str) else []
+    if close:
+        text += f": did you mean {close[0]}?"
+    else:
+        text += ": use a dlt destination name such as duckdb, postgres, motherduck, bigquery"
+        text += " or snowflake"
+    if isinstance(name, str) and "://" in name:
+        text += "; a connection string goes in DESTINATION__POSTGRES__CREDENTIALS (or"
+        text += " .dlt/secrets.toml), with --destination postgres"
+    elif isinstance(name, str) and (name.endswith(".duckdb") or "/" in name) and shown == name:
+        text += f"; for a DuckDB file, --duckdb {name} (or DESTINATION__DUCKDB__CREDENTIALS)"
+    return text
+
+
+def _shown(value: Any) -> Any:
+    """A value as a message may show it: a URL in it without its password."""
+    return shown_url(value) if isinstance(value, str) else value

@@ -10,6 +10,9 @@ import duckdb
 import pytest
 
 from pipelines.simulator import FaultPlan
+from sources.resend_imports import resend_source
+from sources.resend_imports.causes import causes
+from sources.resend_imports.errors import MissingAPIKeyError
 
 from .conftest import (
     API_KEY,
@@ -19,6 +22,7 @@ from .conftest import (
     assert_one_line_error,
     run_cli,
 )
+from .throwaway_postgres import free_port
 
 
 def test_sync_runs_and_reruns_incrementally(make_account: Any) -> None:
@@ -26,7 +30,7 @@ def test_sync_runs_and_reruns_incrementally(make_account: Any) -> None:
     first = run_cli(account, "sync")
     assert first.returncode == 0, first.stderr
     assert (
-        "synced 1500 contact imports into resend.contact_imports on DuckDB file"
+        "synced 1,500 contact imports into resend.contact_imports on DuckDB file"
         f" {account.workdir / 'imports.duckdb'} (first run" in first.stdout
     )
     assert "requests 15 " in first.stdout
@@ -42,9 +46,73 @@ def test_sync_runs_and_reruns_incrementally(make_account: Any) -> None:
 
 def test_missing_key(account: Account) -> None:
     result = run_cli(account, "sync", key=None)
-    assert_one_line_error(result, "no Resend API key: set RESEND_API_KEY")
-    assert "resend-imports demo" in result.stderr
+    assert_one_line_error(
+        result,
+        "no Resend API key: set RESEND_API_KEY, SOURCES__RESEND_IMPORTS__API_KEY or api_key"
+        " under [sources.resend_imports] in .dlt/secrets.toml (to try the connector without a"
+        " key: resend-imports demo)",
+    )
     assert account.requests() == 0
+
+
+def test_the_source_alone_does_not_suggest_the_command_line() -> None:
+    """A project made by `dlt init` has the source, not this command: its error names the
+    settings only."""
+    source = resend_source(api_key="", base_url="http://127.0.0.1:9")
+    with pytest.raises(Exception) as failure:  # dlt wraps it: its cause below
+        list(source)
+    missing = next(c for c in causes(failure.value) if isinstance(c, MissingAPIKeyError))
+    assert str(missing).startswith("no Resend API key: set RESEND_API_KEY")
+    assert "resend-imports" not in str(missing)
+
+
+@pytest.mark.parametrize(
+    "fault",
+    ["rejected key", "no key", "API unreachable"],
+)
+def test_a_failed_first_sync_leaves_no_duckdb_file(account: Account, fault: str) -> None:
+    key = {"rejected key": "re_revoked_key", "no key": None}.get(fault, API_KEY)
+    closed = {"RESEND_API_URL": f"http://127.0.0.1:{free_port()}"}
+    env = closed if fault == "API unreachable" else {}
+    env["SOURCES__RESEND_IMPORTS__MAX_ATTEMPTS"] = "1"
+    result = run_cli(account, "sync", env=env, key=key)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert not account.duckdb_path.exists()
+    assert not account.duckdb_path.with_name("imports.duckdb.wal").exists()
+    report = run_cli(account, "report")
+    assert_one_line_error(report, f"no DuckDB file at {account.duckdb_path}")
+
+
+def test_a_failed_sync_leaves_a_file_that_was_there_before(account: Account) -> None:
+    duckdb.connect(str(account.duckdb_path)).close()  # empty, and not the run's own
+    result = run_cli(account, "sync", key="re_revoked_key")
+    assert result.returncode == 1
+    assert account.duckdb_path.exists()
+    report = run_cli(account, "report")
+    assert_one_line_error(
+        report,
+        f"no dataset 'resend' in the DuckDB file {account.duckdb_path}: it holds nothing of"
+        " this connector yet; run `resend-imports sync` first",
+    )
+    assert run_cli(account, "sync").returncode == 0
+    account.simulator.api_keys = {"re_rotated"}  # a later run fails: the data stays
+    assert run_cli(account, "sync").returncode == 1
+    assert account.differences() == []
+
+
+def test_names_are_printed_as_the_database_has_them(account: Account) -> None:
+    missing = run_cli(account, "report", "--dataset", "my-resend")
+    assert_one_line_error(missing, "no DuckDB file at")
+    result = run_cli(account, "sync", "--dataset", "my-resend")
+    assert result.returncode == 0, result.stderr
+    assert "into my_resend.contact_imports on DuckDB file" in result.stdout.splitlines()[0]
+    assert "my-resend" not in result.stdout + result.stderr
+    with duckdb.connect(str(account.duckdb_path), read_only=True) as con:
+        rows = con.execute("SELECT schema_name FROM duckdb_schemas()").fetchall()
+    schemas = {row[0] for row in rows}
+    assert {"my_resend", "my_resend_dlt_staging"} <= schemas and "my-resend" not in schemas
+    empty = run_cli(account, "report", "--dataset", "Other-Data")
+    assert_one_line_error(empty, "no dataset 'other_data' in the DuckDB file")
 
 
 @pytest.mark.parametrize(
@@ -111,9 +179,37 @@ def test_an_api_url_with_a_password_is_refused_without_showing_it(account: Accou
     assert account.requests() == 0
 
 
-def test_unknown_destination(account: Account) -> None:
+def test_unknown_destination_is_a_usage_error(account: Account) -> None:
     result = run_cli(account, "sync", "--destination", "warehouse9000")
-    assert_one_line_error(result, "unknown destination 'warehouse9000'")
+    assert result.returncode == 2
+    assert_one_line_error(result, "resend-imports sync: error: unknown destination 'warehouse9000'")
+    typo = run_cli(account, "report", "--destination", "postgress")
+    assert typo.returncode == 2
+    assert_one_line_error(typo, "unknown destination 'postgress': did you mean postgres?")
+    assert account.requests() == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "hint"),
+    [
+        (["synk"], "invalid choice: 'synk' (choose from sync, report, demo); did you mean sync?"),
+        (["sync", "--status", "complete"], "did you mean completed?"),
+        (["report", "--format", "jsn"], "did you mean json?"),
+        (["sync", "--ful-refresh"], "unrecognized arguments: --ful-refresh; did you mean"),
+        (["report", "--day", "3"], "did you mean --days?"),
+    ],
+)
+def test_typos_get_did_you_mean(account: Account, args: list[str], hint: str) -> None:
+    result = run_cli(account, *args)
+    assert result.returncode == 2
+    assert_one_line_error(result, hint)
+
+
+def test_log_level_in_any_case(account: Account) -> None:
+    result = run_cli(account, "--log-level", "debug", "sync", "--log-level", "Info")
+    assert result.returncode == 0, result.stderr
+    wrong = run_cli(account, "--log-level", "verbose", "sync")
+    assert wrong.returncode == 2 and "invalid choice: 'VERBOSE'" in wrong.stderr
 
 
 def test_unknown_status_filter(account: Account) -> None:

@@ -94,9 +94,12 @@ def test_3_local_file_faults_are_one_line_and_report_creates_no_file(
     assert_one_line_error(result, f"the folder of the DuckDB file {missing} does not exist")
     assert account.requests() == 0
     locked = read_only_folder / "x.duckdb"
-    for command in ("sync", "report"):
-        result = run_cli(account, command, env={"DESTINATION__DUCKDB__CREDENTIALS": str(locked)})
-        assert_one_line_error(result, f"cannot write the DuckDB file {locked}")
+    env = {"DESTINATION__DUCKDB__CREDENTIALS": str(locked)}
+    result = run_cli(account, "sync", env=env)
+    assert_one_line_error(result, f"cannot write the DuckDB file {locked}")
+    # the report only reads: a read-only folder will do, and the file holds nothing yet
+    result = run_cli(account, "report", env=env)
+    assert_one_line_error(result, f"no dataset 'resend' in the DuckDB file {locked}")
     typo = account.workdir / "imprts.duckdb"
     result = run_cli(account, "report", "--duckdb", str(typo))
     assert_one_line_error(result, f"no DuckDB file at {typo}: run `resend-imports sync` first")
@@ -221,8 +224,9 @@ def test_9_report_fits_100_columns_with_percentages_in_utc(make_account: Any) ->
     narrow = run_cli(account, "report")
     assert narrow.returncode == 0, narrow.stderr
     assert max(len(line) for line in narrow.stdout.splitlines()) <= 100
-    assert "day (UTC)" in narrow.stdout and "created (UTC)" in narrow.stdout
-    assert re.search(r" \d+\.\d%$", narrow.stdout.split("failure rate")[1].splitlines()[2])
+    assert "day (UTC)" in narrow.stdout and "created at (UTC)" in narrow.stdout
+    worst = narrow.stdout.split("Worst finished imports by failure rate\n")[1].splitlines()
+    assert re.search(r" \d+\.\d%$", worst[2])
     wide = run_cli(account, "report", "--wide")
     assert max(len(line) for line in wide.stdout.splitlines()) > 100
     assert "skipped" in wide.stdout
@@ -236,6 +240,57 @@ def test_10_demo_refuses_zero_imports_and_keeps_the_file(tmp_path: Path) -> None
     )
     assert result.returncode == 2 and "at least 1" in result.stderr
     assert existing.read_bytes() == b"keep me"
+
+
+def test_second_pass_4_help_shows_the_working_folder_dlt_uses_for_this_user(
+    account: Account, tmp_path: Path
+) -> None:
+    env = cli_environment(account)
+    del env["DLT_DATA_DIR"]
+    env["HOME"] = str(tmp_path)
+    expected = "/var/dlt" if os.geteuid() == 0 else str(tmp_path / ".dlt")
+    result = subprocess.run([COMMAND, "sync", "--help"], env=env, capture_output=True, text=True)
+    assert f"working folder  DLT_DATA_DIR, here {expected} (dlt's default: ~/.dlt" in result.stdout
+    configured = run_cli(account, "sync", "--help")
+    assert f"DLT_DATA_DIR, here {account.workdir / 'dlt'} " in configured.stdout
+
+
+def test_second_pass_6_help_says_what_each_command_reads_and_prints(account: Account) -> None:
+    report = run_cli(account, "report", "--help").stdout
+    assert "RESEND_API_KEY" not in report and "RESEND_API_URL" not in report
+    assert "both tables" not in report and "the alerts raised in the last N days" in report
+    assert "DESTINATION__DUCKDB__CREDENTIALS" in report and "read-only" in report
+    assert re.search(r"--format \{table,csv,json\}\n\s+table: for people", report)
+    assert "at most 3650" in report
+    demo = run_cli(account, "demo", "--help").stdout
+    assert "no API key and no network" in demo
+    assert "(default 3000)" in demo and "(default ./demo.duckdb)" in demo
+    sync = run_cli(account, "sync", "--help").stdout
+    assert "saying which" in sync  # --wait says who it waits for
+
+
+def test_second_pass_6_a_host_that_does_not_resolve_is_one_readable_line(
+    account: Account,
+) -> None:
+    result = run_cli(
+        account,
+        "sync",
+        env={
+            "RESEND_API_URL": "https://api.resend.invalid",
+            "SOURCES__RESEND_IMPORTS__MAX_ATTEMPTS": "2",
+            "SOURCES__RESEND_IMPORTS__INITIAL_BACKOFF_SECONDS": "0",
+        },
+    )
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert re.fullmatch(
+        r"resend-imports: error: cannot reach api\.resend\.invalid: the host name does not"
+        r" resolve \(DNS\); gave up after 2 attempts in \d+\.\d s",
+        last,
+    ), last
+    retry = result.stderr.strip().splitlines()[0]
+    assert "(attempt 2 of 2): no response: the host name does not resolve (DNS)" in retry
+    assert not account.duckdb_path.exists()  # the failed first run left no file
 
 
 README = Path(__file__).resolve().parents[1] / "README.md"

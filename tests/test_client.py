@@ -1,7 +1,6 @@
 """The HTTP client against the simulator: retries, pacing, errors. Nothing really sleeps."""
 
 import random
-import re
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any, ClassVar, List
@@ -16,6 +15,7 @@ from sources.resend_imports.errors import (
     ResendAuthError,
     ResendConfigError,
     ResendDataError,
+    ResendNoAnswerError,
 )
 
 from .conftest import API_KEY, Serve
@@ -264,20 +264,48 @@ def test_user_agent_names_the_connector(simulator: tuple[Simulator, str]) -> Non
 
 
 @pytest.mark.parametrize(
-    ("kind", "described"),
+    ("kind", "said"),
     [
-        ("truncated", "transport_error: response body cut short"),
-        ("reset", "transport_error: connection reset or closed"),
-        ("html_200", "invalid_json: 2xx body is not valid JSON"),
-        ("502_html", "http_error: Bad Gateway (text/html body)"),
+        ("html_200", "gave up after 2 attempts, last: invalid_json: 2xx body is not valid JSON"),
+        ("502_html", "gave up after 2 attempts, last: http_error: Bad Gateway (text/html body)"),
+        ("truncated", "no complete answer from {host}: response body cut short; gave up after"),
+        ("reset", "no complete answer from {host}: connection reset or closed; gave up after"),
     ],
 )
 def test_exhausted_retries_say_what_went_wrong_last(
-    simulator: tuple[Simulator, str], kind: str, described: str
+    simulator: tuple[Simulator, str], kind: str, said: str
 ) -> None:
     sim, url = simulator
-    sim.faults = FaultPlan(queue=[kind])
-    with pytest.raises(
-        ResendAPIError, match=re.escape(f"gave up after 1 attempt, last: {described}")
-    ):
-        _client(url, Recorder(), attempts=1).list_page(10)
+    sim.faults = FaultPlan(queue=[kind, kind])
+    recorder = Recorder()
+    with pytest.raises(ResendAPIError) as failure:
+        _client(url, recorder, attempts=2).list_page(10)
+    assert said.format(host=url.removeprefix("http://")) in str(failure.value)
+    if isinstance(failure.value, ResendNoAnswerError):  # the server and the time it took
+        assert str(failure.value).endswith(f" 2 attempts in {sum(recorder.sleeps):.1f} s")
+
+
+def test_a_host_that_does_not_resolve_is_one_readable_line() -> None:
+    recorder = Recorder()
+    with pytest.raises(ResendNoAnswerError) as failure:
+        _client("https://api.resend.invalid", recorder, attempts=3).list_page(10)
+    assert str(failure.value) == (
+        "cannot reach api.resend.invalid: the host name does not resolve (DNS); gave up after"
+        f" 3 attempts in {sum(recorder.sleeps):.1f} s"
+    )
+
+
+def test_a_429_is_logged_as_a_wait_and_other_retries_with_their_attempt(
+    simulator: tuple[Simulator, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    sim, url = simulator
+    sim.faults = FaultPlan(queue=["429", "503", "429", "503"], retry_after=1)
+    with caplog.at_level("WARNING", logger="resend_imports"):
+        _client(url, Recorder(), attempts=3).list_page(10)
+    lines = [record.getMessage() for record in caplog.records]
+    assert len(lines) == 4
+    assert "rate limited (HTTP 429), waiting as Resend asks" in lines[0]
+    assert lines[0].endswith("waiting as Resend asks (not an attempt)")
+    assert "(attempt 2 of 3): HTTP 503" in lines[1]
+    assert "rate limited (HTTP 429)" in lines[2]
+    assert "(attempt 3 of 3): HTTP 503" in lines[3]

@@ -94,5 +94,5 @@ def test_every_readme_shell_block_works_as_pasted_in_one_terminal(
     check = tmp_path / "check"
     on_postgres = Account(account.store, account.simulator, account.url, check, postgres)
     assert on_postgres.differences() == []  # the PostgreSQL block
-    assert "synced 10000 contact imports" in result.stdout  # the simulator by hand
+    assert "synced 10,000 contact imports" in result.stdout  # the simulator by hand
     assert "daily summary" in result.stdout or "day (UTC)" in result.stdout  # its report

@@ -8,6 +8,7 @@ from typing import List
 import pytest
 
 from pipelines.simulator import FaultPlan
+from sources.resend_imports.http import shown_url
 
 from .conftest import API_KEY, Account, run_cli
 
@@ -87,3 +88,57 @@ def test_key_appears_nowhere_after_good_and_failed_runs(account: Account, key_fr
         assert "`sources.resend_imports.api_key` = <secret>" in trace
     assert files_containing(account.workdir, API_KEY.encode()) == []
     assert account.duckdb_path.exists()
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("http://svc:PASSWORD@api.example.com/x", "http://svc:***@api.example.com/x"),
+        (
+            "postgresql://loader:PASSWORD@db:5432/analytics",
+            "postgresql://loader:***@db:5432/analytics",
+        ),
+        ("https://TOKENPASSWORD@hooks.example.com", "https://***@hooks.example.com"),
+        ("http://svc:PASS@WORD@api.example.com", "http://svc:***@api.example.com"),
+        ("http://svc:PASS/WORD@api.example.com", "(not shown)"),
+        ("https://api.resend.com", "https://api.resend.com"),
+        ("warehouse9000", "warehouse9000"),
+    ],
+)
+def test_a_url_is_shown_without_its_password(url: str, shown: str) -> None:
+    assert shown_url(url) == shown
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "shown"),
+    [
+        (
+            ["sync"],
+            {"RESEND_API_URL": "http://svc:PASSWORD@api.example.com"},
+            "base_url 'http://svc:***@api.example.com' holds a user name or password",
+        ),
+        (
+            ["sync"],
+            {"RESEND_API_URL": "https://svc:PASSWORD@api.example.com"},
+            "base_url 'https://svc:***@api.example.com' holds a user name or password",
+        ),
+        (
+            ["report", "--destination", "postgresql://loader:PASSWORD@db:5432/analytics"],
+            {},
+            "unknown destination 'postgresql://loader:***@db:5432/analytics'",
+        ),
+        (
+            ["sync"],
+            {"SOURCES__RESEND_IMPORTS__PAGE_SIZE": "http://svc:PASSWORD@x.example.com"},
+            "config value page_size = 'http://svc:***@x.example.com' is not a valid int",
+        ),
+    ],
+)
+def test_no_url_is_printed_with_its_password(
+    account: Account, args: List[str], env: dict[str, str], shown: str
+) -> None:
+    result = run_cli(account, "--log-level", "DEBUG", *args, env=env)
+    assert result.returncode in (1, 2) and "Traceback" not in result.stderr
+    assert shown in result.stderr
+    assert "PASSWORD" not in result.stdout + result.stderr
+    assert account.requests() == 0

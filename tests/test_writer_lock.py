@@ -32,9 +32,15 @@ def sync_cli(account: Account, *args: str, env: Any = None) -> subprocess.Comple
     return run_cli(account, "sync", "--destination", account.destination_name, *args, env=env)
 
 
-def assert_locked_in_one_line(result: subprocess.CompletedProcess[str], text: str) -> None:
+def assert_locked_in_one_line(
+    result: subprocess.CompletedProcess[str], text: str, waited: bool = False
+) -> None:
     assert result.returncode == EXIT_LOCKED, result.stderr
     lines = result.stderr.strip().splitlines()
+    if waited:  # it said for whom it waits first, once
+        waiting, *lines = lines
+        assert " INFO waiting up to 1s for the lock: another sync into" in waiting, waiting
+        assert text in waiting and " since " in waiting, waiting
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("resend-imports: locked: another sync into"), lines[0]
     assert text in lines[0] and " since " in lines[0], lines[0]
@@ -57,8 +63,8 @@ def test_a_sync_in_another_working_folder_is_excluded_and_makes_no_request(
         started = time.monotonic()
         waited = sync_cli(account, "--wait", "1")
         waited_seconds = time.monotonic() - started
-    for locked in (result, waited):
-        assert_locked_in_one_line(locked, HOLDER)
+    assert_locked_in_one_line(result, HOLDER)
+    assert_locked_in_one_line(waited, HOLDER, waited=True)
     assert waited_seconds >= 1
     if not account.postgres:
         assert f"the DuckDB file {account.duckdb_path} holds" in result.stderr

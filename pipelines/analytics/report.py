@@ -1,11 +1,8 @@
-"""`resend-imports report`: the daily summary and the worst imports, read from the destination."""
+"""`resend-imports report`: the daily summary, the worst imports and the alerts, read from
+the destination without ever writing to it (`render.py` prints them)."""
 
-import csv
-import io
-import json
-from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
-from typing import Any, Dict, List, Optional, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Dict, List, Optional
 
 import dlt
 from dlt.common.destination.exceptions import (
@@ -14,13 +11,14 @@ from dlt.common.destination.exceptions import (
 )
 
 from sources.resend_imports.alerts import ALERTS_TABLE
-from sources.resend_imports.errors import ResendConfigError
+from sources.resend_imports.causes import causes
+from sources.resend_imports.errors import ResendError
 from sources.resend_imports.settings import TABLE_NAME
 
-from ..destinations import target_of
-from .views import DAILY_VIEW, ENRICHED_VIEW, create_views
+from ..destinations import Target, target_of
+from ..destinations.duckdb import held_file
+from .views import DAILY_VIEW, ENRICHED_VIEW
 
-FORMATS = ("table", "csv", "json")
 WORST_LIMIT = 10
 
 DAILY_COLUMNS = (
@@ -39,31 +37,64 @@ DAILY_COLUMNS = (
 WORST_COLUMNS = ("id", "status", "created_at", "counts__total", "counts__failed", "failure_rate")
 DELETED_COLUMNS = ("deleted_imports",)
 REPORT_ALERT_COLUMNS = ("raised_at", "import_id", "rule", "status", "failure_rate", "delivered_at")
-ALERTS_LIMIT = 20
 
 Table = List[Dict[str, Any]]
+
+
+class ReportError(ResendError):
+    """The report cannot be read: what is missing or in the way, and what to do about it."""
 
 
 def read_report(
     pipeline: dlt.Pipeline, days: int, account: Optional[str] = None
 ) -> Dict[str, Table]:
-    """The `days` most recent days with imports, the worst imports among them, and how many
-    imports are marked deleted (left out of the other two).
+    """The `days` most recent days with imports, the worst imports among them, how many
+    imports are marked deleted (left out of the other two), and the alerts of the last
+    `days` days.
 
-    Creates the views first when the table was synced without them (an older version). A
-    DuckDB file that does not exist is an error, never a new empty file; a path that is no
-    DuckDB database is left untouched (DuckDB never opens it); a PostgreSQL server that
+    Nothing is written: DuckDB is opened read-only (so the report runs beside other readers
+    of the file), PostgreSQL in a read-only session, and nothing is created (a DuckDB file
+    that does not exist is an error, never a new empty file; missing views are an error
+    that says to sync). A path that is no DuckDB database is left untouched; a server that
     cannot be used is told in one line. `account`: that account's imports only (the daily
     view has a row per account and day; without it, days are summed over the accounts, and
     the median duration is left out of a day several accounts share).
+
+    Raises:
+        ReportError: no dataset or no views yet, or the DuckDB file is being written.
     """
     target = target_of(pipeline)
     target.kind.check(target, reading=True)
+    pipeline.destination = target.kind.read_only(target)
     try:
-        return _query_report(pipeline, days, account)
+        return _query_report(pipeline, target, days, account)
+    except ReportError:
+        raise
     except DestinationUndefinedEntity:
-        create_views(pipeline)
-        return _query_report(pipeline, days, account)
+        raise ReportError(
+            f"the views {DAILY_VIEW} and {ENRICHED_VIEW} are missing from {target.where}"
+            " (synced by an earlier version, or its last sync failed before creating them):"
+            " run `resend-imports sync` once, it creates them"
+        ) from None
+    except Exception as exc:
+        writer = _writer_holding(exc)
+        if writer is None:
+            raise
+        raise ReportError(writer) from None
+
+
+def _writer_holding(exc: BaseException) -> Optional[str]:
+    """Why DuckDB refused to open the file for reading: another process writes it."""
+    for cause in causes(exc):
+        held = held_file(str(cause))
+        if held is not None:
+            who = f"another process (PID {held[1]})" if held[1] else "another process"
+            return (
+                f"the DuckDB file {held[0]} is open for writing in {who}, a sync most likely:"
+                " DuckDB lets readers in only beside other readers; run the report again when"
+                " it has finished"
+            )
+    return None
 
 
 def _daily_query(daily_view: str, days: int, account: Optional[str]) -> str:
@@ -81,16 +112,19 @@ def _daily_query(daily_view: str, days: int, account: Optional[str]) -> str:
     )
 
 
-def _query_report(pipeline: dlt.Pipeline, days: int, account: Optional[str]) -> Dict[str, Table]:
+def _query_report(
+    pipeline: dlt.Pipeline, target: Target, days: int, account: Optional[str]
+) -> Dict[str, Table]:
     only = "" if account is None else " AND account = %s"
     scope = [] if account is None else [account]
     with pipeline.sql_client() as client:
         daily_view = client.make_qualified_table_name(DAILY_VIEW)
         enriched_view = client.make_qualified_table_name(ENRICHED_VIEW)
         if not client.has_dataset():
-            raise ResendConfigError(
-                f"no dataset {pipeline.dataset_name!r} in the destination: run"
-                " `resend-imports sync` first"
+            raise ReportError(
+                f"no dataset {client.dataset_name!r} in the {target.where}: it holds nothing"
+                " of this connector yet; run `resend-imports sync` first (or name the dataset"
+                " with --dataset)"
             )
         daily_rows = client.execute_sql(_daily_query(daily_view, days, account), *scope)
         daily = [dict(zip(DAILY_COLUMNS, row, strict=True)) for row in daily_rows or []]
@@ -130,121 +164,3 @@ def _alerts_of_the_period(client: Any, days: int, account: Optional[str]) -> Tab
     except DestinationTerminalException:  # no alert raised into this dataset yet
         return []
     return [dict(zip(REPORT_ALERT_COLUMNS, row, strict=True)) for row in rows or []]
-
-
-# The terminal table: short headers that fit 100 columns; --wide shows every column.
-DAILY_HEADERS = {
-    "day": "day (UTC)",
-    "imports": "imports",
-    "completed_imports": "completed",
-    "failed_imports": "failed",
-    "open_imports": "open",
-    "rows_total": "rows",
-    "rows_created": "created",
-    "rows_updated": "updated",
-    "rows_skipped": "skipped",
-    "rows_failed": "rows failed",
-    "median_duration_seconds": "median s",
-}
-DAILY_NARROW = tuple(c for c in DAILY_COLUMNS if c not in ("rows_updated", "rows_skipped"))
-WORST_HEADERS = {
-    "id": "id",
-    "status": "status",
-    "created_at": "created (UTC)",
-    "counts__total": "rows",
-    "counts__failed": "failed",
-    "failure_rate": "failed %",
-}
-ALERT_HEADERS = {
-    "raised_at": "raised (UTC)",
-    "import_id": "import",
-    "rule": "rule",
-    "status": "status",
-    "failure_rate": "failed %",
-    "delivered_at": "delivered (UTC)",
-}
-ALERT_NARROW = tuple(c for c in REPORT_ALERT_COLUMNS if c != "delivered_at")
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, datetime) and value.tzinfo is not None:
-        return value.astimezone(UTC).isoformat()
-    if isinstance(value, (datetime, date)):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    return value
-
-
-def _cell(value: Any, column: str = "", for_terminal: bool = False) -> str:
-    if for_terminal and isinstance(value, datetime):
-        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
-    value = _plain(value)
-    if value is None:
-        return ""
-    if for_terminal and column == "failure_rate":
-        return f"{100 * value:.1f}%"
-    if for_terminal and isinstance(value, float):
-        return f"{value:,.1f}"
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return str(value)
-
-
-def _text_table(title: str, columns: Sequence[str], headers: Dict[str, str], rows: Table) -> str:
-    cells = [[_cell(row[c], c, for_terminal=True) for c in columns] for row in rows]
-    names = [headers[c] for c in columns]
-    widths = [max([len(n)] + [len(r[i]) for r in cells]) for i, n in enumerate(names)]
-    lines = [title, "  ".join(n.rjust(w) for n, w in zip(names, widths, strict=True))]
-    lines += ["  ".join(v.rjust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
-    if not rows:
-        lines.append("(none)")
-    return "\n".join(lines)
-
-
-def render(report: Dict[str, Table], output_format: str, wide: bool = False) -> str:
-    """The report as a terminal table (100 columns, or every column with `wide`), CSV (the
-    blocks a blank line apart) or JSON."""
-    if output_format == "json":
-        plain = {
-            k: [{c: _plain(v) for c, v in row.items()} for row in t] for k, t in report.items()
-        }
-        return json.dumps(plain, indent=2)
-    if output_format == "csv":
-        blocks = []
-        for columns, key in (
-            (DAILY_COLUMNS, "daily"),
-            (WORST_COLUMNS, "worst_imports"),
-            (DELETED_COLUMNS, "deleted"),
-            (REPORT_ALERT_COLUMNS, "alerts"),
-        ):
-            buffer = io.StringIO()
-            writer = csv.writer(buffer, lineterminator="\n")
-            writer.writerow(columns)
-            writer.writerows([[_cell(row[c], c) for c in columns] for row in report[key]])
-            blocks.append(buffer.getvalue())
-        return "\n".join(blocks).rstrip("\n")
-    daily = DAILY_COLUMNS if wide else DAILY_NARROW
-    return "\n\n".join(
-        [
-            _text_table("Contact imports per day", daily, DAILY_HEADERS, report["daily"]),
-            _text_table(
-                "Worst finished imports by failure rate",
-                WORST_COLUMNS,
-                WORST_HEADERS,
-                report["worst_imports"],
-            ),
-            "Imports deleted in Resend (kept in the table with deleted_at, left out above):"
-            f" {report['deleted'][0]['deleted_imports']}",
-            _alerts_text(report["alerts"], wide),
-        ]
-    )
-
-
-def _alerts_text(alerts: Table, wide: bool) -> str:
-    waiting = sum(alert["delivered_at"] is None for alert in alerts)
-    title = f"Alerts of the period: {len(alerts)}, {waiting} not delivered yet"
-    if len(alerts) > ALERTS_LIMIT:
-        title += f" (the {ALERTS_LIMIT} most recent below)"
-    columns = REPORT_ALERT_COLUMNS if wide else ALERT_NARROW
-    return _text_table(title, columns, ALERT_HEADERS, alerts[:ALERTS_LIMIT])

@@ -10,10 +10,15 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import dlt
+from dlt.common.destination.exceptions import (
+    InvalidDestinationReference,
+    UnknownDestinationModule,
+)
 
-from ..analytics.report import read_report, render
+from ..analytics.render import render
+from ..analytics.report import read_report
 from ..destinations import SyncLockedError
-from ..failures import explain
+from ..failures import explain, unknown_destination
 from ..run import (
     DEFAULT_DESTINATION,
     StaleViewsAfterLoadError,
@@ -102,7 +107,11 @@ def _progress_every(choice: str) -> float:
 def _run(args: argparse.Namespace) -> int:
     if args.command == "demo":
         return run_demo(args.imports, args.file)
-    pipeline = make_pipeline(_destination(args), args.dataset)
+    try:
+        pipeline = make_pipeline(_destination(args), args.dataset)
+    except (UnknownDestinationModule, InvalidDestinationReference) as exc:
+        name = getattr(exc, "ref", None) or getattr(exc, "refs", None)
+        raise _UsageError(unknown_destination(name)) from None
     if args.command == "report":
         print(render(read_report(pipeline, args.days, args.account), args.format, wide=args.wide))
         return 0

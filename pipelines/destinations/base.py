@@ -1,11 +1,12 @@
 """What the command line knows of a dlt destination, behind one small interface.
 
-dlt loads into any destination; around a run the command line needs five things of it, each
+dlt loads into any destination; around a run the command line needs six things of it, each
 answered by the destination's own module (`duckdb`, `postgres`), and by this base for any
 other destination (dlt alone then): its credentials, resolved once per run (`Target`); a
 description for people that never shows a password; the checks that fail in one line before
-any request (`check`); the lock that keeps other writers of the same data out (`lock`); and
-the translation of its driver's faults during a run into one line (`fault`).
+any request (`check`); the lock that keeps other writers of the same data out (`lock`); the
+translation of its driver's faults during a run into one line (`fault`); and the way a
+report opens it without writing (`read_only`).
 """
 
 from contextlib import AbstractContextManager, nullcontext
@@ -35,8 +36,14 @@ class DestinationKind:
 
     def lock(self, target: "Target", deadline: float) -> AbstractContextManager[None]:
         """Excludes every other writer of the same data, whatever its working folder, user,
-        pipeline name or machine, for the duration of the block."""
+        pipeline name or machine, for the duration of the block; a run that fails leaves
+        nothing behind that it created and left empty."""
         return nullcontext()
+
+    def read_only(self, target: "Target") -> Any:
+        """The destination (a dlt destination, or its name) as a reader that must never
+        write opens it: a report."""
+        return target.pipeline.destination
 
     def fault(self, cause: BaseException, where: str) -> Optional[str]:
         """One line for a fault of this destination's driver during a run, or None."""

@@ -4,18 +4,21 @@ faults in one line.
 A path that is no DuckDB database, a file named like a dataset of the run (ambiguous
 queries), a folder that does not exist or cannot be written, or a file locked by another
 process, would fail the load after the API has been paged for nothing: `check` refuses them
-first, touching nothing but a read of the file's header.
+first, touching nothing but a read of the file's header. A first run that fails leaves no
+empty file behind; a report opens the file read-only.
 """
 
 import os
 import re
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Iterator, Optional, Tuple
 
+import dlt
 import duckdb
 
 from sources.resend_imports.errors import ResendConfigError
+from sources.resend_imports.names import dataset_names
 
 from .base import NOTHING_LOST, DestinationKind, Target
 from .locks import file_lock
@@ -46,7 +49,8 @@ class DuckDB(DestinationKind):
                 f"no DuckDB file at {path}: run `resend-imports sync` first, or name the file"
                 f" with --duckdb PATH (or DESTINATION__DUCKDB__CREDENTIALS)"
             )
-        check_folder(path)
+        if not reading:  # a report opens the file read-only: a read-only folder will do
+            check_folder(path)
         check_database(path)
         check_names(target)
         if not reading:
@@ -57,7 +61,14 @@ class DuckDB(DestinationKind):
         if path is None:
             return nullcontext()
         check_folder(path)  # the lock file goes beside the database
-        return file_lock(lock_path(path), f"into the DuckDB file {path}", deadline)
+        return _locked(path, deadline)
+
+    def read_only(self, target: Target) -> Any:
+        """The file opened read-only: beside other readers, never a write."""
+        credentials = target.credentials.copy()
+        credentials.read_only = True
+        credentials.on_resolved()  # a copy has no connection pool: this makes its own
+        return dlt.destinations.duckdb(credentials)
 
     def fault(self, cause: BaseException, where: str) -> Optional[str]:
         # DuckDB reports a full disk as a plain IOException, with no errno
@@ -67,6 +78,40 @@ class DuckDB(DestinationKind):
                 f" free some space and run again; {NOTHING_LOST}"
             )
         return None
+
+
+@contextmanager
+def _locked(path: Path, deadline: float) -> Iterator[None]:
+    """The lock beside the file at `path`; a run that fails and created the file removes it
+    again when it holds no table, under the lock (no other writer can have created it)."""
+    with file_lock(lock_path(path), f"into the DuckDB file {path}", deadline):
+        created = not path.exists()
+        try:
+            yield
+        except BaseException:
+            if created:
+                remove_if_empty(path)
+            raise
+
+
+def remove_if_empty(path: Path) -> None:
+    """Removes the DuckDB file at `path` (and its .wal) when it holds no table or view: what
+    a first run that failed (a bad key, the API unreachable) created, and would otherwise
+    leave for a report to find empty. Left as it is when DuckDB cannot open it read-only
+    (another connection still has it) or it holds anything."""
+    try:
+        with duckdb.connect(str(path), read_only=True) as connection:
+            row = connection.execute(
+                "SELECT (SELECT count(*) FROM duckdb_tables() WHERE database_name ="
+                " current_database()) + (SELECT count(*) FROM duckdb_views() WHERE NOT internal"
+                " AND database_name = current_database())"
+            ).fetchone()
+    except duckdb.Error:
+        return
+    if row is None or row[0] != 0:
+        return
+    for created in (path, path.with_name(f"{path.name}.wal")):
+        created.unlink(missing_ok=True)
 
 
 def database_file(target: Target) -> Optional[Path]:
@@ -163,13 +208,9 @@ def check_names(target: Target) -> None:
     the catalog after it.
     """
     pipeline = target.pipeline
-    client = pipeline.destination_client()  # the dataset names depend on its schema
-    config: Any = client.config
+    names = dataset_names(pipeline)  # they depend on the client's schema and config
     catalogs = _catalogs(str(target.credentials.database))
-    datasets = {
-        "dataset": config.normalize_dataset_name(client.schema),
-        "staging dataset": config.normalize_staging_dataset_name(client.schema),
-    }
+    datasets = {"dataset": names.dataset, "staging dataset": names.staging}
     for kind, dataset in datasets.items():
         clash, advice = catalogs.get(dataset.lower(), ("", ""))
         if not clash:

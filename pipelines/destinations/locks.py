@@ -8,6 +8,7 @@ then fails with `SyncLockedError` naming who holds it.
 
 import fcntl
 import json
+import logging
 import os
 import socket
 import time
@@ -17,6 +18,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
 from sources.resend_imports.errors import ResendError
+
+from ..formatting import duration
+
+logger = logging.getLogger("resend_imports")
 
 POLL_SECONDS = 0.2
 
@@ -29,11 +34,20 @@ def holder_text() -> str:
     return f"pid {os.getpid()} on {socket.gethostname()}"
 
 
-def wait_for(take: Callable[[], bool], deadline: float, taken: Callable[[], str]) -> None:
-    """Calls `take` until it succeeds or the deadline passes; then raises with `taken()`."""
+def wait_for(take: Callable[[], bool], deadline: float, held: Callable[[], str]) -> None:
+    """Calls `take` until it succeeds or the deadline passes; then raises saying who holds
+    the lock (`held()`: "another sync ... holds ... (pid ...)"). A run that waits says
+    first for whom, once."""
+    waiting = False
     while not take():
-        if time.monotonic() >= deadline:
-            raise SyncLockedError(taken())
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise SyncLockedError(
+                f"{held()}; run again when it has finished, or wait for it with --wait SECONDS"
+            )
+        if not waiting:
+            waiting = True
+            logger.info("waiting up to %s for the lock: %s", duration(left), held())
         time.sleep(POLL_SECONDS)
 
 
@@ -58,13 +72,10 @@ def file_lock(path: Path, where: str, deadline: float) -> Iterator[None]:
                 return False
             return True
 
-        def taken() -> str:
-            return (
-                f"another sync {where} holds {path} ({_read_holder(path)}); run again when"
-                " it has finished, or wait for it with --wait SECONDS"
-            )
+        def held() -> str:
+            return f"another sync {where} holds {path} ({_read_holder(path)})"
 
-        wait_for(take, deadline, taken)
+        wait_for(take, deadline, held)
         if writable:
             since = datetime.now(UTC).isoformat(timespec="seconds")
             holder = {"pid": os.getpid(), "host": socket.gethostname(), "since": since}

@@ -21,6 +21,7 @@ import psycopg2.extensions
 from dlt.common.normalizers.naming.snake_case import NamingConvention as SnakeCaseNaming
 
 from sources.resend_imports.errors import ResendError
+from sources.resend_imports.names import dataset_names
 
 from .base import NOTHING_LOST, DestinationKind, Target
 from .locks import describe_holder, holder_text, wait_for
@@ -44,10 +45,20 @@ class Postgres(DestinationKind):
         """A report connects once, so that an unreachable or refusing server is told in one
         line; a sync is told so by its lock, which connects first."""
         if reading:
-            connect(target.credentials, "resend-imports check").close()
+            connect(target.credentials, "resend-imports check", reading=True).close()
 
     def lock(self, target: Target, deadline: float) -> AbstractContextManager[None]:
         return advisory_lock(target, deadline)
+
+    def read_only(self, target: Target) -> Any:
+        """Sessions whose transactions are read-only (`default_transaction_read_only`)."""
+        credentials = target.credentials.copy()
+        options = credentials.get_query().get("options", "")
+        credentials.query = {
+            **(credentials.query or {}),
+            "options": f"{options} -c default_transaction_read_only=on".strip(),
+        }
+        return dlt.destinations.postgres(credentials)
 
     def fault(self, cause: BaseException, where: str) -> Optional[str]:
         if not isinstance(cause, psycopg2.Error):
@@ -104,10 +115,14 @@ def _key(text: str) -> int:
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big", signed=True)
 
 
-def connect(credentials: Any, application_name: str) -> psycopg2.extensions.connection:
-    """A connection of this run, or `DestinationUnavailableError` saying why there is none."""
+def connect(
+    credentials: Any, application_name: str, reading: bool = False
+) -> psycopg2.extensions.connection:
+    """A connection of this run, or `DestinationUnavailableError` saying why there is none
+    (a report's, `reading`, says nothing of syncing)."""
     where = describe(credentials)
     timeout = float(credentials.connect_timeout or 15)
+    run_again = "Run again" if reading else "Nothing was synced; run again"
     try:
         socket.getaddrinfo(credentials.host, credentials.port)
     except socket.gaierror:
@@ -119,16 +134,16 @@ def connect(credentials: Any, application_name: str) -> psycopg2.extensions.conn
     except ConnectionRefusedError:
         raise DestinationUnavailableError(
             f"{where}: connection refused: is the server running and listening on port"
-            f" {credentials.port}? Nothing was synced; run again when it is up"
+            f" {credentials.port}? {run_again} when it is up"
         ) from None
     except TimeoutError:
         raise DestinationUnavailableError(
             f"{where}: no answer within {timeout:g} s (connect timeout): check the host, the"
-            " network and firewalls. Nothing was synced; run again when it answers"
+            f" network and firewalls. {run_again} when it answers"
         ) from None
     except OSError as exc:
         raise DestinationUnavailableError(
-            f"{where}: cannot reach the server ({exc.strerror}). Nothing was synced"
+            f"{where}: cannot reach the server ({exc.strerror}). {run_again} when it answers"
         ) from None
     try:
         return _connect(credentials, credentials.database, application_name, timeout)
@@ -194,11 +209,12 @@ def advisory_lock(target: Target, deadline: float) -> Iterator[None]:
     """Holds `pg_advisory_lock` of the dataset's key, then of the legacy key (see
     `legacy_lock_key`), on one connection of this run until the block ends."""
     pipeline, credentials = target.pipeline, target.credentials
+    dataset = dataset_names(pipeline).dataset  # as the server names it, for the message
     connection = connect(credentials, f"resend-imports sync, {holder_text()}")
     with closing(connection):
         _keep_session_alive(connection)
         for key in (lock_key(pipeline), legacy_lock_key(pipeline)):
-            _take_advisory_lock(connection, key, deadline, pipeline.dataset_name, credentials)
+            _take_advisory_lock(connection, key, deadline, dataset, credentials)
         yield
 
 
@@ -215,14 +231,13 @@ def _take_advisory_lock(
             row = cursor.fetchone()
         return bool(row and row[0])
 
-    def taken() -> str:
+    def held() -> str:
         return (
             f"another sync into {describe(credentials)} dataset {dataset} holds its lock"
-            f" ({_lock_holder(connection, key)}); run again when it has finished, or wait for"
-            " it with --wait SECONDS"
+            f" ({_lock_holder(connection, key)})"
         )
 
-    wait_for(take, deadline, taken)
+    wait_for(take, deadline, held)
 
 
 def _keep_session_alive(connection: psycopg2.extensions.connection) -> None:

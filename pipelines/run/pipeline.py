@@ -33,6 +33,12 @@ def duckdb_destination(path: Path | str) -> Any:
     return dlt.destinations.duckdb(str(Path(path).expanduser().resolve()))
 
 
+def working_folder() -> str:
+    """dlt's working folder for the user running the command, as dlt resolves it:
+    DLT_DATA_DIR, else ~/.dlt, or /var/dlt when the user is root (a root crontab)."""
+    return str(dlt.current.run_context().data_dir)
+
+
 def default_duckdb_file(home: Path) -> Path:
     """The DuckDB file of a run that names none: `resend_imports.duckdb` in `home` (the
     folder the command runs in; `$AIRFLOW_HOME/data` for the DAG)."""

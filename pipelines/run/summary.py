@@ -9,6 +9,7 @@ from sources.resend_imports.accounts import DEFAULT_ACCOUNT
 from sources.resend_imports.quarantine import QUARANTINE_TABLE
 
 from ..delivery import DeliveryReport
+from ..formatting import count, elapsed
 
 MODE_TEXT = {
     "first": "first run: no state in the destination, every import listed",
@@ -37,22 +38,26 @@ class SyncSummary(SyncReport):
         if len(accounts) > 1 or any(r.account != DEFAULT_ACCOUNT for r in accounts):
             return self._lines_of_accounts(where, accounts)
         mode = MODE_TEXT.get(self.mode, self.mode)
-        unchanged = self.rows - self.new - self.updated
+        rows, new, updated = count(self.rows), count(self.new), count(self.updated)
+        unchanged = count(self.rows - self.new - self.updated)
+        still_open = count(self.open_imports)
         deletions = ""
         if self.deleted or self.not_found:
-            deletions = f"; marked deleted {self.deleted}, answered 404 {self.not_found}"
+            deletions = (
+                f"; marked deleted {count(self.deleted)}, answered 404 {count(self.not_found)}"
+            )
         if self.mode == "filtered":
-            first = f"listed {self.rows} contact imports with status {self.status} into {where}"
-            second = f"  new {self.new}, updated {self.updated}, unchanged {unchanged}"
+            first = f"listed {rows} contact imports with status {self.status} into {where}"
+            second = f"  new {new}, updated {updated}, unchanged {unchanged}"
             mode = "filtered run: the incremental state is left alone"
         elif self.new == self.updated == self.deleted == 0:
-            first = f"nothing changed in {where}: {self.rows} contact imports read, all as before"
-            second = f"  still open {self.open_imports}{deletions}"
+            first = f"nothing changed in {where}: {rows} contact imports read, all as before"
+            second = f"  still open {still_open}{deletions}"
         else:
-            first = f"synced {self.rows} contact imports into {where}"
+            first = f"synced {rows} contact imports into {where}"
             second = (
-                f"  new {self.new}, updated {self.updated}, unchanged {unchanged};"
-                f" still open {self.open_imports}{deletions}"
+                f"  new {new}, updated {updated}, unchanged {unchanged};"
+                f" still open {still_open}{deletions}"
             )
         return [f"{first} ({mode})", second, *self._costs()]
 
@@ -77,18 +82,19 @@ class SyncSummary(SyncReport):
         lines = []
         if self.quarantined:
             lines.append(
-                f"  set aside {self.quarantined} malformed record"
+                f"  set aside {count(self.quarantined)} malformed record"
                 f"{'s' if self.quarantined > 1 else ''} in"
                 f" {self.table.split('.')[0]}.{QUARANTINE_TABLE} (the WARNING lines say why)"
             )
         delivery = self.delivery
         if self.alerts_raised or (delivery and (any(delivery.sent.values()) or delivery.waiting)):
-            text = f"  alerts: raised {self.alerts_raised}"
+            text = f"  alerts: raised {count(self.alerts_raised)}"
             lines.append(text + (f"; {delivery.line()}" if delivery else ""))
         lines.append(
-            f"  requests {self.requests} (by id {self.refreshed_by_id + self.not_found}),"
-            f" retries {self.retries}, rate-limited {self.rate_limited};"
-            f" {self.elapsed_seconds:.2f}s"
+            f"  requests {count(self.requests)}"
+            f" (by id {count(self.refreshed_by_id + self.not_found)}),"
+            f" retries {count(self.retries)}, rate-limited {count(self.rate_limited)};"
+            f" {elapsed(self.elapsed_seconds)}"
         )
         return lines
 

@@ -17,6 +17,7 @@ from dlt.common.destination.exceptions import SqlClientNotAvailable
 
 from sources.resend_imports import resend_source
 from sources.resend_imports.errors import ResendError
+from sources.resend_imports.names import dataset_names
 from sources.resend_imports.settings import TABLE_NAME
 
 from .. import destinations
@@ -31,6 +32,7 @@ from ..delivery import (
 )
 from ..destinations import Target, target_of
 from ..failures import explain
+from ..formatting import count
 from .lock import writer_lock
 from .summary import SyncSummary
 from .trace import report_of
@@ -50,7 +52,8 @@ class StaleViewsAfterLoadError(ResendError):
         self.summary = summary
         self.problem = problem
         super().__init__(
-            f"the load is done ({summary.rows} contact imports read into {summary.table}),"
+            f"the load is done ({count(summary.rows)} contact imports read into"
+            f" {summary.table}),"
             f" but {problem}"
         )
 
@@ -133,7 +136,7 @@ def _run_locked(
         **vars(report),
         elapsed_seconds=time.monotonic() - started,
         destination=target.where,
-        table=f"{pipeline.dataset_name}.{TABLE_NAME}",
+        table=dataset_names(pipeline).table(TABLE_NAME),
         delivery=delivery,
     )
     if views_problem is not None:

@@ -20,6 +20,7 @@ from .errors import (
     ResendAPIError,
     ResendAuthError,
     ResendDataError,
+    ResendNoAnswerError,
     RetryableResponseError,
 )
 from .http import (
@@ -29,8 +30,10 @@ from .http import (
     checked_url,
     connection_pool,
     header_seconds,
+    host_of,
     retry_after,
     retrying,
+    shown_url,
     transport_failure,
 )
 from .settings import LIST_PATH, PROGRESS_EVERY_SECONDS, RETRYABLE_STATUSES
@@ -40,13 +43,15 @@ __all__ = ["RequestStats", "ResendClient", "RetryPolicy", "progress_line", "vali
 logger = logging.getLogger("resend_imports")
 
 JSONObject = Dict[str, Any]
+UNREACHABLE = "unreachable"  # the name of a failed exchange that never reached the server
 
 
-def _describe_exhausted(budget: AttemptBudget, last: RetryableResponseError, attempts: int) -> str:
-    """Why a request was given up, for the error the run fails with."""
+def _describe_exhausted(budget: AttemptBudget, last: RetryableResponseError, requests: int) -> str:
+    """Why a request was given up, for the error the run fails with (429s are no attempts)."""
     if last.status_code == RATE_LIMITED:
         waited = f"rate limited for over {budget.policy.max_rate_limit_wait_seconds:g}s"
-        return f"gave up after {attempts} attempts, {waited}"
+        return f"gave up after {requests} requests, {waited}"
+    attempts = budget.failures
     return (
         f"gave up after {attempts} attempt{'s' if attempts > 1 else ''}, last: "
         f"{last.name}: {last.message}"
@@ -129,7 +134,7 @@ class ResendClient:
         }
 
     def __repr__(self) -> str:
-        return f"ResendClient(base_url={self.base_url!r})"
+        return f"ResendClient(base_url={shown_url(self.base_url)!r})"
 
     def close(self) -> None:
         self._pool.clear()
@@ -230,11 +235,18 @@ class ResendClient:
             sleep=self._sleep,
             before_sleep=self._log_retry,
         )
+        started = self._clock()
         try:
             return attempt(self._send, path, params)
         except RetryableResponseError as exc:
-            attempts = attempt.statistics.get("attempt_number", 0)
-            message = _describe_exhausted(budget, exc, attempts)
+            if exc.status_code is None:  # no attempt got an answer: say which server
+                seconds = self._clock() - started
+                reached = exc.name != UNREACHABLE
+                raise ResendNoAnswerError(
+                    host_of(self.base_url), exc.message, reached, budget.failures, seconds, path
+                ) from None
+            requests = attempt.statistics.get("attempt_number", 0)
+            message = _describe_exhausted(budget, exc, requests)
             raise ResendAPIError(exc.status_code, "retries_exhausted", message, path=path) from None
 
     def _send(self, path: str, params: Optional[Dict[str, Any]]) -> JSONObject:
@@ -255,9 +267,9 @@ class ResendClient:
             if 200 <= status < 300:
                 return self._json_object(response, path)
         except urllib3.exceptions.HTTPError as exc:
-            raise RetryableResponseError(
-                None, "transport_error", transport_failure(exc).words, path=path
-            ) from None
+            failure = transport_failure(exc)
+            name = "transport_error" if failure.sent else UNREACHABLE
+            raise RetryableResponseError(None, name, failure.words, path=path) from None
         name, message = _error_fields(response)
         if status in RETRYABLE_STATUSES:
             if status == RATE_LIMITED:
@@ -294,17 +306,18 @@ class ResendClient:
             self.stats.paced_seconds += wait
             self._sleep(wait)
 
-    def _log_retry(self, retry_state: RetryCallState) -> None:
+    def _log_retry(self, retry_state: RetryCallState, budget: AttemptBudget) -> None:
         self.stats.retries += 1
         outcome = retry_state.outcome
         exc = outcome.exception() if outcome is not None else None
-        wait = retry_state.upcoming_sleep
         status = getattr(exc, "status_code", None)
-        logger.warning(
-            "retrying GET %s in %.2fs (attempt %d): %s %s",
-            getattr(exc, "path", "?"),
-            wait,
-            retry_state.attempt_number + 1,
-            f"HTTP {status}" if status is not None else "no response",
-            getattr(exc, "message", exc),
-        )
+        if status == RATE_LIMITED:  # a turn to wait, not a failed attempt
+            why = ": rate limited (HTTP 429), waiting as Resend asks (not an attempt)"
+        else:
+            answer = f"HTTP {status}" if status is not None else "no response:"
+            why = (
+                f" (attempt {budget.failures + 1} of {budget.policy.max_attempts}):"
+                f" {answer} {getattr(exc, 'message', exc)}"
+            )
+        path = getattr(exc, "path", "?")
+        logger.warning("retrying GET %s in %.2fs%s", path, retry_state.upcoming_sleep, why)

@@ -40,6 +40,7 @@ from dlt.destinations.job_client_impl import SqlJobClientBase
 from dlt.pipeline.state_sync import load_pipeline_state_from_destination
 
 from .accounts import ACCOUNT_COLUMN, DEFAULT_ACCOUNT
+from .names import names_of
 from .reads import retrying, stream
 from .records import Row
 from .settings import COUNT_FIELDS, LEGACY_SOURCE_NAME, SOURCE_NAME, TABLE_NAME
@@ -121,7 +122,8 @@ class DestinationReader:
 
     @property
     def dataset(self) -> str:
-        return self.pipeline.dataset_name
+        """The dataset as the destination names it, for messages."""
+        return names_of(self._client, self.pipeline.dataset_name).dataset
 
     @property
     def schema(self) -> Any:

@@ -11,6 +11,10 @@ class ResendConfigError(ResendError):
     """A configuration value is missing or invalid."""
 
 
+class MissingAPIKeyError(ResendConfigError):
+    """No API key is configured: the run stops before any request."""
+
+
 class ResendAPIError(ResendError):
     """Resend answered with an error status that is not worth retrying, or retries ran out."""
 
@@ -30,6 +34,22 @@ class ResendAPIError(ResendError):
         self.path = path
         status = f"HTTP {status_code}" if status_code is not None else "no response"
         super().__init__(f"Resend {method} {path} failed: {status} {name}: {message}")
+
+
+class ResendNoAnswerError(ResendAPIError):
+    """No attempt of a request got a complete HTTP answer: the server was not reached (DNS,
+    a refused connection, a connect timeout), or an exchange broke off (a reset, a read
+    timeout, a body cut short)."""
+
+    def __init__(
+        self, host: str, words: str, reached: bool, attempts: int, seconds: float, path: str
+    ) -> None:
+        super().__init__(None, "no_answer", words, path=path)
+        what = f"no complete answer from {host}" if reached else f"cannot reach {host}"
+        plural = "s" if attempts > 1 else ""
+        self.args = (
+            f"{what}: {words}; gave up after {attempts} attempt{plural} in {seconds:.1f} s",
+        )
 
 
 class ResendAuthError(ResendAPIError):

@@ -7,7 +7,8 @@ that a copy made with `dlt init` carries the same rules as the command line.
 
 URLs are judged by the parser that sends them (urllib3's), so that the host checked is the
 host contacted: a backslash or a `user:password@` part, which parsers read differently (and
-which would put a password into messages), is refused outright.
+which would put a password into messages), is refused outright. Every URL the connector
+prints goes through `shown_url`, so that none is ever printed with its password.
 """
 
 import ipaddress
@@ -27,6 +28,7 @@ from .errors import ResendConfigError
 
 LOOPBACK_NAMES = ("localhost",)
 REQUIREMENT = "it must be an https:// URL (http:// only to loopback)"
+NOT_SHOWN = "(not shown)"
 RATE_LIMITED = 429
 # a `retry-after` is honoured plus up to this share, so that runs sharing a limit (syncs of
 # one Resend team, deliveries to one Slack workspace) do not wake together
@@ -66,7 +68,9 @@ def checked_url(url: str, setting: str, carries: str, *, shown: bool) -> Url:
     if not shown:
         what = f"{setting} {reason}; {REQUIREMENT}; the value is not shown"
     else:
-        what = f"{setting} {_without_password(url, parts)} {reason}; {REQUIREMENT}"
+        printed = shown_url(url)
+        printed = printed if printed == NOT_SHOWN else repr(printed)
+        what = f"{setting} {printed} {reason}; {REQUIREMENT}"
     raise UnsafeURLError(what)
 
 
@@ -82,12 +86,28 @@ def _unsafe(url: str, parts: Optional[Url], carries: str) -> Optional[str]:
     return None
 
 
-def _without_password(url: str, parts: Optional[Url]) -> str:
+def shown_url(url: str) -> str:
+    """`url` as it may be printed: the password of a `user:password@` part as `***` (a user
+    name alone too: it may be a token); a value with an `@` the parser cannot place, not at
+    all (what comes before it may be a password)."""
+    try:
+        parts: Optional[Url] = parse_url(url)
+    except LocationParseError:
+        parts = None
     if parts is not None and parts.auth:
-        return repr(parts._replace(auth="***").url)
-    if "@" in url:  # what comes before it may be a password the parser did not take as one
-        return "(not shown)"
-    return repr(url)
+        user, _, password = parts.auth.partition(":")
+        return str(parts._replace(auth=f"{user}:***" if password else "***").url)
+    if "@" in url:
+        return NOT_SHOWN
+    return url
+
+
+def host_of(url: str) -> str:
+    """`host[:port]` of `url`, for a message that names the server (never a user or password)."""
+    try:
+        return parse_url(url).netloc or NOT_SHOWN
+    except LocationParseError:
+        return NOT_SHOWN
 
 
 # -- how a request goes out, and what a failed one is called ----------------------------
@@ -119,7 +139,7 @@ def transport_failure(exc: urllib3.exceptions.HTTPError) -> TransportFailure:
     urllib3 derives it from its connect-timeout error, so a refused connection would
     otherwise read as a timeout."""
     if isinstance(exc, urllib3.exceptions.NameResolutionError):
-        return TransportFailure("cannot resolve the host name (DNS)", False)
+        return TransportFailure("the host name does not resolve (DNS)", False)
     if isinstance(exc, urllib3.exceptions.NewConnectionError):
         return TransportFailure(_connect_failure(exc), False)
     if isinstance(exc, urllib3.exceptions.ConnectTimeoutError):
@@ -225,12 +245,17 @@ def retrying(
     *,
     rng: Optional[random.Random] = None,
     sleep: Callable[[float], None] = time.sleep,
-    before_sleep: Optional[Callable[[RetryCallState], None]] = None,
+    before_sleep: Optional[Callable[[RetryCallState, AttemptBudget], None]] = None,
 ) -> Tuple[Retrying, AttemptBudget]:
     """Tenacity retrying `retryable` (a `Retryable`) under `policy`, and the budget it stops
-    on: the wait is the server's `retry-after` plus up to 25%, else the policy's backoff."""
+    on: the wait is the server's `retry-after` plus up to 25%, else the policy's backoff.
+    `before_sleep` is told the budget too: how many attempts failed (429s are no attempts)."""
     budget = AttemptBudget(policy)
     chance = rng or random.Random()
+
+    def before(retry_state: RetryCallState) -> None:
+        if before_sleep is not None:
+            before_sleep(retry_state, budget)
 
     def wait(retry_state: RetryCallState) -> float:
         exc = _exception(retry_state)
@@ -244,7 +269,7 @@ def retrying(
             wait=wait,
             retry=retry_if_exception_type(retryable),
             sleep=sleep,
-            before_sleep=before_sleep,
+            before_sleep=before,
             reraise=True,
         ),
         budget,

@@ -29,6 +29,7 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 from .causes import causes, refused_rows
 from .destination import committed_state, resource_state_of
 from .incremental import SyncState
+from .names import dataset_names
 
 logger = logging.getLogger("resend_imports")
 
@@ -106,6 +107,6 @@ def finish_or_discard_pending(pipeline: dlt.Pipeline) -> None:
         " against another copy of %s (a restored backup, another dataset or destination);"
         " this run lists again from the state the destination holds",
         packages,
-        pipeline.dataset_name,
+        dataset_names(pipeline).dataset,
     )
     pipeline.abort_packages()

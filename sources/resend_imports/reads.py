@@ -18,6 +18,7 @@ from dlt.common.destination.exceptions import (
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from .errors import DestinationReadError
+from .names import dataset_names
 from .settings import TABLE_NAME
 
 READ_ATTEMPTS = 4  # a lock held by a short reader is usually gone within the backoff
@@ -79,7 +80,7 @@ def stream(sql: Any, query: str, rows: int) -> Iterator[Any]:
 def _read_error(pipeline: dlt.Pipeline, what: str, exc: BaseException) -> DestinationReadError:
     detail = (str(exc).strip().splitlines() or [""])[0][:300]
     return DestinationReadError(
-        f"cannot read {what} of {pipeline.dataset_name}.{TABLE_NAME} in the destination"
+        f"cannot read {what} of {dataset_names(pipeline).table(TABLE_NAME)} in the destination"
         f" ({type(exc).__name__}: {detail}); the run stopped before loading anything, the"
         " table and its state are as the last run left them: run again"
     )

@@ -28,7 +28,7 @@ from .checks import (
 from .client import ResendClient
 from .config import alert_rules
 from .destination import DestinationReader
-from .errors import ResendConfigError
+from .errors import MissingAPIKeyError
 from .formats import hand_over
 from .incremental import SyncState
 from .intake import Intake
@@ -68,10 +68,9 @@ class Run:
         account: str,
     ) -> None:
         if not client.has_api_key:
-            raise ResendConfigError(
+            raise MissingAPIKeyError(
                 "no Resend API key: set RESEND_API_KEY, SOURCES__RESEND_IMPORTS__API_KEY"
                 " or api_key under [sources.resend_imports] in .dlt/secrets.toml"
-                " (to try the connector without a key: resend-imports demo)"
             )
         self.client = client
         self.options = options
