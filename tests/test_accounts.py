@@ -198,7 +198,7 @@ def test_the_report_and_the_views_per_account(make_account: Any) -> None:
     account.sync(accounts={"acme": API_KEY, "globex": KEYS["globex"]})
 
     def imports_reported(*args: str) -> int:
-        result = run_cli(account, "report", "--format", "json", "--days", "10000", *args)
+        result = run_cli(account, "report", "--format", "json", "--days", "3650", *args)
         assert result.returncode == 0, result.stderr
         return sum(day["imports"] for day in json.loads(result.stdout)["daily"])
 
