@@ -2,6 +2,7 @@
 
 import argparse
 import threading
+from datetime import UTC, datetime
 
 from . import ImportStore, RunningSimulator, Simulator
 
@@ -14,8 +15,17 @@ def main() -> None:
     parser.add_argument("--api-key", default="re_test_key")
     parser.add_argument("--rate-limit", type=int, default=None, help="requests per second")
     parser.add_argument("--stuck", type=int, default=None, help="imports open forever")
+    parser.add_argument(
+        "--now",
+        type=_moment,
+        default=None,
+        metavar="TIMESTAMP",
+        help="where the history ends, e.g. 2026-11-01T00:00:00Z (default: the real clock;"
+        " with --seed, the same account every time)",
+    )
     args = parser.parse_args()
-    store = ImportStore(args.imports, args.seed, stuck=args.stuck)
+    now = args.now or datetime.now(UTC)
+    store = ImportStore(args.imports, args.seed, stuck=args.stuck, history_end=now)
     store.warm()
     simulator = Simulator(store, (args.api_key,), args.rate_limit)
     with RunningSimulator(simulator, args.port) as running:
@@ -24,6 +34,14 @@ def main() -> None:
             threading.Event().wait()
         except KeyboardInterrupt:
             pass
+
+
+def _moment(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an ISO timestamp, got {text!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 if __name__ == "__main__":
