@@ -12,6 +12,7 @@ from typing import Any, Dict, List, Optional
 import dlt
 
 from ..analytics.report import read_report, render
+from ..analytics.sql import format_result, run_query
 from ..destinations import SyncLockedError
 from ..failures import explain
 from ..run import (
@@ -105,6 +106,9 @@ def _run(args: argparse.Namespace) -> int:
     pipeline = make_pipeline(_destination(args), args.dataset)
     if args.command == "report":
         print(render(read_report(pipeline, args.days), args.format, wide=args.wide))
+        return 0
+    if args.command == "sql":
+        print(format_result(run_query(pipeline, args.query)))
         return 0
     options: Dict[str, Any] = {
         "progress_every_seconds": _progress_every(args.progress),
