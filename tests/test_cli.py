@@ -317,7 +317,7 @@ def test_demo_needs_no_key_and_checks_itself(tmp_path: Path) -> None:
     assert result.stdout.count("table equals the simulator's imports: yes") == 2
     with duckdb.connect(str(tmp_path / "demo.duckdb"), read_only=True) as con:
         count = con.execute("SELECT count(*) FROM resend.contact_imports").fetchone()
-    assert count == (850,)
+    assert count == (805,)  # 800, and 5 that arrive while time passes
 
 
 def test_debug_logging_never_shows_the_key(account: Account) -> None:

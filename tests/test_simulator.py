@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Dict, Optional
 
@@ -20,6 +21,7 @@ from .conftest import API_KEY, Serve
 
 SPEC_PATH = Path(__file__).resolve().parent / "spec" / "resend-openapi.yaml"
 PUBLIC_API = "https://api.resend.com"
+DAY = timedelta(days=1)
 HEADERS = {"Authorization": f"Bearer {API_KEY}", "User-Agent": "resend-imports-tests"}
 
 
@@ -201,6 +203,63 @@ def test_advance_progresses_open_imports_and_adds_new_ones() -> None:
 def test_same_seed_same_account() -> None:
     assert ImportStore(300, seed=9).truth() == ImportStore(300, seed=9).truth()
     assert ImportStore(300, seed=9).truth() != ImportStore(300, seed=10).truth()
+
+
+def test_an_account_of_the_present_has_just_created_its_open_imports() -> None:
+    now = datetime.now(UTC)
+    store = ImportStore(2000, seed=4, stuck=2, history_end=now)
+    truth = store.truth()
+    created = {i["id"]: parse_timestamp(i["created_at"]) for i in truth}
+    assert now - timedelta(hours=1) < max(created.values()) <= now
+    open_ages = sorted(now - created[i] for i in store.open_ids())
+    assert len(open_ages) >= 3  # the newest few, and the two stuck ones
+    assert all(age <= timedelta(minutes=15) for age in open_ages[:-2])
+    assert all(age > timedelta(days=1) for age in open_ages[-2:])
+    # what a real account's alerts would flag: a few failures, not every other import
+    finished = [i for i in truth if i["status"] in ("completed", "failed")]
+    failed = sum(i["status"] == "failed" for i in finished)
+    high = sum(
+        i["status"] == "completed" and i["counts"]["failed"] >= 0.05 * i["counts"]["total"]
+        for i in finished
+    )
+    assert 0 < failed < 0.05 * len(finished) and 0 < high < 0.08 * len(finished)
+
+
+def test_ids_never_repeat_across_advances_and_restarts() -> None:
+    """The same seed at another clock (a simulator started again) hands out other ids; one
+    account never adds an id twice; seed and clock together give the same account."""
+    clock = datetime(2026, 11, 1, tzinfo=UTC)
+    accounts = [ImportStore(300, seed=5, history_end=at) for at in (clock, clock, clock + DAY)]
+    for store in accounts:
+        for _ in range(3):
+            store.advance(new=30, seconds=600)
+    ids = [[i["id"] for i in store.truth()] for store in accounts]
+    assert all(len(set(each)) == len(each) == 390 for each in ids)
+    assert accounts[0].truth() == accounts[1].truth()
+    assert not set(ids[0]) & set(ids[2])
+
+
+def test_the_served_simulator_lives_at_the_real_clock_or_at_now() -> None:
+    fixed = datetime(2026, 11, 1, tzinfo=UTC)
+    truths = []
+    for now in ("2026-11-01T00:00:00Z", None):
+        flags = ["--imports", "50", "--seed", "3", *(["--now", now] if now else [])]
+        server = subprocess.Popen(
+            [sys.executable, "-m", "pipelines.simulator", *flags],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert server.stdout is not None
+            url = server.stdout.readline().strip()
+            truths.append(requests.get(url + "/_simulator/truth", timeout=5).json())
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+    assert truths[0] == ImportStore(50, seed=3, history_end=fixed).truth()
+    newest = max(parse_timestamp(i["created_at"]) for i in truths[1])
+    assert datetime.now(UTC) - timedelta(hours=2) < newest <= datetime.now(UTC)
+    assert not {i["id"] for i in truths[0]} & {i["id"] for i in truths[1]}
 
 
 def test_control_api_for_other_processes(served: tuple[Simulator, str]) -> None:

@@ -243,7 +243,7 @@ def _why_not(pipeline: dlt.Pipeline, exc: BaseException, plan: Optional[ViewPlan
         blocked = _blocked_by(pipeline, plan)
         if blocked:
             return f"the views were not rebuilt: {blocked}"
-    return f"the views were not rebuilt ({_database_words(exc)}); the next run tries again"
+    return f"the views were not rebuilt ({database_words(exc)}); the next run tries again"
 
 
 def _blocked_by(pipeline: dlt.Pipeline, plan: ViewPlan) -> Optional[str]:
@@ -267,7 +267,7 @@ def _blocked_by(pipeline: dlt.Pipeline, plan: ViewPlan) -> Optional[str]:
     return f"{'; '.join(found)}: drop {what}, run again, recreate {what}"
 
 
-def _database_words(exc: BaseException) -> str:
+def database_words(exc: BaseException) -> str:
     """The first line of the database's own error under dlt's wrappers; DuckDB's refusal of
     a file another process holds, shortened to that (its advice is about its own CLI)."""
     for cause in causes(exc):

@@ -17,6 +17,7 @@ from dlt.common.destination.exceptions import (
 
 from ..analytics.render import render
 from ..analytics.report import read_report
+from ..analytics.sql import format_result, run_query
 from ..destinations import SyncLockedError
 from ..failures import explain, unknown_destination
 from ..run import (
@@ -114,6 +115,9 @@ def _run(args: argparse.Namespace) -> int:
         raise _UsageError(unknown_destination(name)) from None
     if args.command == "report":
         print(render(read_report(pipeline, args.days, args.account), args.format, wide=args.wide))
+        return 0
+    if args.command == "sql":
+        print(format_result(run_query(pipeline, args.query)))
         return 0
     options: Dict[str, Any] = {
         "progress_every_seconds": _progress_every(args.progress),

@@ -208,6 +208,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument("--account", metavar="NAME", help="only this account's imports")
 
+    sql = commands.add_parser(
+        "sql",
+        help="one SQL query on the destination, read-only, printed as a table",
+        description="One SQL query on the destination (DuckDB or PostgreSQL), read-only:"
+        " the README's example queries, or your own. Tables named without a schema are the"
+        " dataset's.",
+        epilog="The DuckDB file: --duckdb PATH or DESTINATION__DUCKDB__CREDENTIALS (default"
+        " ./resend_imports.duckdb); PostgreSQL: --destination postgres and"
+        " DESTINATION__POSTGRES__CREDENTIALS. Exit 1 with one line when the database refuses"
+        " the query.",
+        parents=[common],
+        allow_abbrev=False,
+    )
+    _add_destination_options(sql)
+    sql.add_argument(
+        "query", metavar="QUERY", help='e.g. "SELECT count(*) FROM resend.contact_imports"'
+    )
+
     demo = commands.add_parser(
         "demo",
         help="try it on the bundled simulator: no key, no network",

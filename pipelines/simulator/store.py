@@ -9,7 +9,14 @@ from typing import Any, Dict, List, Optional, Tuple
 from .imports import TIMESTAMP_STYLES, SimImport, truncate
 
 STATUSES = ("queued", "in_progress", "completed", "failed")
+# The clock of an account by default: fixed, so that a seed alone gives the same account (the
+# tests, the benchmarks). The demo and `python -m pipelines.simulator` start at the real clock.
 HISTORY_END = datetime(2026, 11, 1, tzinfo=UTC)
+# How imports end, as in an account that works: most lose a few rows (bounced or invalid
+# addresses), a few a large share (a bad file), and few fail outright. Alert rules then fire
+# on the few that need a person, as they would on a real account.
+FAILED_IMPORTS = 0.02
+BAD_FILES = 0.03
 
 
 class ValidationError(Exception):
@@ -25,8 +32,11 @@ class ImportStore:
         stuck: Old imports left open forever (queued or in progress deep in history).
         tie_rate: Share of imports created in the same instant as the one before.
         styles: Timestamp formats to mix.
-        history_end: The clock when the account is created (its newest import is older);
-            the tests of time-based rules start it at the real clock.
+        history_end: The clock when the account is created (its newest import is older):
+            `datetime.now(UTC)` for an account that lives in the present, as the demo's.
+            Import ids depend on it too: two accounts of one seed with different clocks
+            share no id, so a simulator started again never hands out an id it gave before
+            for another import.
     """
 
     def __init__(
@@ -42,6 +52,7 @@ class ImportStore:
         self._history_end = history_end
         self._initial = (imports, seed, stuck)
         self._rng = random.Random(seed)
+        self._ids = _id_source(seed, history_end)
         self._tie_rate = tie_rate
         self._styles = styles
         self._items: List[SimImport] = []  # newest first
@@ -53,7 +64,7 @@ class ImportStore:
     # -- building the account -------------------------------------------------------
     def _new_import(self, created_at: datetime) -> SimImport:
         style = self._rng.choice(self._styles)
-        import_id = str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
+        import_id = str(uuid.UUID(int=self._ids.getrandbits(128), version=4))
         return SimImport(import_id, truncate(created_at, style), style)
 
     def _created_times(self, count: int, end: datetime, mean_gap: float) -> List[datetime]:
@@ -97,7 +108,10 @@ class ImportStore:
 
     def _finish(self, item: SimImport, at: datetime) -> None:
         total = self._rng.randint(1, 5000)
-        failed = self._rng.randint(0, total // 10)
+        if self._rng.random() < BAD_FILES:
+            failed = self._rng.randint(total // 20, total // 2)
+        else:
+            failed = self._rng.randint(0, total // 100)
         skipped = self._rng.randint(0, (total - failed) // 10)
         updated = self._rng.randint(0, total - failed - skipped)
         item.counts = {
@@ -107,7 +121,7 @@ class ImportStore:
             "skipped": skipped,
             "failed": failed,
         }
-        item.status = "failed" if self._rng.random() < 0.08 else "completed"
+        item.status = "failed" if self._rng.random() < FAILED_IMPORTS else "completed"
         item.completed_at = truncate(max(at, item.created_at), item.style)
 
     def reset(self) -> None:
@@ -115,6 +129,7 @@ class ImportStore:
         imports, seed, stuck = self._initial
         with self.lock:
             self._rng = random.Random(seed)
+            self._ids = _id_source(seed, self._history_end)
             self._stuck = set()
             self._deleted = {}
             self._seed_history(imports, imports // 2000 + 1 if stuck is None else stuck)
@@ -259,3 +274,8 @@ class ImportStore:
                         return page, True
                     page.append(item)
             return page, False
+
+
+def _id_source(seed: int, history_end: datetime) -> random.Random:
+    """Where the import ids of an account come from: its seed and its clock."""
+    return random.Random(f"{seed}@{history_end.isoformat()}")

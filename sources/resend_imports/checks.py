@@ -2,10 +2,10 @@
 
 A run checks what it is about to trust: the state committed with the table (it wins over the
 local copy), that dlt's staging dataset is not a dataset of somebody else's, that the tables
-it writes exist (those a person dropped are created again), that the table still holds the
-live imports the state counted, and that the API key is the one that loaded it. When the
-table or the key say otherwise, the run says so in one line and lists every import to repair
-the table in the same run.
+it writes exist with their columns (those a person dropped are created again), that the
+table still holds the live imports the state counted, and that the API key is the one that
+loaded it. When the table or the key say otherwise, the run says so in one line and lists
+every import to repair the table in the same run.
 """
 
 import logging
@@ -104,14 +104,32 @@ def check_destination(reader: DestinationReader, stored: Dict[str, Any]) -> Chec
             and name in schema.tables
             and (name in dlt_tables or has_table_seen_data(schema.tables[name]))
         ]
-        if missing:
-            logger.warning(
-                "%s missing from %s (dropped or renamed by a person?): created again",
-                ", ".join(missing) + (" is" if len(missing) == 1 else " are"),
-                reader.dataset,
-            )
-            reader.recreate_tables(missing)
+    # tables from before accounts: the column added with its default, before the check of
+    # dropped columns (dlt would add it NOT NULL to a table that holds rows, and fail)
     _add_accounts(reader, columns)
+    # a column a person dropped stays missing too, until a load fails on it
+    lacking: Dict[str, List[str]] = {}
+    if columns.get(version_table) and schema is not None:
+        for name in WRITTEN_TABLES:
+            if columns.get(name) and name in schema.tables:
+                dropped = _dropped_columns(schema.tables[name], columns[name])
+                if dropped:
+                    lacking[name] = dropped
+    if missing:
+        logger.warning(
+            "%s missing from %s (dropped or renamed by a person?): created again",
+            ", ".join(missing) + (" is" if len(missing) == 1 else " are"),
+            reader.dataset,
+        )
+    for name, dropped in lacking.items():
+        logger.warning(
+            "%s.%s lacks %s (dropped by a person?): added again",
+            reader.dataset,
+            name,
+            ", ".join(dropped),
+        )
+    if missing or lacking:
+        reader.recreate_tables([*missing, *lacking])
     checked.columns = columns.get(TABLE_NAME, [])
     checked.history_exists = bool(columns.get(HISTORY_TABLE)) or HISTORY_TABLE in missing
     checked.alerts_exist = bool(columns.get(ALERTS_TABLE)) or ALERTS_TABLE in missing
@@ -143,6 +161,15 @@ def for_account(checked: Checked, reader: DestinationReader) -> Checked:
     if checked.columns is None:
         return checked
     return replace(checked, health=reader.table_health(checked.columns))
+
+
+def _dropped_columns(table: Any, stored: List[str]) -> List[str]:
+    """The columns of the schema's `table` (those dlt creates: typed) the destination lacks."""
+    return [
+        name
+        for name, column in table["columns"].items()
+        if column.get("data_type") and name.lower() not in stored
+    ]
 
 
 def repair_reason(previous: SyncState, checked: Checked, dataset: str) -> Optional[str]:

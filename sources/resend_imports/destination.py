@@ -222,7 +222,8 @@ class DestinationReader:
 
     def recreate_tables(self, tables: List[str]) -> None:
         """Creates the tables the schema describes that the destination lacks (dropped or
-        renamed by a person): dlt creates a table only when its schema version is new."""
+        renamed by a person), and the columns these tables lack: dlt creates either only when
+        its schema version is new."""
         client = self._client
         known = [name for name in tables if name in client.schema.tables]
         if known:

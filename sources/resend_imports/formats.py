@@ -57,6 +57,13 @@ def hand_over(
         yield _for(table, [*typed, *plain])
 
 
+def empty_table(columns: Mapping[str, Any], table: str) -> Any:
+    """A dlt item with no rows that makes dlt create `table` with `columns`: dlt creates a
+    table only once data comes for it, and an empty Arrow table counts as data (dlt's own
+    `materialize_table_schema` fails on a merge table keyed by a column, dlt 1.31)."""
+    return _for(table, with_dlt_columns(arrow_table([], columns)))
+
+
 def _for(table: Optional[str], item: Any) -> Any:
     return item if table is None else dlt.mark.with_table_name(item, table)
 

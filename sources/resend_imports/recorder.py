@@ -5,7 +5,9 @@ The intake tells the recorder what it observed (new, changed, back after a delet
 it could not load; the run tells it what it marked deleted and which open imports it read.
 The recorder turns that into rows of `contact_import_status_history`, `contact_import_alerts`
 and `contact_imports_quarantine`, and hands them to dlt (`items`) when the run hands over a
-batch of imports, so that they land in the same load package.
+batch of imports, so that they land in the same load package. A destination without the
+alerts table gets it with the first batch, empty when the run raises nothing: the outbox is
+there from the first run, for queries and readers that should not wait for a first alert.
 
 An alert is news only once: not for an observation the history recorded before (the table was
 emptied or edited by a person, the state lost), and not under a key the alerts table holds
@@ -20,7 +22,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Set,
 from .alerts import ALERT_COLUMNS, ALERTS_TABLE, Alerting
 from .destination import DestinationReader
 from .errors import MalformedImportError
-from .formats import hand_over
+from .formats import empty_table, hand_over
 from .history import HISTORY_COLUMNS, deletion_rows, history_row, observation_key
 from .known import Comparison
 from .quarantine import QUARANTINE_COLUMNS, QUARANTINE_TABLE, quarantine_row
@@ -51,6 +53,9 @@ class Recorder:
         # where earlier runs' records can be asked for (None: a destination without SQL)
         self._history = reader if history_exists else None
         self._alerts_table = reader if alerts_exist else None
+        # an outbox the destination lacks is created by this run, empty if it raises nothing,
+        # so that queries and readers of it work from the first run on
+        self._create_outbox = reader is not None and reader.readable and not alerts_exist
         self._observed: List[Dict[str, Any]] = []
         self._raised: List[Alert] = []
         self._quarantined: List[Dict[str, Any]] = []
@@ -115,6 +120,9 @@ class Recorder:
         news = self._news(self._raised)
         self.report.alerts_raised += len(news)
         yield from hand_over(news, ALERT_COLUMNS, ALERTS_TABLE)
+        if self._create_outbox and not news:
+            yield empty_table(ALERT_COLUMNS, ALERTS_TABLE)
+        self._create_outbox = False
         self._quarantined, self._observed, self._raised = [], [], []
 
     def _news(self, raised: List[Alert]) -> List[Dict[str, Any]]:
