@@ -21,6 +21,7 @@ import dlt
 
 from sources.resend_imports.alerts import ALERTS_TABLE
 
+from ..formatting import count as shown
 from ..run import DATASET_NAME, make_pipeline, run_sync
 from .account import Simulator
 from .server import RunningSimulator
@@ -95,9 +96,12 @@ def run_demo(imports: int, file: str) -> int:
             outbox = client.make_qualified_table_name(ALERTS_TABLE)
             alerts = client.execute_sql(ALERTS_SQL.format(table=outbox)) or []
     print(f"\n{path} — imports by status:")
-    print(f"  {'status':<12}{'imports':>8}{'rows total':>12}{'rows failed':>12}  newest")
+    print(f"  {'status':<12}{'imports':>8}{'contacts':>12}{'failed':>12}  newest import")
     for status, count, total, failed, newest in rows:
-        print(f"  {status:<12}{count:>8}{total or 0:>12}{failed or 0:>12}  {newest:%Y-%m-%d %H:%M}")
+        print(
+            f"  {status:<12}{shown(count):>8}{shown(total or 0):>12}{shown(failed or 0):>12}"
+            f"  {newest:%Y-%m-%d %H:%M}"
+        )
     raised = ", ".join(f"{rule} {count}" for rule, count in alerts) or "none"
     print(f"\nalerts in {DATASET_NAME}.{ALERTS_TABLE}: {raised}")
     print(f"\nexplore it: {_command()} report --duckdb {shlex.quote(_shown(path))}")
