@@ -337,3 +337,20 @@ def test_duckdb_out_of_memory_is_one_line_and_nothing_is_lost(make_account: Any)
     recovered = run_cli(account, "sync")  # the default settings
     assert recovered.returncode == 0, recovered.stderr
     assert account.differences() == []
+
+
+def test_the_destination_variable_the_dag_reads_names_the_cli_destination_too(
+    make_account: Any,
+) -> None:
+    """One rule: `RESEND_IMPORTS_DESTINATION` names the destination of a run that names none,
+    under Airflow and on the command line; `--destination` wins over it."""
+    account: Account = make_account(imports=120, destination="postgres")
+    result = run_cli(account, "sync", env={"RESEND_IMPORTS_DESTINATION": "postgres"})
+    assert result.returncode == 0, result.stderr
+    assert "PostgreSQL" in result.stdout
+    assert account.differences() == []
+
+    typo = run_cli(account, "sync", env={"RESEND_IMPORTS_DESTINATION": "postgress"})
+    assert typo.returncode == 2
+    assert "did you mean postgres?" in typo.stderr
+    assert not (account.workdir / "imports.duckdb").exists()

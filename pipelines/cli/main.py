@@ -27,7 +27,12 @@ from ..run import (
     make_pipeline,
     run_sync,
 )
-from ..run.pipeline import DUCKDB_FILE_ENV, default_duckdb_file, duckdb_destination
+from ..run.pipeline import (
+    DUCKDB_FILE_ENV,
+    configured_destination,
+    default_duckdb_file,
+    duckdb_destination,
+)
 from ..simulator.demo import run_demo
 from .interrupts import (
     EXIT_INTERRUPTED,
@@ -81,13 +86,16 @@ def _configure_logging(level: str) -> None:
 
 
 def _destination(args: argparse.Namespace) -> Any:
+    """--duckdb, else --destination, else RESEND_IMPORTS_DESTINATION (as the DAG reads it),
+    else DuckDB in the current folder."""
     if args.duckdb is not None:
-        if args.destination not in (DEFAULT_DESTINATION, "duckdb"):
+        if args.destination not in (None, DEFAULT_DESTINATION, "duckdb"):
             raise _UsageError(f"--duckdb goes with --destination duckdb, not {args.destination}")
         return duckdb_destination(args.duckdb)
-    if args.destination == "duckdb" and not _duckdb_file_configured():
+    name = args.destination or configured_destination()
+    if name == "duckdb" and not _duckdb_file_configured():
         return duckdb_destination(default_duckdb_file(Path.cwd()))
-    return args.destination
+    return name
 
 
 def _duckdb_file_configured() -> bool:

@@ -8,7 +8,7 @@ from typing import Any, Callable, List, Optional, Sequence
 from sources.resend_imports.settings import STATUSES
 
 from ..run import DATASET_NAME, DEFAULT_DESTINATION
-from ..run.pipeline import working_folder
+from ..run.pipeline import DESTINATION_ENV, working_folder
 
 DESCRIPTION = "`resend-imports`: sync Resend contact imports, or try it on the bundled simulator."
 EXIT_ALERTS = 4  # --fail-on-alert: synced, and the run raised alerts
@@ -253,8 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_destination_options(command: argparse.ArgumentParser) -> None:
     command.add_argument(
         "--destination",
-        default=DEFAULT_DESTINATION,
-        help="a dlt destination name: duckdb (default), postgres, motherduck, bigquery, ...",
+        default=None,
+        help="a dlt destination name: duckdb, postgres, motherduck, bigquery, ... (default:"
+        f" {DESTINATION_ENV}, else {DEFAULT_DESTINATION})",
     )
     command.add_argument(
         "--duckdb", metavar="PATH", help="the DuckDB file (default ./resend_imports.duckdb)"

@@ -3,13 +3,15 @@ writes by default, and the environment defaults it runs with."""
 
 import os
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Mapping, Optional
 
 import dlt
 
 PIPELINE_NAME = "resend_imports"
 DATASET_NAME = "resend"
 DEFAULT_DESTINATION = "duckdb"
+# the destination of a run that names none, for the command line and the DAG alike
+DESTINATION_ENV = "RESEND_IMPORTS_DESTINATION"
 DUCKDB_FILE_ENV = "DESTINATION__DUCKDB__CREDENTIALS"
 DEFAULT_DUCKDB_FILE = f"{PIPELINE_NAME}.duckdb"
 
@@ -41,6 +43,12 @@ def working_folder() -> str:
     """dlt's working folder for the user running the command, as dlt resolves it:
     DLT_DATA_DIR, else ~/.dlt, or /var/dlt when the user is root (a root crontab)."""
     return str(dlt.current.run_context().data_dir)
+
+
+def configured_destination(environ: Optional[Mapping[str, str]] = None) -> str:
+    """`RESEND_IMPORTS_DESTINATION` (a dlt destination name), else DuckDB."""
+    environ = os.environ if environ is None else environ
+    return environ.get(DESTINATION_ENV) or DEFAULT_DESTINATION
 
 
 def default_duckdb_file(home: Path) -> Path:

@@ -14,9 +14,8 @@ from sources.resend_imports.config import SOURCE_SECTIONS, legacy_value
 from sources.resend_imports.errors import ResendConfigError
 
 from ..failures import explain
-from .pipeline import DUCKDB_FILE_ENV, default_duckdb_file
+from .pipeline import DESTINATION_ENV, DUCKDB_FILE_ENV, configured_destination, default_duckdb_file
 
-DESTINATION_ENV = "RESEND_IMPORTS_DESTINATION"
 CONNECTION_ID = "resend_imports_destination"  # an Airflow Connection naming the warehouse
 POSTGRES_CONNECTION_TYPES = frozenset({"postgres", "postgresql"})
 
@@ -67,7 +66,7 @@ def destination_for_scheduler(
     if connection is not None:
         return destination_of_connection(*connection)
     environ = os.environ if environ is None else environ
-    name = environ.get(DESTINATION_ENV, "duckdb")
+    name = configured_destination(environ)
     if name != "duckdb":
         return name
     database = Path(duckdb_file_for_scheduler(environ))
