@@ -4,6 +4,7 @@ this connector) holds one row per import, equal to the API; one writer per bucke
 dataset; the state lives in the bucket with the data."""
 
 import fcntl
+import json
 import os
 import signal
 import subprocess
@@ -136,3 +137,26 @@ def test_a_run_killed_mid_load_is_healed_by_the_next(make_account: Any, table_fo
         process.wait()
         account.store.advance(new=20, seconds=600)
     synced(account, table_format)
+
+
+def test_report_on_the_lakehouse_shows_the_figures_of_duckdb(make_account: Any) -> None:
+    account = make_account(imports=300, stuck=2)
+    synced(account, "delta")
+    into_duckdb = run_cli(account, "sync")
+    assert into_duckdb.returncode == 0, into_duckdb.stderr
+    lake_report = run_cli(
+        account, "report", "--destination", "filesystem", "--format", "json", env=lake_env(account)
+    )
+    assert lake_report.returncode == 0, lake_report.stderr
+    duckdb_report = run_cli(account, "report", "--format", "json")
+    lake, duckdb = json.loads(lake_report.stdout), json.loads(duckdb_report.stdout)
+    assert lake["daily"] and lake["worst_imports"]
+    for part in ("daily", "worst_imports", "deleted"):
+        assert lake[part] == duckdb[part], part
+    assert len(lake["alerts"]) == len(duckdb["alerts"])
+    elsewhere = {"DLT_DATA_DIR": str(account.workdir / "elsewhere"), **lake_env(account)}
+    again = run_cli(
+        account, "report", "--destination", "filesystem", "--format", "json", env=elsewhere
+    )
+    assert again.returncode == 0, again.stderr  # a working folder that never synced
+    assert json.loads(again.stdout)["daily"] == lake["daily"]
