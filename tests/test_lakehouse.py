@@ -12,11 +12,13 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List
 
+import dlt
 import pyarrow.compute as pc
 import pytest
 from deltalake import DeltaTable
 from pyiceberg.table import StaticTable
 
+from pipelines.run import make_pipeline
 from pipelines.simulator.verify import COMPARED, differences_of, records_of
 
 from .conftest import COMMAND, Account, cli_environment, run_cli
@@ -160,3 +162,25 @@ def test_report_on_the_lakehouse_shows_the_figures_of_duckdb(make_account: Any) 
     )
     assert again.returncode == 0, again.stderr  # a working folder that never synced
     assert json.loads(again.stdout)["daily"] == lake["daily"]
+
+
+@pytest.mark.reliability
+def test_a_delta_table_stays_compact_over_fifty_runs(make_account: Any) -> None:
+    account = make_account(imports=60, stuck=3)
+    pipeline = make_pipeline(
+        dlt.destinations.filesystem(bucket_of(account).as_uri()),
+        pipelines_dir=str(account.workdir / "pipelines"),
+    )
+    account.sync(pipeline, table_format="delta")
+    dataset = bucket_of(account) / "resend"
+    tables = ["contact_imports", "contact_import_status_history"]  # merged; insert-only
+    first = {name: len(DeltaTable(str(dataset / name)).file_uris()) for name in tables}
+    for _ in range(50):
+        account.store.advance(new=2, seconds=600)
+        account.sync(pipeline, table_format="delta")
+    for name in tables:
+        table = DeltaTable(str(dataset / name))
+        assert len(table.file_uris()) <= 2 * first[name], name
+    history = DeltaTable(str(dataset / "contact_import_status_history")).history()
+    assert any(entry["operation"] == "OPTIMIZE" for entry in history)  # a file a run before
+    assert lake_differences(account, "delta") == []

@@ -53,6 +53,9 @@ class DestinationKind:
         """One line for a fault of this destination's driver during a run, or None."""
         return None
 
+    def after_load(self, target: "Target") -> None:
+        """Upkeep of the tables after a successful load, under the run's lock."""
+
 
 def destination_name(pipeline: dlt.Pipeline) -> str:
     """dlt's name of the pipeline's destination (`duckdb`, `postgres`...), "" without one."""

@@ -11,6 +11,7 @@ says what the user arranges across machines).
 """
 
 import hashlib
+import logging
 import os
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -23,7 +24,10 @@ from pyiceberg.exceptions import CommitFailedException, CommitStateUnknownExcept
 from sources.resend_imports.errors import ResendConfigError
 
 from .base import NOTHING_LOST, DestinationKind, Target
+from .compaction import compact_delta_tables
 from .locks import file_lock
+
+logger = logging.getLogger("resend_imports")
 
 BUCKET_HELP = "DESTINATION__FILESYSTEM__BUCKET_URL (or [destination.filesystem] bucket_url)"
 
@@ -80,6 +84,15 @@ class Filesystem(DestinationKind):
             first_line = (str(cause).strip().splitlines() or [""])[0][:300]
             return f"{where}: the table format failed ({first_line}); {NOTHING_LOST}"
         return None
+
+    def after_load(self, target: Target) -> None:
+        """Delta tables compacted when they hold too many small files (see `compaction`);
+        the load is done whatever happens here: a failure waits for the next run."""
+        try:
+            with target.pipeline.destination_client() as client:
+                compact_delta_tables(client)
+        except (DeltaError, OSError) as exc:
+            logger.warning("Delta tables not compacted this run (the next tries again): %s", exc)
 
 
 def shown_bucket(url: str) -> str:
