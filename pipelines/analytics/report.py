@@ -17,6 +17,7 @@ from sources.resend_imports.settings import TABLE_NAME
 
 from ..destinations import Target, target_of
 from ..destinations.duckdb import held_file
+from .lakehouse import lakehouse_sql
 from .views import DAILY_VIEW, ENRICHED_VIEW
 
 WORST_LIMIT = 10
@@ -115,39 +116,49 @@ def _daily_query(daily_view: str, days: int, account: Optional[str]) -> str:
 def _query_report(
     pipeline: dlt.Pipeline, target: Target, days: int, account: Optional[str]
 ) -> Dict[str, Table]:
+    if target.kind.name == "filesystem":  # Delta or Iceberg: the views made in memory
+        with lakehouse_sql(pipeline) as lake:
+            if lake is not None:
+                return _report_from(lake, target, days, account)
+    with pipeline.sql_client() as client:
+        return _report_from(client, target, days, account)
+
+
+def _report_from(
+    client: Any, target: Target, days: int, account: Optional[str]
+) -> Dict[str, Table]:
     only = "" if account is None else " AND account = %s"
     scope = [] if account is None else [account]
-    with pipeline.sql_client() as client:
-        daily_view = client.make_qualified_table_name(DAILY_VIEW)
-        enriched_view = client.make_qualified_table_name(ENRICHED_VIEW)
-        if not client.has_dataset():
-            raise ReportError(
-                f"no dataset {client.dataset_name!r} in the {target.where}: it holds nothing"
-                " of this connector yet; run `resend-imports sync` first (or name the dataset"
-                " with --dataset)"
-            )
-        daily_rows = client.execute_sql(_daily_query(daily_view, days, account), *scope)
-        daily = [dict(zip(DAILY_COLUMNS, row, strict=True)) for row in daily_rows or []]
-        worst: Table = []
-        if daily:
-            oldest_day = daily[-1]["day"]
-            worst_rows = client.execute_sql(
-                f"SELECT {', '.join(WORST_COLUMNS)} FROM {enriched_view}"
-                " WHERE is_terminal AND failure_rate IS NOT NULL AND created_at >= %s"
-                f"{only} ORDER BY failure_rate DESC, created_at DESC LIMIT {WORST_LIMIT}",
-                datetime.combine(oldest_day, datetime.min.time()).isoformat() + "+00:00",
-                *scope,
-            )
-            worst = [dict(zip(WORST_COLUMNS, row, strict=True)) for row in worst_rows or []]
-        table = client.make_qualified_table_name(TABLE_NAME)
-        try:
-            deleted_rows = client.execute_sql(
-                f"SELECT count(*) FROM {table} WHERE deleted_at IS NOT NULL{only}", *scope
-            )
-        except DestinationTerminalException:  # a table no sync of this version wrote yet
-            deleted_rows = [(0,)]
-        deleted = [{"deleted_imports": deleted_rows[0][0] if deleted_rows else 0}]
-        alerts = _alerts_of_the_period(client, days, account)
+    daily_view = client.make_qualified_table_name(DAILY_VIEW)
+    enriched_view = client.make_qualified_table_name(ENRICHED_VIEW)
+    if not client.has_dataset():
+        raise ReportError(
+            f"no dataset {client.dataset_name!r} in the {target.where}: it holds nothing"
+            " of this connector yet; run `resend-imports sync` first (or name the dataset"
+            " with --dataset)"
+        )
+    daily_rows = client.execute_sql(_daily_query(daily_view, days, account), *scope)
+    daily = [dict(zip(DAILY_COLUMNS, row, strict=True)) for row in daily_rows or []]
+    worst: Table = []
+    if daily:
+        oldest_day = daily[-1]["day"]
+        worst_rows = client.execute_sql(
+            f"SELECT {', '.join(WORST_COLUMNS)} FROM {enriched_view}"
+            " WHERE is_terminal AND failure_rate IS NOT NULL AND created_at >= %s"
+            f"{only} ORDER BY failure_rate DESC, created_at DESC LIMIT {WORST_LIMIT}",
+            datetime.combine(oldest_day, datetime.min.time()).isoformat() + "+00:00",
+            *scope,
+        )
+        worst = [dict(zip(WORST_COLUMNS, row, strict=True)) for row in worst_rows or []]
+    table = client.make_qualified_table_name(TABLE_NAME)
+    try:
+        deleted_rows = client.execute_sql(
+            f"SELECT count(*) FROM {table} WHERE deleted_at IS NOT NULL{only}", *scope
+        )
+    except DestinationTerminalException:  # a table no sync of this version wrote yet
+        deleted_rows = [(0,)]
+    deleted = [{"deleted_imports": deleted_rows[0][0] if deleted_rows else 0}]
+    alerts = _alerts_of_the_period(client, days, account)
     return {"daily": daily, "worst_imports": worst, "deleted": deleted, "alerts": alerts}
 
 

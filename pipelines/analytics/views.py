@@ -214,14 +214,22 @@ def _statements(pipeline: dlt.Pipeline, client: Any, plan: ViewPlan, catalog: bo
     destination = pipeline.destination
     assert destination is not None, "the pipeline has no destination"
     dialect = destination.capabilities().sqlglot_dialect or "duckdb"
+    statements = [f"DROP VIEW IF EXISTS {client.make_qualified_table_name(v)}" for v in plan.drops]
+    # DuckDB and PostgreSQL replace in place, keeping the views of users on them
+    create = "CREATE OR REPLACE VIEW" if catalog else "CREATE VIEW"
+    return statements + view_statements(client, plan.creates, dialect, create)
+
+
+def view_statements(
+    client: Any, views: Sequence[str] = VIEWS, dialect: str = "duckdb", create: str = "CREATE VIEW"
+) -> List[str]:
+    """The statements creating `views` through `client` (a dlt SQL client), in `dialect`."""
     names = {
         _SOURCE: client.make_qualified_table_name(TABLE_NAME),
         _ENRICHED: client.make_qualified_table_name(ENRICHED_VIEW),
     }
-    statements = [f"DROP VIEW IF EXISTS {client.make_qualified_table_name(v)}" for v in plan.drops]
-    # DuckDB and PostgreSQL replace in place, keeping the views of users on them
-    create = "CREATE OR REPLACE VIEW" if catalog else "CREATE VIEW"
-    for view in plan.creates:
+    statements = []
+    for view in views:
         body = sqlglot.transpile(VIEW_SQL[view], read="duckdb", write=dialect)[0]
         for placeholder, qualified in names.items():
             body = body.replace(placeholder, qualified)

@@ -133,6 +133,8 @@ def _run(args: argparse.Namespace) -> int:
     }
     if args.account:
         options["account_names"] = args.account
+    if args.table_format:
+        options["table_format"] = args.table_format
     wait = args.wait if args.wait is not None else configured_wait_seconds()
     try:
         summary = run_sync(

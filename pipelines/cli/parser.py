@@ -139,6 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_destination_options(sync)
     sync.add_argument(
+        "--table-format",
+        choices=("delta", "iceberg"),
+        help="with --destination filesystem: write Delta or Iceberg tables on the bucket",
+    )
+    sync.add_argument(
         "--full-refresh", action="store_true", help="list every import again and merge"
     )
     _add_account_option(sync, "sync only this account of [sources.resend_imports.accounts]")

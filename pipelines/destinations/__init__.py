@@ -15,12 +15,19 @@ from .base import NOTHING_LOST, DestinationKind, Target, destination_name, resol
 from .duckdb import DuckDB
 from .locks import SyncLockedError
 
+_OPTIONAL: Tuple[DestinationKind, ...] = ()
 try:
     from .postgres import Postgres
 
-    _OPTIONAL: Tuple[DestinationKind, ...] = (Postgres(),)
+    _OPTIONAL += (Postgres(),)
 except ImportError:  # psycopg2 comes with the `postgres` extra; without it, dlt says so
-    _OPTIONAL = ()
+    pass
+try:
+    from .filesystem import Filesystem
+
+    _OPTIONAL += (Filesystem(),)
+except ImportError:  # deltalake and pyiceberg come with the `lakehouse` extra
+    pass
 
 __all__ = [
     "KINDS",
@@ -39,7 +46,7 @@ _ANY = DestinationKind()
 def target_of(pipeline: dlt.Pipeline) -> Target:
     """The pipeline's destination for one run, its credentials resolved once."""
     kind = KINDS.get(destination_name(pipeline), _ANY)
-    return Target(pipeline, kind, resolve_credentials(pipeline))
+    return Target(pipeline, kind, resolve_credentials(pipeline, kind))
 
 
 def fault(exc: BaseException, where: str) -> Optional[str]:

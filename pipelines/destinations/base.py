@@ -26,6 +26,10 @@ class DestinationKind:
 
     name = ""
 
+    def resolve(self, config: Any) -> Any:
+        """What a run keeps of the destination's resolved configuration: its credentials."""
+        return config.credentials
+
     def describe(self, credentials: Any) -> str:
         """Where the data goes, for people (never a password); "" says no more than its name."""
         return ""
@@ -48,6 +52,9 @@ class DestinationKind:
     def fault(self, cause: BaseException, where: str) -> Optional[str]:
         """One line for a fault of this destination's driver during a run, or None."""
         return None
+
+    def after_load(self, target: "Target") -> None:
+        """Upkeep of the tables after a successful load, under the run's lock."""
 
 
 def destination_name(pipeline: dlt.Pipeline) -> str:
@@ -84,9 +91,10 @@ class Target:
         return described or destination_name(self.pipeline)
 
 
-def resolve_credentials(pipeline: dlt.Pipeline) -> Any:
-    """dlt's resolved credentials of the destination, or the exception resolving raised."""
+def resolve_credentials(pipeline: dlt.Pipeline, kind: DestinationKind) -> Any:
+    """dlt's resolved credentials of the destination (as `kind` keeps them), or the exception
+    resolving raised."""
     try:
-        return pipeline.destination_client().config.credentials
+        return kind.resolve(pipeline.destination_client().config)
     except Exception as exc:  # noqa: BLE001  (raised again by the step that needs them)
         return exc

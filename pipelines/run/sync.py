@@ -129,6 +129,7 @@ def _run_locked(
     pipeline.activate()
     source = declare_marks(resend_source(full_refresh=full_refresh, **source_options))
     pipeline.run(source, loader_file_format=loader_file_format)  # type: ignore[arg-type]
+    target.kind.after_load(target)
     views_problem = _views_after_load(pipeline) if refresh_views else None
     report = report_of(pipeline)
     delivery = _deliver_after_load(pipeline, channels, target.where) if deliver_alerts else None

@@ -5,7 +5,7 @@ not be in the API's truth, and every live row must be.
 """
 
 from datetime import UTC, datetime
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import dlt
 
@@ -47,6 +47,11 @@ def loaded_records(
         if account is not None:
             query += " WHERE account = %s"
         rows = client.execute_sql(query, *([account] if account else [])) or []
+    return records_of(rows)
+
+
+def records_of(rows: Sequence[Sequence[Any]]) -> Tuple[Dict[str, Record], int, List[str]]:
+    """`loaded_records` of rows read elsewhere: `id`, whether deleted, then `COMPARED`."""
     records = {row[0]: (row[2], _utc(row[3]), _utc(row[4]), *row[5:]) for row in rows if not row[1]}
     deleted = [row[0] for row in rows if row[1]]
     return records, len(rows), deleted
@@ -57,8 +62,15 @@ def differences(
 ) -> List[str]:
     """Every way the table (`account`'s rows, or all) differs from the API's truth; empty
     when they are equal."""
+    return differences_of(loaded_records(pipeline, account), truth)
+
+
+def differences_of(
+    loaded_rows: Tuple[Dict[str, Record], int, List[str]], truth: Iterable[Mapping[str, Any]]
+) -> List[str]:
+    """`differences` of rows read by any reader (`records_of`)."""
     expected = expected_records(truth)
-    loaded, row_count, deleted = loaded_records(pipeline, account)
+    loaded, row_count, deleted = loaded_rows
     problems: List[str] = []
     if row_count != len(loaded) + len(set(deleted)):
         problems.append(f"{row_count - len(loaded) - len(set(deleted))} duplicate rows")

@@ -39,6 +39,7 @@ from .settings import (
     TABLE_NAME,
 )
 from .sync_report import SyncReport
+from .table_formats import apply_table_format, check_table_format
 
 __all__ = ["SyncReport", "contact_imports", "resend_source", "user_agent"]
 
@@ -114,6 +115,7 @@ def resend_source(
     gone_after_runs: int = DEFAULT_GONE_AFTER_RUNS,
     full_refresh_every_days: float = DEFAULT_FULL_REFRESH_EVERY_DAYS,
     alert_settings: Optional[Dict[str, Any]] = None,
+    table_format: Optional[str] = None,
 ) -> DltResource:
     """Resend contact imports, merged on `id` and refreshed until terminal.
 
@@ -140,6 +142,8 @@ def resend_source(
             what the frontier cannot see (deletions, changes deep in history); 0: never.
         alert_settings: Alert settings that win over `[sources.resend_imports.alerts]`
             (e.g. `{"enabled": False}`), checked when the run starts.
+        table_format: `delta` or `iceberg`: every table in that open table format, on dlt's
+            `filesystem` destination (merged by upsert); None: the destination's own tables.
     """
     arguments = source_arguments(locals(), _DEFAULTS)
     return _source(**arguments)
@@ -163,6 +167,7 @@ def _source(
     gone_after_runs: int,
     full_refresh_every_days: float,
     alert_settings: Optional[Dict[str, Any]],
+    table_format: Optional[str],
 ) -> DltResource:
     # a missing key fails the run when it starts, not here: a scheduler (Airflow) builds the
     # source where the secrets may not be, and hands it to a worker where they are
@@ -170,6 +175,7 @@ def _source(
     keys = selected(keys, account_names)
     check_settings(page_size, status, max_attempts, connect_timeout_seconds, read_timeout_seconds)
     check_deletion_settings(gone_after_runs, full_refresh_every_days)
+    chosen_format = check_table_format(table_format)
     url = base_url or os.environ.get(API_URL_ENV) or DEFAULT_BASE_URL
     policy = RetryPolicy(
         max_attempts, initial_backoff_seconds, max_backoff_seconds, max_rate_limit_wait_seconds
@@ -199,7 +205,8 @@ def _source(
         full_refresh_every_days,
         tuple((alert_settings or {}).items()),
     )
-    return add_quarantine_table(add_alerts_table(add_history_table(resource)))
+    tables = add_quarantine_table(add_alerts_table(add_history_table(resource)))
+    return apply_table_format(tables, chosen_format)
 
 
 # the defaults of the source's arguments, where an earlier version's section may stand in

@@ -8,8 +8,10 @@ somebody else's dataset, and the rows the table holds for the imports the run re
 makes a row new, changed or as before: `known`).
 
 A read that fails for a passing reason is tried again, then stops the run in one line (see
-`reads`). A destination that is not a SQL database (dlt's filesystem) is read through the
-state alone (`readable` is False), and the run behaves as dlt alone would.
+`reads`). Delta and Iceberg tables on dlt's filesystem destination are read with SQL too,
+through an in-memory DuckDB (see `lake`). Any other destination that is not a SQL database
+(dlt's filesystem with plain files) is read through the state alone (`readable` is False),
+and the run behaves as dlt alone would.
 
 Everything here goes through the pipeline that runs the source (dlt's active pipeline
 context), so the source keeps these guarantees in any dlt pipeline.
@@ -40,6 +42,7 @@ from dlt.destinations.job_client_impl import SqlJobClientBase
 from dlt.pipeline.state_sync import load_pipeline_state_from_destination
 
 from .accounts import ACCOUNT_COLUMN, DEFAULT_ACCOUNT
+from .lake import LakeTables, is_lake
 from .names import names_of
 from .reads import retrying, stream
 from .records import Row
@@ -102,6 +105,7 @@ class DestinationReader:
         self.pipeline = pipeline
         self._stack = ExitStack()
         self._client: Any = None
+        self._lake: Optional[LakeTables] = None  # Delta or Iceberg tables, read through Arrow
         self.readable = False  # a SQL database whose tables this run can read
         # the account whose rows the reads of rows see (None: every row, as before accounts)
         self.account: Optional[str] = None
@@ -111,7 +115,10 @@ class DestinationReader:
         self._client = retrying(
             self.pipeline, "the destination", lambda: self._stack.enter_context(client)
         )
-        self.readable = isinstance(self._client, SqlJobClientBase)
+        if is_lake(self._client, TABLE_NAME):
+            self._lake = LakeTables(self._client)
+            self._stack.callback(self._lake.close)
+        self.readable = isinstance(self._client, SqlJobClientBase) or self._lake is not None
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -152,6 +159,9 @@ class DestinationReader:
         wanted = list(tables)
         if not self.readable:
             return {}
+        if self._lake is not None:
+            lake = self._lake
+            return self._read("the tables", lambda: lake.columns(wanted))
         found = self._read("the catalog", lambda: dict(client.get_storage_tables(wanted)))
         return {name: [c.lower() for c in found.get(name, {})] for name in wanted}
 
@@ -160,7 +170,7 @@ class DestinationReader:
         (it holds dlt's load records): a merge would replace its tables with this run's
         staging copies. None when it is free or only ever held staging copies."""
         client = self._client
-        if not self.readable:
+        if not self.readable or self._lake is not None:  # a lakehouse merges in place
             return None
         loads = client.schema.loads_table_name
 
@@ -210,7 +220,7 @@ class DestinationReader:
     def staging_columns(self, tables: List[str]) -> Dict[str, List[str]]:
         """The columns each of `tables` has in dlt's staging dataset (none: not there)."""
         client = self._client
-        if not self.readable:
+        if not self.readable or self._lake is not None:
             return {}
 
         def read() -> Dict[str, Any]:
@@ -226,7 +236,7 @@ class DestinationReader:
         its schema version is new."""
         client = self._client
         known = [name for name in tables if name in client.schema.tables]
-        if known:
+        if known and self._lake is None:  # a lakehouse table is written whole by its next load
             self._read(
                 "the tables", lambda: client.update_stored_schema(only_tables=known, force=True)
             )
@@ -263,7 +273,7 @@ class DestinationReader:
         query = f"SELECT {', '.join(_known_columns(columns))} FROM {table}"
         if self.account is not None:  # a literal: the streaming drivers take no parameters
             query += f" WHERE {ACCOUNT_COLUMN} = {_literal(self.account)}"
-        sql = self._client.sql_client
+        sql = self._sql
 
         def copy() -> None:
             start()
@@ -296,7 +306,7 @@ class DestinationReader:
             chunk = [*args, *chunk]
 
             def read(query: str = query, chunk: List[str] = chunk) -> List[Row]:
-                with self._client.sql_client.execute_query(query, *chunk) as cursor:
+                with self._sql.execute_query(query, *chunk) as cursor:
                     names = [column[0].lower() for column in cursor.description]
                     rows = [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
                 return [{k: v for k, v in r.items() if k not in _DLT_COLUMNS} for r in rows]
@@ -311,21 +321,26 @@ class DestinationReader:
             return "", []
         return f"{ACCOUNT_COLUMN} = %s AND ", [self.account]
 
+    @property
+    def _sql(self) -> Any:
+        """The SQL client reads go through: the destination's, or the lakehouse's DuckDB."""
+        return self._client.sql_client if self._lake is None else self._lake.sql_client
+
     def _qualified(self, table: str) -> str:
+        if self._lake is not None:
+            return self._lake.qualified(table)
         name: str = self._client.sql_client.make_qualified_table_name(table)
         return name
 
     def _query(self, what: str, query: str, *args: Any) -> List[Any]:
-        return list(
-            self._read(what, lambda: self._client.sql_client.execute_sql(query, *args)) or []
-        )
+        return list(self._read(what, lambda: self._sql.execute_sql(query, *args)) or [])
 
     def _read(self, what: str, read: Callable[[], T]) -> T:
         """`read`, tried again on dlt's transient errors with a fresh connection."""
         return retrying(self.pipeline, what, read, self._reconnect)
 
     def _reconnect(self) -> None:
-        sql = self._client.sql_client
+        sql = self._sql
         try:
             sql.close_connection()
         except DestinationException:
