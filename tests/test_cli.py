@@ -192,7 +192,10 @@ def test_unknown_destination_is_a_usage_error(account: Account) -> None:
 @pytest.mark.parametrize(
     ("args", "hint"),
     [
-        (["synk"], "invalid choice: 'synk' (choose from sync, report, sql, demo); did you mean sync?"),
+        (
+            ["synk"],
+            "invalid choice: 'synk' (choose from sync, report, sql, demo); did you mean sync?",
+        ),
         (["sync", "--status", "complete"], "did you mean completed?"),
         (["report", "--format", "jsn"], "did you mean json?"),
         (["sync", "--ful-refresh"], "unrecognized arguments: --ful-refresh; did you mean"),
