@@ -444,9 +444,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument(
         "--accounts", action="store_true", help="only the cases of several accounts (accounts.py)"
     )
+    parser.add_argument(
+        "--lakehouse",
+        action="store_true",
+        help="only Delta beside DuckDB, at --imports (lakehouse.py)",
+    )
     args = parser.parse_args(argv)
     if args.accounts:  # a module of its own, which uses this one's runner
         return subprocess.call([PYTHON, "-m", "benchmarks.accounts"], cwd=REPO)
+    if args.lakehouse:
+        command = [PYTHON, "-m", "benchmarks.lakehouse", "--imports", str(args.imports)]
+        return subprocess.call(command, cwd=REPO)
 
     unpacked = tempfile.TemporaryDirectory()
     contenders = dict(CONTENDERS)
