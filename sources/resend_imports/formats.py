@@ -20,7 +20,7 @@ import pyarrow as pa
 from .records import Row
 
 # Rows from which a batch is handed over as Arrow: below it, dlt's per-row work costs less
-# than a parquet file (measured: see README, Performance).
+# than a parquet file (measured: see docs/performance.md).
 ARROW_MIN_ROWS: Final = 200
 
 _ARROW_TYPES: Final = {
