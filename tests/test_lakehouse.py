@@ -21,7 +21,7 @@ from pyiceberg.table import StaticTable
 from pipelines.run import make_pipeline
 from pipelines.simulator.verify import COMPARED, differences_of, records_of
 
-from .conftest import COMMAND, Account, cli_environment, run_cli
+from .conftest import COMMAND, Account, assert_one_line_error, cli_environment, run_cli
 
 EXIT_LOCKED = 75
 FORMATS = ["delta", pytest.param("iceberg", marks=pytest.mark.reliability)]
@@ -118,6 +118,28 @@ def test_a_wiped_working_folder_continues_from_the_bucket(
     assert result.returncode == 0, result.stderr
     assert "first run" not in result.stdout and "incremental" in result.stdout, result.stdout
     assert lake_differences(account, table_format) == []
+
+
+def test_a_dataset_folder_left_unmarked_by_a_kill_is_created_again(make_account: Any) -> None:
+    """dlt creates the dataset's folder, then its `init` marker; a kill in between left a
+    folder that made every later run fail (FileExistsError)."""
+    account = make_account(imports=200)
+    (bucket_of(account) / "resend").mkdir(parents=True)
+    result = lake_sync(account, "delta")
+    assert result.returncode == 0, result.stderr
+    assert "removing the empty dataset folder" in result.stderr
+    assert lake_differences(account, "delta") == []
+
+
+def test_a_dataset_folder_holding_other_files_is_refused_and_kept(make_account: Any) -> None:
+    account = make_account(imports=200)
+    stranger = bucket_of(account) / "resend" / "notes.txt"
+    stranger.parent.mkdir(parents=True)
+    stranger.write_text("not dlt's")
+    result = lake_sync(account, "delta")
+    assert_one_line_error(result, "holds files but is not a dlt dataset")
+    assert result.returncode == 1
+    assert stranger.read_text() == "not dlt's"
 
 
 @pytest.mark.reliability

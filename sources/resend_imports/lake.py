@@ -6,10 +6,14 @@ DuckDB downloads on first use: a run must work offline. Here each table the run 
 opened by dlt's native client of its format (`deltalake`, `pyiceberg`), handed to an
 in-memory DuckDB through Arrow once, when first read, and queried there with the same SQL as
 elsewhere. What is read is the last committed version of each table, as the run starts.
+
+A bucket's dataset folder is also checked before the run trusts it (`repair_dataset_folder`).
 """
 
+import logging
 from typing import Any, Dict, Iterable, List, Optional
 
+import dlt
 import duckdb
 from dlt.common.destination.exceptions import DestinationUndefinedEntity
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
@@ -17,7 +21,38 @@ from dlt.destinations.impl.duckdb.factory import duckdb as duckdb_factory
 from dlt.destinations.impl.duckdb.sql_client import DuckDbSqlClient
 from dlt.destinations.impl.filesystem.filesystem import FilesystemClient
 
+from .errors import ResendConfigError
+
 TABLE_FORMATS = ("delta", "iceberg")
+
+logger = logging.getLogger("resend_imports")
+
+
+def repair_dataset_folder(pipeline: dlt.Pipeline) -> None:
+    """Removes a dataset folder that a killed run created but never marked as dlt's.
+
+    dlt creates the dataset's folder in the bucket, then writes its `init` marker, and on
+    every later run treats a folder without the marker as new and creates it again, which
+    fails on the folder that exists: a kill between the two steps would fail every run after
+    it. An empty folder holds nothing to lose; one with files in it is not ours to delete.
+    """
+    with pipeline.destination_client() as client:
+        if not isinstance(client, FilesystemClient):
+            return
+        files, folder = client.fs_client, client.dataset_path
+        if not files.isdir(folder) or files.exists(client.init_file_path):
+            return
+        if files.ls(folder, detail=False):
+            raise ResendConfigError(
+                f"the bucket's folder {folder} holds files but is not a dlt dataset (no `init`"
+                " file in it): move them away, or set another dataset name"
+            )
+        logger.warning(
+            "removing the empty dataset folder %s: a killed run created it and never marked it"
+            " as dlt's; this run creates it again",
+            folder,
+        )
+        files.rmdir(folder)
 
 
 def table_format_of(client: Any, table: str) -> Optional[str]:

@@ -8,6 +8,8 @@ this table. So when the source is created in an active pipeline with a destinati
 `pipeline.run(resend_source())`: any pipeline that uses this source, a copy made with
 `dlt init` included), what is pending is first put right here:
 
+- a dataset folder that a kill left in a bucket before dlt marked it as its own is removed
+  (`lake.repair_dataset_folder`): dlt would fail to create it again on every later run;
 - copies of a package that a kill left half-moved between dlt's folders are deleted. dlt
   extracts a package into `normalize/extracted/<id>`, normalizes it into `load/new/<id>`,
   renames that to `load/normalized/<id>` and only then deletes the extracted copy; a kill
@@ -29,6 +31,7 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 from .causes import causes, refused_rows
 from .destination import committed_state, resource_state_of
 from .incremental import SyncState
+from .lake import repair_dataset_folder
 from .names import dataset_names
 
 logger = logging.getLogger("resend_imports")
@@ -37,6 +40,7 @@ logger = logging.getLogger("resend_imports")
 def settle_pending_packages(pipeline: dlt.Pipeline) -> None:
     """Puts right what earlier runs of `pipeline` (the active one, with a destination) left
     pending (nothing to do, and nothing read from the destination, when nothing is)."""
+    repair_dataset_folder(pipeline)
     repair_package_storage(pipeline)
     if pipeline.has_pending_data:
         finish_or_discard_pending(pipeline)
