@@ -125,6 +125,7 @@ def test_dlt_init_brings_the_source_into_an_empty_project(
     assert running.differences(store, tmp_path / "check") == []
 
 
+@pytest.mark.reliability
 def test_a_copy_made_by_dlt_init_discards_a_pending_package_of_another_copy(
     project: Path, running: Project, store: ImportStore, tmp_path: Path
 ) -> None:

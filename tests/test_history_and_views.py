@@ -212,6 +212,7 @@ def test_views_are_recreated_idempotently_and_follow_new_columns(account: Accoun
     assert count == len(account.store)
 
 
+@pytest.mark.reliability
 def test_report_command_reads_the_views(account: Account) -> None:
     assert run_cli(account, "sync").returncode == 0
     as_json = run_cli(account, "report", "--days", "3", "--format", "json")

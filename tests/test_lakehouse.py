@@ -163,6 +163,7 @@ def test_a_run_killed_mid_load_is_healed_by_the_next(make_account: Any, table_fo
     synced(account, table_format)
 
 
+@pytest.mark.reliability
 def test_report_on_the_lakehouse_shows_the_figures_of_duckdb(make_account: Any) -> None:
     account = make_account(imports=300, stuck=2)
     synced(account, "delta")

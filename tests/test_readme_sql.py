@@ -45,7 +45,9 @@ def test_the_readme_has_the_queries_this_test_knows() -> None:
     assert [int(q.split(".")[0].removeprefix("-- ")) for q in queries] == [1, 2, 3, 4, 5, 6]
 
 
-@pytest.mark.parametrize("destination", ["duckdb", "postgres"])
+@pytest.mark.parametrize(
+    "destination", ["duckdb", pytest.param("postgres", marks=pytest.mark.reliability)]
+)
 def test_every_readme_query_runs_before_and_after_the_first_alert(
     make_account: Any, destination: str
 ) -> None:

@@ -373,7 +373,11 @@ def test_int_then_float_across_batches_of_a_first_run_loads_like_a_row_by_row_ru
 
 
 @pytest.mark.parametrize(
-    ("later", "variant"), [(2.7, "weight__v_double"), ("7kg", "weight__v_text")]
+    ("later", "variant"),
+    [
+        (2.7, "weight__v_double"),
+        pytest.param("7kg", "weight__v_text", marks=pytest.mark.reliability),
+    ],
 )
 def test_a_field_that_changes_type_loads_alike_incremental_and_full(
     make_account: Any, destination_name: str, later: Any, variant: str

@@ -141,6 +141,7 @@ def test_a_new_field_reaches_the_enriched_view_past_a_users_own_view(
     assert account.query("SELECT count(*) FROM reports.my_view") == [(len(account.store),)]
 
 
+@pytest.mark.reliability
 def test_a_users_view_on_an_older_layout_blocks_the_rebuild_in_one_line(
     make_account: Any,
 ) -> None:
@@ -189,6 +190,7 @@ def test_views_dropped_by_a_person_come_back_at_the_next_run(
     assert_views_current(account)
 
 
+@pytest.mark.reliability
 def test_a_view_name_taken_by_a_table_fails_truthfully_and_the_next_run_creates_the_views(
     make_account: Any, destination_name: str
 ) -> None:
