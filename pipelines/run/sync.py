@@ -154,8 +154,10 @@ def _views_after_load(pipeline: dlt.Pipeline) -> Optional[ViewsNotRebuiltError]:
     try:
         create_views(pipeline)
     except SqlClientNotAvailable:
+        # a bucket's tables are read by their own readers (README, "Lakehouse"): nothing
+        # for the user to act on, at every run
         name = destinations.destination_name(pipeline)
-        logger.warning("destination %s has no SQL: views not created", name)
+        logger.info("destination %s has no SQL: views not created", name)
     except ViewsNotRebuiltError as exc:
         return exc
     return None
