@@ -36,23 +36,23 @@ def repair_dataset_folder(pipeline: dlt.Pipeline) -> None:
     fails on the folder that exists: a kill between the two steps would fail every run after
     it. An empty folder holds nothing to lose; one with files in it is not ours to delete.
     """
-    with pipeline.destination_client() as client:
-        if not isinstance(client, FilesystemClient):
-            return
-        files, folder = client.fs_client, client.dataset_path
-        if not files.isdir(folder) or files.exists(client.init_file_path):
-            return
-        if files.ls(folder, detail=False):
-            raise ResendConfigError(
-                f"the bucket's folder {folder} holds files but is not a dlt dataset (no `init`"
-                " file in it): move them away, or set another dataset name"
-            )
-        logger.warning(
-            "removing the empty dataset folder %s: a killed run created it and never marked it"
-            " as dlt's; this run creates it again",
-            folder,
+    client = pipeline.destination_client()  # not entered: that would open a database
+    if not isinstance(client, FilesystemClient):
+        return
+    files, folder = client.fs_client, client.dataset_path
+    if not files.isdir(folder) or files.exists(client.init_file_path):
+        return
+    if files.ls(folder, detail=False):
+        raise ResendConfigError(
+            f"the bucket's folder {folder} holds files but is not a dlt dataset (no `init`"
+            " file in it): move them away, or set another dataset name"
         )
-        files.rmdir(folder)
+    logger.warning(
+        "removing the empty dataset folder %s: a killed run created it and never marked it"
+        " as dlt's; this run creates it again",
+        folder,
+    )
+    files.rmdir(folder)
 
 
 def table_format_of(client: Any, table: str) -> Optional[str]:
