@@ -58,10 +58,12 @@ two sections and counted in the third.
 
 exit codes: 0 printed, 1 cannot read (one line says why), 2 bad command line"""
 DEMO_DESCRIPTION = """\
-Tries the whole connector with no API key and no network: serves a simulated Resend
-account on a free loopback port, syncs it into a new DuckDB file, lets time pass, syncs
-again, and checks the table against the simulator after each run. Explore the file
-afterwards with `resend-imports report --duckdb FILE`."""
+Tries the whole connector with no API key and no network: serves two simulated Resend
+accounts (acme, and globex, a smaller team) on a free loopback port, syncs both in one run
+into a new DuckDB file, configured as [sources.resend_imports.accounts] configures several
+accounts, lets time pass, syncs again, and checks each account's rows against its simulator
+after each run. Explore the file afterwards with `resend-imports report --duckdb FILE`
+(`--account NAME`: one account)."""
 
 
 def working_folder_help() -> str:
@@ -244,7 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         default=DEMO_IMPORTS,
         metavar="N",
-        help=f"imports in the simulated history (default {DEMO_IMPORTS})",
+        help=f"imports in acme's simulated history; globex a quarter as many, at least 1"
+        f" (default {DEMO_IMPORTS})",
     )
     demo.add_argument(
         "--file",
