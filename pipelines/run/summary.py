@@ -38,32 +38,24 @@ class SyncSummary(SyncReport):
         if len(accounts) > 1 or any(r.account != DEFAULT_ACCOUNT for r in accounts):
             return self._lines_of_accounts(where, accounts)
         mode = MODE_TEXT.get(self.mode, self.mode)
-        rows, new, updated = count(self.rows), count(self.new), count(self.updated)
-        unchanged = count(self.rows - self.new - self.updated)
-        still_open = count(self.open_imports)
-        deletions = ""
-        if self.deleted or self.not_found:
-            deletions = (
-                f"; marked deleted {count(self.deleted)}, answered 404 {count(self.not_found)}"
-            )
+        rows = count(self.rows)
         if self.mode == "filtered":
             first = f"listed {rows} contact imports with status {self.status} into {where}"
-            second = f"  new {new}, updated {updated}, unchanged {unchanged}"
+            second = f"  {_changed(self)}"
             mode = "filtered run: the incremental state is left alone"
         elif self.new == self.updated == self.deleted == 0:
             first = f"nothing changed in {where}: {rows} contact imports read, all as before"
-            second = f"  still open {still_open}{deletions}"
+            second = f"  {_still_open(self)}"
         else:
             first = f"synced {rows} contact imports into {where}"
-            second = (
-                f"  new {new}, updated {updated}, unchanged {unchanged};"
-                f" still open {still_open}{deletions}"
-            )
+            second = f"  {_changes(self)}"
         return [f"{first} ({mode})", second, *self._costs()]
 
     def _lines_of_accounts(self, where: str, accounts: list[SyncReport]) -> list[str]:
         """One line per account, then the total."""
-        lines = [f"synced {self.rows} contact imports of {len(accounts)} accounts into {where}"]
+        lines = [
+            f"synced {count(self.rows)} contact imports of {len(accounts)} accounts into {where}"
+        ]
         for report in accounts:
             if report.error is not None:
                 lines.append(
@@ -72,7 +64,8 @@ class SyncSummary(SyncReport):
                 continue
             mode = MODE_TEXT.get(report.mode, report.mode).split(":")[0]
             lines.append(
-                f"  account {report.account}: {_changes(report)}; requests {report.requests}"
+                f"  account {report.account}: {_changes(report)};"
+                f" requests {count(report.requests)}"
                 f" ({mode})"
             )
         lines.append(f"  total: {_changes(self)}")
@@ -100,11 +93,18 @@ class SyncSummary(SyncReport):
 
 
 def _changes(report: SyncReport) -> str:
+    return f"{_changed(report)}; {_still_open(report)}"
+
+
+def _changed(report: SyncReport) -> str:
     unchanged = report.rows - report.new - report.updated
+    return f"new {count(report.new)}, updated {count(report.updated)}, unchanged {count(unchanged)}"
+
+
+def _still_open(report: SyncReport) -> str:
     deletions = ""
     if report.deleted or report.not_found:
-        deletions = f"; marked deleted {report.deleted}, answered 404 {report.not_found}"
-    return (
-        f"new {report.new}, updated {report.updated}, unchanged {unchanged};"
-        f" still open {report.open_imports}{deletions}"
-    )
+        deletions = (
+            f"; marked deleted {count(report.deleted)}, answered 404 {count(report.not_found)}"
+        )
+    return f"still open {count(report.open_imports)}{deletions}"
