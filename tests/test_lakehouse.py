@@ -6,6 +6,7 @@ dataset; the state lives in the bucket with the data."""
 import fcntl
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -120,6 +121,29 @@ def test_a_wiped_working_folder_continues_from_the_bucket(
     assert result.returncode == 0, result.stderr
     assert "first run" not in result.stdout and "incremental" in result.stdout, result.stdout
     assert lake_differences(account, table_format) == []
+
+
+@pytest.mark.parametrize("table_format", FORMATS)
+def test_a_bucket_restored_to_an_older_copy_is_brought_up_to_date(
+    make_account: Any, table_format: str
+) -> None:
+    """As a restored DuckDB backup: the state in the bucket wins over the newer local copy."""
+    account = make_account(imports=400, stuck=2)
+    synced(account, table_format)
+    bucket, copy = bucket_of(account), account.workdir / "bucket-copy"
+    shutil.copytree(bucket, copy)
+    account.store.advance(new=100, seconds=600)
+    synced(account, table_format)
+    shutil.rmtree(bucket)
+    shutil.copytree(copy, bucket)  # the state in DLT_DATA_DIR is now newer than the bucket's
+    account.store.advance(new=10, seconds=600)
+    result = lake_sync(account, table_format)
+    assert result.returncode == 0, result.stderr
+    assert "differs from the local copy (a restored backup" in result.stderr
+    assert "(incremental run)" in result.stdout and "first run" not in result.stdout
+    assert lake_differences(account, table_format) == []
+    keys = table_rows(account, table_format, "contact_import_status_history")["observation_key"]
+    assert len(keys) == len(set(keys.to_pylist()))  # insert-only: nothing observed twice
 
 
 def test_a_dataset_folder_left_unmarked_by_a_kill_is_created_again(make_account: Any) -> None:

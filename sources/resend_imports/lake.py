@@ -7,7 +7,9 @@ opened by dlt's native client of its format (`deltalake`, `pyiceberg`), handed t
 in-memory DuckDB through Arrow once, when first read, and queried there with the same SQL as
 elsewhere. What is read is the last committed version of each table, as the run starts.
 
-A bucket's dataset folder is also checked before the run trusts it (`repair_dataset_folder`).
+A bucket's dataset folder is also checked before the run trusts it (`repair_dataset_folder`),
+and an Iceberg table whose schema is ahead of its last snapshot is aligned before a load
+(`align_iceberg_snapshots`).
 """
 
 import logging
@@ -53,6 +55,42 @@ def repair_dataset_folder(pipeline: dlt.Pipeline) -> None:
         folder,
     )
     files.rmdir(folder)
+
+
+def align_iceberg_snapshots(pipeline: dlt.Pipeline) -> List[str]:
+    """Commits an empty snapshot to each Iceberg table whose schema has columns its last
+    snapshot lacks; the tables it did that to.
+
+    dlt adds a new column to an Iceberg table (a new field, or the variant column of a field
+    that changed type) in one commit, then upserts the rows in others. pyiceberg's upsert
+    (0.12) reads the rows it matches with the last snapshot's schema, which lacks the column,
+    and fails on the incoming rows that have it (apache/iceberg-python#2467): every upsert
+    that updates a row fails until a snapshot carries the new schema. An empty append is such
+    a snapshot, and changes no row.
+    """
+    aligned: List[str] = []
+    with pipeline.destination_client() as client:
+        if not isinstance(client, FilesystemClient):
+            return aligned
+        for name in client.schema.data_table_names():
+            if table_format_of(client, name) != "iceberg":
+                continue
+            try:
+                table = client.load_open_table("iceberg", name)
+            except DestinationUndefinedEntity:
+                continue  # not in the bucket yet
+            snapshot = table.current_snapshot()
+            if snapshot is None or snapshot.schema_id in (None, table.schema().schema_id):
+                continue
+            table.append(table.schema().as_arrow().empty_table())
+            aligned.append(name)
+    if aligned:
+        logger.warning(
+            "the Iceberg table(s) %s gained columns that no snapshot has yet (pyiceberg's upsert"
+            " fails on them): committed an empty snapshot with the new columns, no row changed",
+            ", ".join(aligned),
+        )
+    return aligned
 
 
 def table_format_of(client: Any, table: str) -> Optional[str]:

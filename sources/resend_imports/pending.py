@@ -19,7 +19,9 @@ this table. So when the source is created in an active pipeline with a destinati
   an extracted copy whose normalized package exists is a leftover;
 - packages that continue the committed state are loaded, so that the run then syncs the
   imports as they are now; packages extracted against another copy are discarded, and the
-  run lists again from the destination's state. Nothing is lost either way.
+  run lists again from the destination's state. Nothing is lost either way. Before they
+  load, an Iceberg table a run left with a new column but no snapshot of it is aligned
+  (`lake.align_iceberg_snapshots`): its upserts would fail on every run.
 """
 
 import logging
@@ -31,7 +33,7 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 from .causes import causes, refused_rows
 from .destination import committed_state, resource_state_of
 from .incremental import SyncState
-from .lake import repair_dataset_folder
+from .lake import align_iceberg_snapshots, repair_dataset_folder
 from .names import dataset_names
 
 logger = logging.getLogger("resend_imports")
@@ -78,6 +80,7 @@ def finish_or_discard_pending(pipeline: dlt.Pipeline) -> None:
     local = SyncState.load(resource_state_of(pipeline.state))
     if not known or local.continues(SyncState.load(committed)):
         logger.warning("loading data left by an interrupted run before syncing")
+        align_iceberg_snapshots(pipeline)
         try:
             pipeline.run()
         except PipelineStepFailed as exc:
