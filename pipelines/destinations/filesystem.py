@@ -95,7 +95,6 @@ class Filesystem(DestinationKind):
         except (DeltaError, OSError) as exc:
             logger.warning("Delta tables not compacted this run (the next tries again): %s", exc)
 
-
     def repair_failed_load(self, target: Target) -> bool:
         """An Iceberg table that gained a column in this load: its upsert failed on it until a
         snapshot carries the column (see `align_iceberg_snapshots`)."""
