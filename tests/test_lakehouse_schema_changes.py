@@ -14,7 +14,7 @@ from pipelines.run import make_pipeline
 from sources.resend_imports import resend_source
 
 from .conftest import API_KEY, FAST_RETRIES, Account
-from .test_lakehouse import FORMATS, bucket_of, lake_differences, table_rows
+from .test_lakehouse import bucket_of, lake_differences, table_rows
 from .test_state_and_deletions import _with_field, weight_columns, weights
 
 Weights = Dict[str, Dict[str, Any]]
@@ -43,7 +43,8 @@ def lake_pipeline(account: Account) -> dlt.Pipeline:
     )
 
 
-@pytest.mark.parametrize("table_format", FORMATS)
+@pytest.mark.reliability  # heavy (a lake and DuckDB, three runs each); DuckDB alone: make test
+@pytest.mark.parametrize("table_format", ["delta", "iceberg"])
 def test_a_new_field_and_its_change_of_type_load_as_on_duckdb(
     make_account: Any, table_format: str
 ) -> None:
