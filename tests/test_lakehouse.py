@@ -168,6 +168,16 @@ def test_a_dataset_folder_holding_other_files_is_refused_and_kept(make_account: 
     assert stranger.read_text() == "not dlt's"
 
 
+def test_a_dlt_dataset_that_lost_its_init_file_is_refused_and_kept(make_account: Any) -> None:
+    """Told to restore the marker, not to move the folder away (its state and history)."""
+    account = make_account(imports=100)
+    synced(account, "delta")
+    (bucket_of(account) / "resend" / "init").unlink()
+    result = lake_sync(account, "delta")
+    assert_one_line_error(result, "holds a dlt dataset whose `init` file is missing")
+    assert (bucket_of(account) / "resend" / "_dlt_loads").is_dir()
+
+
 @pytest.mark.reliability
 @pytest.mark.parametrize("table_format", ["delta", "iceberg"])
 def test_a_run_killed_mid_load_is_healed_by_the_next(make_account: Any, table_format: str) -> None:

@@ -89,6 +89,8 @@ def test_an_iceberg_load_that_failed_on_a_new_column_loads_at_the_next_run(
     source = resend_source(
         api_key=API_KEY, base_url=account.url, table_format="iceberg", **FAST_RETRIES
     )
+    # pyiceberg's bug (apache/iceberg-python#2467): when a release fixes it, this fails, and
+    # `bucket_repairs.align_iceberg_snapshots` can go
     with pytest.raises(PipelineStepFailed):
         pipeline.run(source)
     assert pipeline.has_pending_data

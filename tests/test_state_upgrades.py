@@ -28,8 +28,8 @@ LAST_VERSION = "88b89e6"
 BEFORE_ONE_SECTION = "3f2f68f"
 # the last version whose source, schema and state were named `resend`
 BEFORE_ONE_NAME = "0ed1e25"
-# the middle of history: in `make reliability` (`make test` keeps the first version, the
-# earlier sections and the rename)
+# the middle of history: in `make reliability` (`make test` keeps the first version and the
+# rename)
 OLDER_VERSIONS = {
     "96b5e11": "the state from the destination, deleted_at and 404 tracking",
     "88b89e6": "the last version before the table became the reference of every run",

@@ -6,8 +6,8 @@ other destination (dlt alone then): its credentials, resolved once per run (`Tar
 description for people that never shows a password; the checks that fail in one line before
 any request (`check`); the lock that keeps other writers of the same data out (`lock`); the
 translation of its driver's faults during a run into one line (`fault`); and the way a
-report opens it without writing (`read_only`). Its tables' upkeep around a load
-(`after_load`, `repair_failed_load`) is the destination's too.
+report opens it without writing (`read_only`); and its tables' upkeep after a load
+(`after_load`).
 """
 
 from contextlib import AbstractContextManager, nullcontext
@@ -56,11 +56,6 @@ class DestinationKind:
 
     def after_load(self, target: "Target") -> None:
         """Upkeep of the tables after a successful load, under the run's lock."""
-
-    def repair_failed_load(self, target: "Target") -> bool:
-        """After a load job failed in a way dlt retries: puts right what would fail it again,
-        and says whether it did (the run then loads once more)."""
-        return False
 
 
 def destination_name(pipeline: dlt.Pipeline) -> str:

@@ -22,7 +22,6 @@ from deltalake.exceptions import CommitFailedError, DeltaError
 from pyiceberg.exceptions import CommitFailedException, CommitStateUnknownException
 
 from sources.resend_imports.errors import ResendConfigError
-from sources.resend_imports.lake import align_iceberg_snapshots
 
 from .base import NOTHING_LOST, DestinationKind, Target
 from .compaction import compact_delta_tables
@@ -94,11 +93,6 @@ class Filesystem(DestinationKind):
                 compact_delta_tables(client)
         except (DeltaError, OSError) as exc:
             logger.warning("Delta tables not compacted this run (the next tries again): %s", exc)
-
-    def repair_failed_load(self, target: Target) -> bool:
-        """An Iceberg table that gained a column in this load: its upsert failed on it until a
-        snapshot carries the column (see `align_iceberg_snapshots`)."""
-        return bool(align_iceberg_snapshots(target.pipeline))
 
 
 def shown_bucket(url: str) -> str:

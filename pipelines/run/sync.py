@@ -14,11 +14,9 @@ from typing import Any, Dict, List, Optional
 
 import dlt
 from dlt.common.destination.exceptions import SqlClientNotAvailable
-from dlt.load.exceptions import LoadClientJobRetry
-from dlt.pipeline.exceptions import PipelineStepFailed
 
 from sources.resend_imports import resend_source
-from sources.resend_imports.causes import causes
+from sources.resend_imports.bucket_repairs import load_aligning_iceberg
 from sources.resend_imports.errors import ResendError
 from sources.resend_imports.names import dataset_names
 from sources.resend_imports.settings import TABLE_NAME
@@ -131,7 +129,10 @@ def _run_locked(
     # the source settles what this pipeline left pending when it is created in it
     pipeline.activate()
     source = declare_marks(resend_source(full_refresh=full_refresh, **source_options))
-    _load(target, source, loader_file_format)
+    load_aligning_iceberg(
+        pipeline,
+        lambda: pipeline.run(source, loader_file_format=loader_file_format),  # type: ignore[arg-type]
+    )
     target.kind.after_load(target)
     views_problem = _views_after_load(pipeline) if refresh_views else None
     report = report_of(pipeline)
@@ -146,19 +147,6 @@ def _run_locked(
     if views_problem is not None:
         raise StaleViewsAfterLoadError(summary, views_problem)
     return summary
-
-
-def _load(target: Target, source: Any, loader_file_format: Optional[str]) -> None:
-    """dlt's run of `source`. A job that failed in a way dlt retries, on something the
-    destination then puts right (`repair_failed_load`), is loaded once more: in the same
-    trace (dlt merges it into the run's), so the run's report is the extraction's."""
-    try:
-        target.pipeline.run(source, loader_file_format=loader_file_format)  # type: ignore[arg-type]
-    except PipelineStepFailed as exc:
-        retried = any(isinstance(cause, LoadClientJobRetry) for cause in causes(exc))
-        if exc.step != "load" or not retried or not target.kind.repair_failed_load(target):
-            raise
-        target.pipeline.load()
 
 
 def _views_after_load(pipeline: dlt.Pipeline) -> Optional[ViewsNotRebuiltError]:

@@ -12,10 +12,8 @@ and an Iceberg table whose schema is ahead of its last snapshot is aligned befor
 (`align_iceberg_snapshots`).
 """
 
-import logging
 from typing import Any, Dict, Iterable, List, Optional
 
-import dlt
 import duckdb
 from dlt.common.destination.exceptions import DestinationUndefinedEntity
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
@@ -23,74 +21,7 @@ from dlt.destinations.impl.duckdb.factory import duckdb as duckdb_factory
 from dlt.destinations.impl.duckdb.sql_client import DuckDbSqlClient
 from dlt.destinations.impl.filesystem.filesystem import FilesystemClient
 
-from .errors import ResendConfigError
-
 TABLE_FORMATS = ("delta", "iceberg")
-
-logger = logging.getLogger("resend_imports")
-
-
-def repair_dataset_folder(pipeline: dlt.Pipeline) -> None:
-    """Removes a dataset folder that a killed run created but never marked as dlt's.
-
-    dlt creates the dataset's folder in the bucket, then writes its `init` marker, and on
-    every later run treats a folder without the marker as new and creates it again, which
-    fails on the folder that exists: a kill between the two steps would fail every run after
-    it. An empty folder holds nothing to lose; one with files in it is not ours to delete.
-    """
-    client = pipeline.destination_client()  # not entered: that would open a database
-    if not isinstance(client, FilesystemClient):
-        return
-    files, folder = client.fs_client, client.dataset_path
-    if not files.isdir(folder) or files.exists(client.init_file_path):
-        return
-    if files.ls(folder, detail=False):
-        raise ResendConfigError(
-            f"the bucket's folder {folder} holds files but is not a dlt dataset (no `init`"
-            " file in it): move them away, or set another dataset name"
-        )
-    logger.warning(
-        "removing the empty dataset folder %s: a killed run created it and never marked it"
-        " as dlt's; this run creates it again",
-        folder,
-    )
-    files.rmdir(folder)
-
-
-def align_iceberg_snapshots(pipeline: dlt.Pipeline) -> List[str]:
-    """Commits an empty snapshot to each Iceberg table whose schema has columns its last
-    snapshot lacks; the tables it did that to.
-
-    dlt adds a new column to an Iceberg table (a new field, or the variant column of a field
-    that changed type) in one commit, then upserts the rows in others. pyiceberg's upsert
-    (0.12) reads the rows it matches with the last snapshot's schema, which lacks the column,
-    and fails on the incoming rows that have it (apache/iceberg-python#2467): every upsert
-    that updates a row fails until a snapshot carries the new schema. An empty append is such
-    a snapshot, and changes no row.
-    """
-    aligned: List[str] = []
-    with pipeline.destination_client() as client:
-        if not isinstance(client, FilesystemClient):
-            return aligned
-        for name in client.schema.data_table_names():
-            if table_format_of(client, name) != "iceberg":
-                continue
-            try:
-                table = client.load_open_table("iceberg", name)
-            except DestinationUndefinedEntity:
-                continue  # not in the bucket yet
-            snapshot = table.current_snapshot()
-            if snapshot is None or snapshot.schema_id in (None, table.schema().schema_id):
-                continue
-            table.append(table.schema().as_arrow().empty_table())
-            aligned.append(name)
-    if aligned:
-        logger.warning(
-            "the Iceberg table(s) %s gained columns that no snapshot has yet (pyiceberg's upsert"
-            " fails on them): committed an empty snapshot with the new columns, no row changed",
-            ", ".join(aligned),
-        )
-    return aligned
 
 
 def table_format_of(client: Any, table: str) -> Optional[str]:

@@ -9,7 +9,7 @@ this table. So when the source is created in an active pipeline with a destinati
 `dlt init` included), what is pending is first put right here:
 
 - a dataset folder that a kill left in a bucket before dlt marked it as its own is removed
-  (`lake.repair_dataset_folder`): dlt would fail to create it again on every later run;
+  (`bucket_repairs`): dlt would fail to create it again on every later run;
 - copies of a package that a kill left half-moved between dlt's folders are deleted. dlt
   extracts a package into `normalize/extracted/<id>`, normalizes it into `load/new/<id>`,
   renames that to `load/normalized/<id>` and only then deletes the extracted copy; a kill
@@ -21,7 +21,7 @@ this table. So when the source is created in an active pipeline with a destinati
   imports as they are now; packages extracted against another copy are discarded, and the
   run lists again from the destination's state. Nothing is lost either way. Before they
   load, an Iceberg table a run left with a new column but no snapshot of it is aligned
-  (`lake.align_iceberg_snapshots`): its upserts would fail on every run.
+  (`bucket_repairs`), and a load that fails on that is put right and loaded once more.
 """
 
 import logging
@@ -30,10 +30,10 @@ import dlt
 from dlt.load.exceptions import LoadClientJobFailed, LoadPackageAborted
 from dlt.pipeline.exceptions import PipelineStepFailed
 
+from .bucket_repairs import align_iceberg_snapshots, load_aligning_iceberg, repair_dataset_folder
 from .causes import causes, refused_rows
 from .destination import committed_state, resource_state_of
 from .incremental import SyncState
-from .lake import align_iceberg_snapshots, repair_dataset_folder
 from .names import dataset_names
 
 logger = logging.getLogger("resend_imports")
@@ -41,7 +41,8 @@ logger = logging.getLogger("resend_imports")
 
 def settle_pending_packages(pipeline: dlt.Pipeline) -> None:
     """Puts right what earlier runs of `pipeline` (the active one, with a destination) left
-    pending (nothing to do, and nothing read from the destination, when nothing is)."""
+    pending; the destination is read only when something is (a bucket's dataset folder is
+    looked at on every run: a kill can leave it without anything pending)."""
     repair_dataset_folder(pipeline)
     repair_package_storage(pipeline)
     if pipeline.has_pending_data:
@@ -80,9 +81,9 @@ def finish_or_discard_pending(pipeline: dlt.Pipeline) -> None:
     local = SyncState.load(resource_state_of(pipeline.state))
     if not known or local.continues(SyncState.load(committed)):
         logger.warning("loading data left by an interrupted run before syncing")
-        align_iceberg_snapshots(pipeline)
+        align_iceberg_snapshots(pipeline)  # a column a killed run committed: no retries
         try:
-            pipeline.run()
+            load_aligning_iceberg(pipeline, pipeline.run)
         except PipelineStepFailed as exc:
             refused = next(
                 (
