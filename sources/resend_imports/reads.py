@@ -6,6 +6,7 @@ dlt's transient exceptions) is tried again a few times, then stops the run in on
 (`DestinationReadError`): a check that did not happen is never taken for a check that passed.
 """
 
+from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Optional, TypeVar
 
 import dlt
@@ -22,6 +23,8 @@ from .names import dataset_names
 from .settings import TABLE_NAME
 
 READ_ATTEMPTS = 4  # a lock held by a short reader is usually gone within the backoff
+# DuckDB's memory while it streams the whole table (a scan needs little: see `stream`)
+SCAN_MEMORY_LIMIT = "16MB"
 
 T = TypeVar("T")
 
@@ -51,9 +54,10 @@ def retrying(
 
 
 def stream(sql: Any, query: str, rows: int) -> Iterator[Any]:
-    """Batches of a query's rows without holding the result: DuckDB's Arrow record batches,
-    a PostgreSQL server-side cursor, or the DB-API's `fetchmany` elsewhere. Errors of the
-    native drivers are classified as dlt classifies its own."""
+    """Batches of a query's rows without holding the result: DuckDB's Arrow record batches
+    (nor the pages it read: see `_scan_memory`), a PostgreSQL server-side cursor, or the
+    DB-API's `fetchmany` elsewhere. Errors of the native drivers are classified as dlt
+    classifies its own."""
     native = sql.native_connection
     driver = type(native).__module__.lstrip("_")
     if not driver.startswith(("psycopg2", "duckdb")):
@@ -62,8 +66,9 @@ def stream(sql: Any, query: str, rows: int) -> Iterator[Any]:
         return
     try:
         if driver.startswith("duckdb"):
-            for batch in native.sql(query).to_arrow_reader(rows):
-                yield batch
+            with _scan_memory(native):
+                for batch in native.sql(query).to_arrow_reader(rows):
+                    yield batch
             return
         with sql.begin_transaction():  # a server-side cursor lives in a transaction
             with native.cursor(name="resend_imports_known") as cursor:
@@ -75,6 +80,23 @@ def stream(sql: Any, query: str, rows: int) -> Iterator[Any]:
         if sql.is_dbapi_exception(exc):
             raise sql._make_database_exception(exc) from exc
         raise
+
+
+@contextmanager
+def _scan_memory(native: Any) -> Iterator[None]:
+    """DuckDB's memory limit lowered to `SCAN_MEMORY_LIMIT` for a scan, then set back: the
+    blocks a scan reads stay cached up to the database's limit, so that what a run keeps
+    after streaming the whole table would otherwise grow with the table."""
+    settings = native.cursor()  # of the database: the scan's own result may be unfinished
+    try:
+        ((limit,),) = settings.execute("SELECT current_setting('memory_limit')").fetchall()
+        settings.execute(f"SET memory_limit = '{SCAN_MEMORY_LIMIT}'")
+        try:
+            yield
+        finally:
+            settings.execute(f"SET memory_limit = '{limit}'")
+    finally:
+        settings.close()
 
 
 def _read_error(pipeline: dlt.Pipeline, what: str, exc: BaseException) -> DestinationReadError:
