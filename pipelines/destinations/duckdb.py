@@ -97,6 +97,9 @@ class DuckDB(DestinationKind):
         return None
 
 
+KIND = DuckDB()  # what the registry (`destinations.kind_of`) takes of this module
+
+
 @contextmanager
 def _locked(path: Path, deadline: float) -> Iterator[None]:
     """The lock beside the file at `path`; a run that fails and created the file removes it
