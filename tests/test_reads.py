@@ -33,3 +33,21 @@ def test_duckdb_streams_the_table_under_a_lower_memory_limit_then_sets_it_back(
         assert rows == len(account.store)
         assert set(during) == {lowered}
         assert memory_limit(settings) == configured
+
+
+def test_scans_at_once_set_back_the_configured_limit(account: Account) -> None:
+    """The accounts' threads stream their rows at once from one database, whose limit all
+    their connections share: whatever order they end in, the limit the load then runs
+    under is the configured one, not a scan's."""
+    account.sync(account.pipeline())
+    with account.pipeline().sql_client() as one, account.pipeline().sql_client() as other:
+        settings = one.native_connection.cursor()  # the same database: one per file
+        configured = memory_limit(settings)
+        query = "SELECT id FROM resend.contact_imports"
+        first, second = stream(one, query, 100), stream(other, query, 100)
+        next(first)
+        next(second)  # started while the first runs, under the lowered limit
+        assert memory_limit(settings) != configured
+        rows = sum(batch.num_rows for batch in first) + sum(batch.num_rows for batch in second)
+        assert rows == 2 * len(account.store) - 200
+        assert memory_limit(settings) == configured

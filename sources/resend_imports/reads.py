@@ -6,8 +6,9 @@ dlt's transient exceptions) is tried again a few times, then stops the run in on
 (`DestinationReadError`): a check that did not happen is never taken for a check that passed.
 """
 
+import threading
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Optional, TypeVar
+from typing import Any, Callable, Dict, Iterator, Optional, Tuple, TypeVar
 
 import dlt
 from dlt.common.destination.exceptions import (
@@ -25,6 +26,14 @@ from .settings import TABLE_NAME
 READ_ATTEMPTS = 4  # a lock held by a short reader is usually gone within the backoff
 # DuckDB's memory while it streams the whole table (a scan needs little: see `stream`)
 SCAN_MEMORY_LIMIT = "16MB"
+_LIMIT = "SELECT current_setting('memory_limit')"
+_DATABASE = (
+    "SELECT coalesce(path, database_name) FROM duckdb_databases()"
+    " WHERE database_name = current_database()"
+)
+# the DuckDB databases being scanned: how many scans each, and the limit before the first
+_SCANS: Dict[str, Tuple[int, str]] = {}
+_SCANS_LOCK = threading.Lock()
 
 T = TypeVar("T")
 
@@ -86,15 +95,31 @@ def stream(sql: Any, query: str, rows: int) -> Iterator[Any]:
 def _scan_memory(native: Any) -> Iterator[None]:
     """DuckDB's memory limit lowered to `SCAN_MEMORY_LIMIT` for a scan, then set back: the
     blocks a scan reads stay cached up to the database's limit, so that what a run keeps
-    after streaming the whole table would otherwise grow with the table."""
+    after streaming the whole table would otherwise grow with the table.
+
+    The limit is the database's, shared by every connection of the process (the accounts'
+    threads scan at once): the first scan of a database lowers it and the last one sets
+    back what the first found, so that no scan ever takes a lowered limit for the
+    configured one."""
     settings = native.cursor()  # of the database: the scan's own result may be unfinished
     try:
-        ((limit,),) = settings.execute("SELECT current_setting('memory_limit')").fetchall()
-        settings.execute(f"SET memory_limit = '{SCAN_MEMORY_LIMIT}'")
+        ((database,),) = settings.execute(_DATABASE).fetchall()
+        with _SCANS_LOCK:
+            if database not in _SCANS:
+                ((limit,),) = settings.execute(_LIMIT).fetchall()
+                settings.execute(f"SET memory_limit = '{SCAN_MEMORY_LIMIT}'")
+                _SCANS[database] = (0, limit)
+            scans, limit = _SCANS[database]
+            _SCANS[database] = (scans + 1, limit)
         try:
             yield
         finally:
-            settings.execute(f"SET memory_limit = '{limit}'")
+            with _SCANS_LOCK:
+                scans, limit = _SCANS.pop(database)
+                if scans > 1:
+                    _SCANS[database] = (scans - 1, limit)
+                else:
+                    settings.execute(f"SET memory_limit = '{limit}'")
     finally:
         settings.close()
 
