@@ -77,3 +77,16 @@ def test_an_install_merging_through_the_old_staging_name_keeps_working(
     account.store.advance(new=20, seconds=600)
     assert account.sync(account.pipeline()).mode == "incremental"  # no refusal: not a dataset
     assert account.differences() == []
+
+
+def test_the_staging_copies_are_empty_after_a_duckdb_sync(account: Account) -> None:
+    """On DuckDB the run empties dlt's staging copies once they are merged, before the file
+    is written at the end of the load: the copies never take room in it."""
+    account.sync(account.pipeline())
+    assert "contact_imports" in tables_of(account, "resend_dlt_staging")
+    for table in ("contact_imports", "contact_import_status_history"):
+        rows = account.query(
+            f"SELECT count(*) FROM {{dataset}}.{table}", dataset="resend_dlt_staging"
+        )
+        assert rows == [(0,)]
+    assert account.differences() == []

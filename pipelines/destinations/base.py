@@ -5,8 +5,9 @@ answered by the destination's own module (`duckdb`, `postgres`), and by this bas
 other destination (dlt alone then): its credentials, resolved once per run (`Target`); a
 description for people that never shows a password; the checks that fail in one line before
 any request (`check`); the lock that keeps other writers of the same data out (`lock`); the
-translation of its driver's faults during a run into one line (`fault`); and the way a
-report opens it without writing (`read_only`); and its tables' upkeep after a load
+translation of its driver's faults during a run into one line (`fault`); the way a
+report opens it without writing (`read_only`); where that spares work, the destination
+kept open for a sync's extract and load (`held_open`); and its tables' upkeep after a load
 (`after_load`).
 """
 
@@ -56,6 +57,11 @@ class DestinationKind:
 
     def after_load(self, target: "Target") -> None:
         """Upkeep of the tables after a successful load, under the run's lock."""
+
+    def held_open(self, target: "Target") -> AbstractContextManager[None]:
+        """Keeps the destination open for the block (a sync's extract and load, after
+        `check`), where that spares the run work; the base holds nothing."""
+        return nullcontext()
 
 
 def destination_name(pipeline: dlt.Pipeline) -> str:

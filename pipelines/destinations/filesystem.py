@@ -95,6 +95,9 @@ class Filesystem(DestinationKind):
             logger.warning("Delta tables not compacted this run (the next tries again): %s", exc)
 
 
+KIND = Filesystem()  # what the registry (`destinations.kind_of`) takes of this module
+
+
 def shown_bucket(url: str) -> str:
     """The bucket URL without any `user:password@`."""
     parts = urlsplit(url)

@@ -85,6 +85,9 @@ class Postgres(DestinationKind):
         return None
 
 
+KIND = Postgres()  # what the registry (`destinations.kind_of`) takes of this module
+
+
 def describe(credentials: Any) -> str:
     """host:port/database, never the password."""
     return f"PostgreSQL {credentials.host}:{credentials.port}/{credentials.database}"

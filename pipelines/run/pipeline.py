@@ -26,6 +26,8 @@ STAGING_LAYOUT_ENV = "DESTINATION__STAGING_DATASET_NAME_LAYOUT"
 # DuckDB's memory limit holds for the whole database, not per job: two merges at once (the
 # table's and the history's, a million rows each) exhaust 64 MB where one after the other fit
 LOAD_WORKERS_ENV = "LOAD__WORKERS"
+# dlt's staging copies, emptied once merged: DuckDB then never writes them into the file
+TRUNCATE_STAGING_ENV = "LOAD__TRUNCATE_STAGING_DATASET"
 STAGING_LAYOUT = "%s_dlt_staging"
 # Plain rows reach DuckDB as INSERT statements of up to half this size, and DuckDB's parser
 # takes a few hundred times a statement's size, beside its memory limit: with dlt's 32 MB, a
@@ -77,7 +79,9 @@ def make_pipeline(
     `<dataset>_dlt_staging` here (the source refuses to merge through a staging dataset
     that is a dataset of its own, whatever the layout). On DuckDB the load jobs run one at
     a time unless LOAD__WORKERS says otherwise (the memory limit is shared by all jobs), and
-    plain rows go in INSERTs of at most 256 KB (`DUCKDB_MAX_QUERY_BYTES`).
+    plain rows go in INSERTs of at most 256 KB (`DUCKDB_MAX_QUERY_BYTES`), and the staging
+    copies are emptied once merged unless LOAD__TRUNCATE_STAGING_DATASET says otherwise (the
+    file is checkpointed once a run, without them: half the writing).
     """
     os.environ.setdefault(DUCKDB_CONFIG_ENV, DEFAULT_DUCKDB_CONFIG)
     os.environ.setdefault(ARROW_POOL_ENV, "system")
@@ -97,6 +101,7 @@ def make_pipeline(
     if getattr(pipeline.destination, "destination_name", None) == "duckdb":
         os.environ.setdefault(LOAD_WORKERS_ENV, "1")
         pipeline.destination.caps_params.setdefault("max_query_length", DUCKDB_MAX_QUERY_BYTES)
+        os.environ.setdefault(TRUNCATE_STAGING_ENV, "true")
     return pipeline
 
 

@@ -126,13 +126,14 @@ def _run_locked(
     pipeline = target.pipeline
     channels = configured_channels(pipeline) if deliver_alerts else []  # a bad URL fails here
     target.kind.check(target, reading=False)
-    # the source settles what this pipeline left pending when it is created in it
-    pipeline.activate()
-    source = declare_marks(resend_source(full_refresh=full_refresh, **source_options))
-    load_aligning_iceberg(
-        pipeline,
-        lambda: pipeline.run(source, loader_file_format=loader_file_format),  # type: ignore[arg-type]
-    )
+    with target.kind.held_open(target):  # until the load is in: the views open it on their own
+        # the source settles what this pipeline left pending when it is created in it
+        pipeline.activate()
+        source = declare_marks(resend_source(full_refresh=full_refresh, **source_options))
+        load_aligning_iceberg(
+            pipeline,
+            lambda: pipeline.run(source, loader_file_format=loader_file_format),  # type: ignore[arg-type]
+        )
     target.kind.after_load(target)
     views_problem = _views_after_load(pipeline) if refresh_views else None
     report = report_of(pipeline)
