@@ -16,7 +16,9 @@ DUCKDB_FILE_ENV = "DESTINATION__DUCKDB__CREDENTIALS"
 DEFAULT_DUCKDB_FILE = f"{PIPELINE_NAME}.duckdb"
 
 DUCKDB_CONFIG_ENV = "DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG"
-DEFAULT_DUCKDB_CONFIG = '{"memory_limit": "64MB", "threads": 1, "preserve_insertion_order": false}'
+# 96 MB: a complete listing of a million imports merges them again, de-duplicated by
+# (account, id), which needs over 64 MB (docs/performance.md)
+DEFAULT_DUCKDB_CONFIG = '{"memory_limit": "96MB", "threads": 1, "preserve_insertion_order": false}'
 # Arrow's default allocator keeps freed memory for reuse; the system one gives it back
 ARROW_POOL_ENV = "ARROW_DEFAULT_MEMORY_POOL"
 # A package the destination refuses for its data is aborted (local state rewound to the
@@ -24,7 +26,7 @@ ARROW_POOL_ENV = "ARROW_DEFAULT_MEMORY_POOL"
 AUTO_ABORT_ENV = "LOAD__AUTO_ABORT_ON_TERMINAL_ERROR"
 STAGING_LAYOUT_ENV = "DESTINATION__STAGING_DATASET_NAME_LAYOUT"
 # DuckDB's memory limit holds for the whole database, not per job: two merges at once (the
-# table's and the history's, a million rows each) exhaust 64 MB where one after the other fit
+# table's and the history's, a million rows each) exhaust the limit where one after the other fit
 LOAD_WORKERS_ENV = "LOAD__WORKERS"
 # dlt's staging copies, emptied once merged: DuckDB then never writes them into the file
 TRUNCATE_STAGING_ENV = "LOAD__TRUNCATE_STAGING_DATASET"
@@ -68,10 +70,10 @@ def make_pipeline(
 ) -> dlt.Pipeline:
     """The dlt pipeline of this connector; DuckDB lands in `<pipeline_name>.duckdb` by default.
 
-    DuckDB gets a memory limit (64 MB, spilling to disk beyond) and one thread, unless
+    DuckDB gets a memory limit (96 MB, spilling to disk beyond) and one thread, unless
     DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG says otherwise: its merge of a large
     first load would otherwise take hundreds of MB (one thread is what lets the merge of a
-    million imports fit in 64 MB; it costs a few percent of a sync's time). Arrow uses the
+    million imports fit in it; it costs a few percent of a sync's time). Arrow uses the
     system allocator (unless ARROW_DEFAULT_MEMORY_POOL says otherwise), so that memory freed
     after a batch is returned. dlt merges through a staging dataset named `<dataset>_staging`
     by default, which is a name people give their own datasets (`resend` and
