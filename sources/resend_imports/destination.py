@@ -49,6 +49,16 @@ from .records import Row
 from .settings import COUNT_FIELDS, LEGACY_SOURCE_NAME, SOURCE_NAME, TABLE_NAME
 
 _DLT_COLUMNS = ("_dlt_load_id", "_dlt_id", ACCOUNT_COLUMN)  # the run adds the account
+# what a complete listing compares of each row: every column the resource declares
+COPIED_COLUMNS = (
+    "id",
+    "object",
+    "status",
+    *(f"counts__{f}" for f in COUNT_FIELDS),
+    "created_at",
+    "completed_at",
+    "deleted_at",
+)
 _IDS_PER_QUERY = 500
 _ROWS_PER_QUERY = 5000
 
@@ -265,15 +275,20 @@ class DestinationReader:
         start: Callable[[], None],
         take: Callable[[Any], None],
     ) -> None:
-        """Every row of the table as `known_rows` reads them, handed to `take` in batches of
-        at most `rows_per_batch` rows (Arrow record batches from DuckDB, DB-API tuples
-        elsewhere), streamed: memory stays flat whatever the size of the table. `start` is
-        called before each attempt (a retry starts the copy over)."""
+        """Every row of the table as a complete listing compares it (`COPIED_COLUMNS`, then
+        whether any column outside them holds a value: a field Resend added), handed to
+        `take` in batches of at most `rows_per_batch` rows (Arrow record batches from DuckDB,
+        DB-API tuples elsewhere), streamed: memory stays flat whatever the size of the table.
+        `start` is called before each attempt (a retry starts the copy over)."""
         table = self._qualified(TABLE_NAME)
-        query = f"SELECT {', '.join(_known_columns(columns))} FROM {table}"
+        sql = self._sql
+        selected = [name if name in columns else f"NULL AS {name}" for name in COPIED_COLUMNS]
+        others = [c for c in columns if c not in COPIED_COLUMNS and c not in _DLT_COLUMNS]
+        held = " OR ".join(f"{sql.escape_column_name(c)} IS NOT NULL" for c in others)
+        query = f"SELECT {', '.join(selected)}, {f'({held})' if held else 'FALSE'} AS extra"
+        query += f" FROM {table}"
         if self.account is not None:  # a literal: the streaming drivers take no parameters
             query += f" WHERE {ACCOUNT_COLUMN} = {_literal(self.account)}"
-        sql = self._sql
 
         def copy() -> None:
             start()

@@ -5,7 +5,9 @@ history and the alerts, and handed to dlt in batches; malformed records set asid
 A short incremental run and a complete listing go through the same steps; they differ in
 what they compare with (`knowledge`: a query per batch, a scratch copy of the table compared
 at the end, or the state alone) and in how many rows they hand over at once, which decides
-the form dlt gets them in (`formats`).
+the form dlt gets them in (`formats`). A comparison deferred to the end hands over only the
+rows it found different from the table's: a complete listing of an unchanged table gives dlt
+no import rows to merge.
 """
 
 import logging
@@ -117,8 +119,8 @@ class Intake:
     def emit(self, flush: bool = False) -> Iterator[Any]:
         """Batches of the imports taken for `contact_imports`, then what the recorder holds
         (their history and alerts, records set aside). Batches of many pages keep dlt's
-        per-item work small; `flush` sends what is left, and what a comparison deferred to
-        the end found."""
+        per-item work small; `flush` sends what is left, and the rows a comparison deferred
+        to the end found different from the table's (the others are not handed over)."""
         if flush:
             self.finish()
         if self.batch and (flush or len(self.batch) >= BATCH_ROWS):
@@ -127,6 +129,7 @@ class Intake:
             yield from self.recorder.items()
         if flush:
             for changed in self.knowledge.changes(BATCH_ROWS):
+                yield from hand_over(changed.rows, COLUMNS)
                 self._observe(changed.rows, changed.fingerprints, changed.seen_at, changed.known)
                 yield from self.recorder.items()
             yield from self.recorder.items()
@@ -166,10 +169,10 @@ class Intake:
         """Rows taken in, compared with the table now, or remembered to be at the end."""
         printed = [fingerprint(row) for row in rows]
         self.report.rows += len(rows)
-        self.batch += rows
-        if self.knowledge.deferred:
+        if self.knowledge.deferred:  # handed to dlt at the end, those that differ only
             self.knowledge.remember(rows, printed, seen_at)
             return
+        self.batch += rows
         ids = [row["id"] for row in rows]
         created_at = [row["created_at"] for row in rows]
         self._observe(rows, printed, seen_at, self.knowledge.lookup(ids, created_at, printed))

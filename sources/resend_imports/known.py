@@ -10,10 +10,10 @@ table, another account or a table a person emptied cannot make a change go unrec
 Where the table is read from depends on the run:
 - `NothingKnown`: a first run into an empty destination (nothing to read);
 - `TableLookups`: short runs (incremental, filtered): one query per page for its ids;
-- `TableCopy` (`table_copy`): a complete listing of an existing table: the table's ids,
-  statuses and counts are copied once into a scratch DuckDB file, the listing is remembered
-  beside them, and one join at the end says what changed and which live imports the listing
-  did not return, in bounded memory whatever the history size;
+- `TableCopy` (`table_copy`): a complete listing of an existing table: the table's rows are
+  copied once into a scratch DuckDB file, the listing waits beside them, and one join at the
+  end says which rows differ (only those reach dlt) and which live imports the listing did
+  not return, in bounded memory whatever the history size;
 - `StateKnowledge`: a destination that is not a SQL database: the state's open imports,
   deletions and newest import stand in for the table, as before this module existed.
 """

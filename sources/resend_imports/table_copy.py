@@ -2,52 +2,71 @@
 
 A complete listing reads every import; looking each page up in the table would scan it once
 per page, and holding the table in Python would grow with the history. Instead the table's
-ids, statuses and counts are copied once into a scratch DuckDB file, the listing is
-remembered beside them, and at the end one join says what is new, changed or back, and one
-anti-join which live imports the listing did not return. Memory stays within the scratch
-database's limit, spilling to its folder, whatever the number of imports.
+rows are copied once into a scratch DuckDB file, the listing waits beside them (the rows
+themselves, not in Python), and at the end one join says which listed rows differ from the
+table's (new, changed, back, or altered anywhere else: only those reach dlt, so the merge
+grows with the changes, not the history), and one anti-join which live imports the listing
+did not return. Memory stays within the scratch database's limit, spilling to its folder,
+whatever the number of imports.
+
+A listed row is handed to dlt again when the table's row differs in any column the resource
+declares (`digest`: a person's edit, a column a person dropped and dlt added again empty),
+when either side holds a field outside them (a field Resend added: dlt's normalizer, not this
+comparison, decides its columns and variants), or when the table holds the import twice.
 """
 
+import json
 import os
 import shutil
 import tempfile
 from datetime import datetime
-from typing import Any, Dict, Iterator, List, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 import duckdb
 import pyarrow as pa
 
-from .destination import DestinationReader
+from .destination import COPIED_COLUMNS, DestinationReader
 from .formats import TIMESTAMP
 from .known import Changed, Known, NothingKnown, isoformat
-from .records import Row
+from .records import COLUMNS, Row
 from .settings import COUNT_FIELDS
 
 SCRATCH_ROWS_PER_BATCH = 50_000
 SCRATCH_MEMORY_LIMIT = "64MB"
 
 _COUNT_COLUMNS = [f"counts__{name}" for name in COUNT_FIELDS]
+_TYPES = {"id": pa.string(), "object": pa.string(), "status": pa.string()}
+_TYPES.update({column: pa.int64() for column in _COUNT_COLUMNS})
+_TYPES.update(created_at=TIMESTAMP, completed_at=TIMESTAMP, deleted_at=TIMESTAMP)
+# the row's own columns, as the listing and the table hold them
+_ROW_COLUMNS = [name for name in COPIED_COLUMNS if name != "deleted_at"]
+# the fields of a listed row outside the declared columns, as JSON text (NULL: none)
+_EXTRA = "extra"
 # what the table holds of an import (`DestinationReader.copy_known`)
 KNOWN_SCHEMA = pa.schema(
     [
-        pa.field("id", pa.string()),
-        pa.field("status", pa.string()),
-        *(pa.field(column, pa.int64()) for column in _COUNT_COLUMNS),
-        pa.field("deleted_at", TIMESTAMP),
+        *(pa.field(name, _TYPES[name]) for name in COPIED_COLUMNS),
+        pa.field(_EXTRA, pa.bool_()),
     ]
 )
 # what the listing showed of an import, and when
 LISTED_SCHEMA = pa.schema(
     [
-        pa.field("id", pa.string()),
-        pa.field("status", pa.string()),
-        *(pa.field(column, pa.int64()) for column in _COUNT_COLUMNS),
-        pa.field("created_at", TIMESTAMP),
-        pa.field("completed_at", TIMESTAMP),
+        *(pa.field(name, _TYPES[name]) for name in _ROW_COLUMNS),
+        pa.field(_EXTRA, pa.string()),
         pa.field("fingerprint", pa.string()),
         pa.field("seen_at", TIMESTAMP),
     ]
 )
+# one value of a row's declared columns, computed alike on both sides in the scratch file
+_DIGEST = f"hash({', '.join(_ROW_COLUMNS[1:])})"
+_FINGERPRINT = "concat_ws('|', {})".format(
+    ", ".join(
+        ["coalesce(status, '')"]
+        + [f"coalesce(CAST({column} AS VARCHAR), '')" for column in _COUNT_COLUMNS]
+    )
+)
+_DECLARED = frozenset(COLUMNS)
 
 
 class TableCopy(NothingKnown):
@@ -71,14 +90,14 @@ class TableCopy(NothingKnown):
                 },
             )
             self._db.execute("SET TimeZone = 'UTC'")
-            counts = ", ".join(f"{column} BIGINT" for column in _COUNT_COLUMNS)
+            self._db.register("listed_schema", LISTED_SCHEMA.empty_table())
             self._db.execute(
-                "CREATE TABLE known (id VARCHAR, fingerprint VARCHAR, deleted_at TIMESTAMPTZ);"
-                f" CREATE TABLE listed (id VARCHAR, status VARCHAR, {counts},"
-                " created_at TIMESTAMPTZ, completed_at TIMESTAMPTZ, fingerprint VARCHAR,"
-                " seen_at TIMESTAMPTZ);"
+                "CREATE TABLE known (id VARCHAR, fingerprint VARCHAR, digest UBIGINT,"
+                " extra BOOLEAN, deleted_at TIMESTAMPTZ);"
+                " CREATE TABLE listed AS SELECT *, 0::UBIGINT AS digest FROM listed_schema;"
                 " CREATE TABLE read_only (id VARCHAR)"
             )
+            self._db.unregister("listed_schema")
             reader.copy_known(columns, SCRATCH_ROWS_PER_BATCH, self._start, self._take)
         except BaseException:
             self.close()
@@ -88,14 +107,10 @@ class TableCopy(NothingKnown):
         self._db.execute("DELETE FROM known")
 
     def _take(self, batch: Any) -> None:
-        parts = ", ".join(
-            ["coalesce(status, '')"]
-            + [f"coalesce(CAST({column} AS VARCHAR), '')" for column in _COUNT_COLUMNS]
-        )
         self._insert(
             "batch",
             known_table(batch),
-            f"INSERT INTO known SELECT id, concat_ws('|', {parts}), deleted_at",
+            f"INSERT INTO known SELECT id, {_FINGERPRINT}, {_DIGEST}, extra, deleted_at",
         )
 
     def _insert(self, name: str, table: Any, statement: str) -> None:
@@ -106,18 +121,25 @@ class TableCopy(NothingKnown):
             self._db.unregister(name)
 
     def remember(self, rows: List[Row], fingerprints: List[str], seen_at: List[datetime]) -> None:
-        """Rows of the listing (or read by id), to compare at the end."""
-        columns: Dict[str, List[Any]] = {
-            name: [row.get(name) for row in rows]
-            for name in LISTED_SCHEMA.names
-            if name not in ("fingerprint", "seen_at")
-        }
-        columns["fingerprint"] = list(fingerprints)
-        columns["seen_at"] = list(seen_at)
+        """Rows of the listing (or read by id), to compare at the end; they wait here, not
+        in Python, until the join says which ones dlt gets."""
+        columns: Dict[str, List[Any]] = {name: [] for name in _ROW_COLUMNS}
+        extras: List[Optional[str]] = []
+        for row in rows:
+            extra = None
+            if not row.keys() <= _DECLARED or not isinstance(row.get("object", ""), str):
+                extra = {k: v for k, v in row.items() if k not in _DECLARED or k == "object"}
+                row = {k: v for k, v in row.items() if k in _DECLARED and k != "object"}
+            extras.append(None if extra is None else json.dumps(extra))
+            for name, values in columns.items():
+                values.append(row.get(name))
         self._insert(
             "remembered",
-            pa.Table.from_pydict(columns, schema=LISTED_SCHEMA),
-            "INSERT INTO listed SELECT *",
+            pa.Table.from_pydict(
+                {**columns, _EXTRA: extras, "fingerprint": fingerprints, "seen_at": seen_at},
+                schema=LISTED_SCHEMA,
+            ),
+            f"INSERT INTO listed SELECT *, {_DIGEST}",
         )
 
     def note_read(self, ids: Sequence[str]) -> None:
@@ -133,13 +155,19 @@ class TableCopy(NothingKnown):
         return bool(found[0][0])
 
     def changes(self, rows_per_batch: int) -> Iterator[Changed]:
-        """The remembered rows that are new, changed or back, with what the table held."""
+        """The remembered rows dlt gets (see the module), with what the table held: only
+        those new, changed or back are observed (`known.compare`)."""
         reader = (
             self._db.cursor()
             .sql(
-                "SELECT l.*, k.fingerprint AS known_fingerprint, k.deleted_at AS known_deleted_at"
-                " FROM listed l LEFT JOIN known k ON k.id = l.id"
-                " WHERE k.id IS NULL OR k.deleted_at IS NOT NULL OR k.fingerprint <> l.fingerprint"
+                "WITH k AS (SELECT id, count(*) AS copies, any_value(fingerprint) AS fingerprint,"
+                " any_value(deleted_at) AS deleted_at, any_value(digest) AS digest,"
+                " bool_or(extra) AS extra FROM known GROUP BY id)"
+                " SELECT l.* EXCLUDE (digest), k.fingerprint AS known_fingerprint,"
+                " k.deleted_at AS known_deleted_at FROM listed l LEFT JOIN k ON k.id = l.id"
+                " WHERE k.id IS NULL OR k.deleted_at IS NOT NULL OR k.copies > 1"
+                " OR k.fingerprint <> l.fingerprint OR k.digest <> l.digest"
+                " OR k.extra OR l.extra IS NOT NULL"
             )
             .to_arrow_reader(rows_per_batch)
         )
@@ -153,6 +181,10 @@ class TableCopy(NothingKnown):
             ]
             printed = [row.pop("fingerprint") for row in rows]
             seen_at = [row.pop("seen_at") for row in rows]
+            for row in rows:
+                extra = row.pop(_EXTRA)
+                if extra is not None:
+                    row.update(json.loads(extra))
             yield Changed(rows, printed, seen_at, known)
 
     def unlisted_live_ids(self) -> Iterator[List[str]]:
