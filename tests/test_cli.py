@@ -4,7 +4,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import duckdb
 import pytest
@@ -221,8 +221,11 @@ def test_unknown_status_filter(account: Account) -> None:
     assert "invalid choice: 'paused'" in result.stderr
 
 
-def test_duckdb_file_locked_by_another_process(account: Account) -> None:
-    assert run_cli(account, "sync").returncode == 0
+# with `statements` the file is not held open (`DuckDB.held_open`): the state read refuses it
+@pytest.mark.parametrize("statements", [None, '["SET threads = 1"]'])
+def test_duckdb_file_locked_by_another_process(account: Account, statements: Optional[str]) -> None:
+    env = {"DESTINATION__DUCKDB__CREDENTIALS__STATEMENTS": statements} if statements else None
+    assert run_cli(account, "sync", env=env).returncode == 0
     account.store.advance(new=20, seconds=600)
     holder = subprocess.Popen(
         [
@@ -241,7 +244,7 @@ def test_duckdb_file_locked_by_another_process(account: Account) -> None:
     account.simulator.reset_stats()
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
-        result = run_cli(account, "sync")
+        result = run_cli(account, "sync", env=env)
         assert_one_line_error(result, f"the DuckDB file {account.duckdb_path} is locked")
         assert account.requests() == 0  # checked before paging the API for nothing
         assert state_file.read_bytes() == state_before

@@ -6,10 +6,6 @@ DuckDB downloads on first use: a run must work offline. Here each table the run 
 opened by dlt's native client of its format (`deltalake`, `pyiceberg`), handed to an
 in-memory DuckDB through Arrow once, when first read, and queried there with the same SQL as
 elsewhere. What is read is the last committed version of each table, as the run starts.
-
-A bucket's dataset folder is also checked before the run trusts it (`repair_dataset_folder`),
-and an Iceberg table whose schema is ahead of its last snapshot is aligned before a load
-(`align_iceberg_snapshots`).
 """
 
 from typing import Any, Dict, Iterable, List, Optional
