@@ -1,14 +1,26 @@
 """A complete listing of an existing table hands dlt only the rows that differ from the
 table's (`table_copy`): an unchanged table gets no import rows to merge, so the merge grows
 with the changes, not the history; a change outside status and counts, a person's edit, a
-column a person dropped or a row a person copied is still put right."""
+column a person dropped or a row a person copied is still put right, and counted."""
 
-from datetime import timedelta
-from typing import Any, Callable
+import os
+import subprocess
+from contextlib import closing
+from datetime import UTC, datetime, timedelta
+from typing import Any, Callable, Iterator, List, Tuple
 
 import pytest
 
-from sources.resend_imports.records import parse_timestamp
+from sources.resend_imports.alerts import Alerting
+from sources.resend_imports.config import alert_rules
+from sources.resend_imports.destination import DestinationReader
+from sources.resend_imports.intake import Intake
+from sources.resend_imports.observer import RunObserver
+from sources.resend_imports.quarantine import QUARANTINE_TABLE
+from sources.resend_imports.recorder import Recorder
+from sources.resend_imports.records import COLUMNS, fingerprint, parse_timestamp, to_row
+from sources.resend_imports.sync_report import SyncReport
+from sources.resend_imports.table_copy import SCRATCH_PREFIX, TableCopy
 
 from .conftest import Account
 from .scenarios import drop_views, execute, finished, synced
@@ -27,7 +39,7 @@ def test_a_complete_listing_of_an_unchanged_table_hands_dlt_no_import_rows(
     assert imports_loaded(pipeline) == 300
     summary = account.sync(pipeline, full_refresh=True)
     assert (summary.mode, summary.rows, summary.new, summary.updated) == ("full", 300, 0, 0)
-    assert imports_loaded(pipeline) == 0
+    assert imports_loaded(pipeline) == 0 and summary.rewritten == 0
     assert account.differences() == []
 
 
@@ -53,9 +65,11 @@ def test_a_change_outside_status_and_counts_is_loaded(
     account.store.set_field(target, completed_at=completed + timedelta(seconds=7))
     assert account.differences() != []
     summary = account.sync(pipeline, full_refresh=True)
-    assert (summary.new, summary.updated) == (0, 0)
+    assert (summary.new, summary.updated, summary.rewritten) == (0, 0, 1)
     assert imports_loaded(pipeline) == 1
     assert account.differences() == []
+    said = "  loaded again 1 row that differed from Resend outside status and counts"
+    assert said in summary.lines()
 
 
 def _created_at_edited(account: Account) -> int:
@@ -77,10 +91,23 @@ def _row_copied(account: Account) -> int:
     return 1
 
 
+def _row_copied_as_deleted(account: Account) -> int:
+    """A copy marked deleted beside the live row: compared with the live one, the import is
+    not back after a deletion."""
+    kept = [name for name in COLUMNS if name != "deleted_at"] + ["account", "_dlt_load_id"]
+    copy = (
+        f"SELECT {', '.join(kept)}, CURRENT_TIMESTAMP, 'a copy' FROM resend.contact_imports"
+        f" WHERE id = '{finished(account, 100)}'"
+    )
+    into = f"{', '.join(kept)}, deleted_at, _dlt_id"
+    execute(account, f"INSERT INTO resend.contact_imports ({into}) {copy}")
+    return 1
+
+
 @pytest.mark.parametrize(
     "person",
-    [_created_at_edited, _object_dropped, _row_copied],
-    ids=["created_at edited", "column dropped", "row copied"],
+    [_created_at_edited, _object_dropped, _row_copied, _row_copied_as_deleted],
+    ids=["created_at edited", "column dropped", "row copied", "row copied as deleted"],
 )
 def test_a_complete_listing_puts_right_what_a_person_did_to_rows(
     make_account: Any, destination_name: str, person: Callable[[Account], int]
@@ -88,10 +115,128 @@ def test_a_complete_listing_puts_right_what_a_person_did_to_rows(
     account, pipeline = synced(make_account(imports=300, stuck=0))
     rewritten = person(account)
     summary = account.sync(pipeline, full_refresh=True)
-    assert (summary.new, summary.updated) == (0, 0)
+    assert (summary.new, summary.updated, summary.rewritten) == (0, 0, rewritten)
     assert imports_loaded(pipeline) == rewritten
     assert account.differences() == []
     rows = account.query(
         "SELECT count(*) FROM {dataset}.contact_imports WHERE object = 'contact_import'"
     )
     assert rows[0][0] == 300
+
+
+def test_a_column_a_person_added_in_mixed_case_on_postgresql_is_compared(
+    make_account: Any,
+) -> None:
+    """`"My Note"` and `"Note"` are found as spelled (dlt would fold them to lower case, a
+    column that does not exist): empty, they change nothing; holding a value (a DEFAULT),
+    they make every row differ, and the run says so."""
+    account, pipeline = synced(make_account(imports=300, stuck=0, destination="postgres"))
+    execute(account, 'ALTER TABLE resend.contact_imports ADD COLUMN "My Note" TEXT')
+    summary = account.sync(pipeline, full_refresh=True)
+    assert (summary.mode, summary.rewritten, imports_loaded(pipeline)) == ("full", 0, 0)
+    execute(account, "ALTER TABLE resend.contact_imports ADD COLUMN \"Note\" TEXT DEFAULT 'x'")
+    summary = account.sync(pipeline, full_refresh=True)
+    assert (summary.new, summary.updated, summary.rewritten) == (0, 0, 300)
+    assert account.differences() == []
+
+
+def test_a_status_that_is_not_text_does_not_stop_a_complete_listing(
+    make_account: Any, destination_name: str
+) -> None:
+    """Resend sends `status: 3` for one import: the complete listing hands it to dlt's
+    normalizer (which stores it as text), and the next one is not stopped by it either."""
+    account, pipeline = synced(make_account(imports=300, stuck=0))
+    target = finished(account, 100)
+    account.store.set_field(target, status=3)
+    for _ in range(2):
+        summary = account.sync(pipeline, full_refresh=True)
+        assert (summary.mode, summary.rows, summary.new) == ("full", 300, 0)
+    rows = account.query("SELECT status FROM {dataset}.contact_imports WHERE id = %s", target)
+    assert rows == [("3",)]
+
+
+def test_a_field_resend_adds_empty_loads_nothing_again(
+    make_account: Any, destination_name: str
+) -> None:
+    """`"weight": null` on every import (dlt loads nothing for it) does not make every row
+    of a complete listing differ."""
+    account, pipeline = synced(make_account(imports=300, stuck=0))
+
+    def with_weight(path: str, body: Any) -> Any:
+        for item in body.get("data", [body]):
+            item["weight"] = None
+        return body
+
+    account.simulator.rewrite = with_weight
+    summary = account.sync(pipeline, full_refresh=True)
+    assert (summary.rows, summary.new, summary.updated) == (300, 0, 0)
+    assert imports_loaded(pipeline) == 0 and summary.rewritten == 0
+
+
+@pytest.fixture
+def table_copy(make_account: Any) -> Iterator[Tuple[Account, Any, TableCopy]]:
+    """A synced account, and a `TableCopy` of its table as a complete listing makes it."""
+    account, pipeline = synced(make_account(imports=300, stuck=0))
+    with DestinationReader(pipeline) as reader:
+        columns = reader.storage_columns(["contact_imports"])["contact_imports"]
+        with closing(TableCopy(reader, columns)) as copy:
+            yield account, pipeline, copy
+
+
+def test_an_import_listed_twice_far_apart_is_compared_as_last_seen(
+    table_copy: Tuple[Account, Any, TableCopy],
+) -> None:
+    """Listed first open (the order shifted under the listing), then as the table holds it:
+    nothing to load; the other way round, the later sighting is what dlt gets."""
+    account, _, copy = table_copy
+    row = to_row(account.store.get(finished(account, 100)))
+    earlier = {**row, "status": "in_progress"}
+    first, later = datetime.now(UTC), datetime.now(UTC) + timedelta(seconds=30)
+    copy.remember([earlier], [fingerprint(earlier)], [first])
+    copy.remember([row], [fingerprint(row)], [later])
+    assert list(copy.changes(100)) == []
+    other = to_row(account.store.get(finished(account, 200)))
+    changed = {**other, "status": "in_progress"}
+    copy.remember([other], [fingerprint(other)], [first])
+    copy.remember([changed], [fingerprint(changed)], [later])
+    (batch,) = copy.changes(100)
+    assert [r["status"] for r in batch.rows] == ["in_progress"]
+
+
+def test_records_set_aside_during_a_complete_listing_go_out_with_their_page(
+    table_copy: Tuple[Account, Any, TableCopy],
+) -> None:
+    """The listing's rows wait in the scratch file until the end, but a record set aside
+    (its quarantine row holds the record's JSON) leaves at once: it does not pile up in
+    Python over a listing of the whole history."""
+    account, _, copy = table_copy
+    report = SyncReport()
+    alerting = Alerting(alert_rules({}), datetime.now(UTC), True)
+    intake = Intake(copy, RunObserver(100), Recorder(alerting, report), report)
+    page: List[Any] = [dict(item) for item in account.store.truth()[:100]]
+    page[5] = {**page[5], "created_at": "yesterday"}
+    intake.take_page(page, datetime.now(UTC))
+    emitted = list(intake.emit())
+    tables = [getattr(getattr(item, "meta", None), "table_name", None) for item in emitted]
+    assert QUARANTINE_TABLE in tables and report.quarantined == 1
+    assert list(intake.emit()) == []  # nothing held back for the end
+    assert [getattr(item, "meta", None) for item in intake.emit(flush=True)] == []
+
+
+def test_scratch_folders_of_killed_runs_are_removed(
+    make_account: Any,
+) -> None:
+    """A run killed with SIGKILL (or by the OOM killer) leaves its scratch folder, the
+    table's rows in it; the next complete listing removes it, not a live process's."""
+    account, pipeline = synced(make_account(imports=300, stuck=0))
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    killed = os.path.join(pipeline.working_dir, f"{SCRATCH_PREFIX}{gone.pid}-abc123")
+    live = os.path.join(pipeline.working_dir, f"{SCRATCH_PREFIX}{os.getpid()}-def456")
+    for folder in (killed, live):
+        os.makedirs(folder)
+        with open(os.path.join(folder, "known.duckdb"), "wb") as scratch:
+            scratch.write(b"rows")
+    account.sync(pipeline, full_refresh=True)
+    left = [name for name in os.listdir(pipeline.working_dir) if name.startswith(SCRATCH_PREFIX)]
+    assert left == [os.path.basename(live)]

@@ -16,9 +16,9 @@ DUCKDB_FILE_ENV = "DESTINATION__DUCKDB__CREDENTIALS"
 DEFAULT_DUCKDB_FILE = f"{PIPELINE_NAME}.duckdb"
 
 DUCKDB_CONFIG_ENV = "DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG"
-# 96 MB: a complete listing of a million imports merges them again, de-duplicated by
-# (account, id), which needs over 64 MB (docs/performance.md)
-DEFAULT_DUCKDB_CONFIG = '{"memory_limit": "96MB", "threads": 1, "preserve_insertion_order": false}'
+# 64 MB: a complete listing merges only the rows that differ from the table's, so the merge
+# grows with the changes, not the history (docs/performance.md)
+DEFAULT_DUCKDB_CONFIG = '{"memory_limit": "64MB", "threads": 1, "preserve_insertion_order": false}'
 # Arrow's default allocator keeps freed memory for reuse; the system one gives it back
 ARROW_POOL_ENV = "ARROW_DEFAULT_MEMORY_POOL"
 # A package the destination refuses for its data is aborted (local state rewound to the
@@ -70,7 +70,7 @@ def make_pipeline(
 ) -> dlt.Pipeline:
     """The dlt pipeline of this connector; DuckDB lands in `<pipeline_name>.duckdb` by default.
 
-    DuckDB gets a memory limit (96 MB, spilling to disk beyond) and one thread, unless
+    DuckDB gets a memory limit (64 MB, spilling to disk beyond) and one thread, unless
     DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG says otherwise: its merge of a large
     first load would otherwise take hundreds of MB (one thread is what lets the merge of a
     million imports fit in it; it costs a few percent of a sync's time). Arrow uses the

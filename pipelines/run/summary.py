@@ -79,6 +79,11 @@ class SyncSummary(SyncReport):
                 f"{'s' if self.quarantined > 1 else ''} in"
                 f" {self.table.split('.')[0]}.{QUARANTINE_TABLE} (the WARNING lines say why)"
             )
+        if self.rewritten:  # the table differed from Resend without a change to record
+            lines.append(
+                f"  loaded again {count(self.rewritten)} row{'s' if self.rewritten > 1 else ''}"
+                " that differed from Resend outside status and counts"
+            )
         delivery = self.delivery
         if self.alerts_raised or (delivery and (any(delivery.sent.values()) or delivery.waiting)):
             text = f"  alerts: raised {count(self.alerts_raised)}"

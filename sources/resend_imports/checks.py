@@ -24,6 +24,12 @@ from .incremental import SyncState
 from .options import RunOptions
 from .quarantine import QUARANTINE_TABLE
 from .settings import HISTORY_TABLE, TABLE_NAME
+from .table_structure import (
+    add_account_column,
+    recreate_tables,
+    staging_columns,
+    staging_dataset_of_its_own,
+)
 
 logger = logging.getLogger("resend_imports")
 
@@ -79,7 +85,7 @@ def check_destination(reader: DestinationReader, stored: Dict[str, Any]) -> Chec
     person dropped are created again, those from before accounts get the `account` column;
     once for every account of the run (`for_account` counts each one's live imports)."""
     checked = Checked(start_from_committed_state(reader, stored), reader.readable)
-    taken = reader.staging_dataset_of_its_own()
+    taken = staging_dataset_of_its_own(reader)
     if taken is not None:
         raise ResendConfigError(
             f"dlt would merge {reader.dataset} through the staging dataset {taken}, which is a"
@@ -129,7 +135,7 @@ def check_destination(reader: DestinationReader, stored: Dict[str, Any]) -> Chec
             ", ".join(dropped),
         )
     if missing or lacking:
-        reader.recreate_tables([*missing, *lacking])
+        recreate_tables(reader, [*missing, *lacking])
     checked.columns = columns.get(TABLE_NAME, [])
     checked.history_exists = bool(columns.get(HISTORY_TABLE)) or HISTORY_TABLE in missing
     checked.alerts_exist = bool(columns.get(ALERTS_TABLE)) or ALERTS_TABLE in missing
@@ -142,9 +148,9 @@ def _add_accounts(reader: DestinationReader, columns: Dict[str, List[str]]) -> N
     lacking = [t for t in WRITTEN_TABLES if columns.get(t) and ACCOUNT_COLUMN not in columns[t]]
     if not lacking:
         return
-    staging = reader.staging_columns(list(WRITTEN_TABLES))
+    staging = staging_columns(reader, list(WRITTEN_TABLES))
     in_staging = [t for t in WRITTEN_TABLES if staging.get(t) and ACCOUNT_COLUMN not in staging[t]]
-    reader.add_account_column(lacking, in_staging)
+    add_account_column(reader, lacking, in_staging)
     for table in lacking:
         columns[table].append(ACCOUNT_COLUMN)
     logger.info(

@@ -3,9 +3,9 @@
 The local state is a cache: the table is what a run checks it against. Through one
 connection held for the whole extract, a run reads the state committed with the table (dlt
 loads it in the same package as the rows), whether the tables it writes still exist and how
-many live imports `contact_imports` holds, whether dlt's staging dataset for this dataset is
-somebody else's dataset, and the rows the table holds for the imports the run reads (what
-makes a row new, changed or as before: `known`).
+many live imports `contact_imports` holds, and the rows the table holds for the imports the
+run reads (what makes a row new, changed or as before: `known`); the checks of the tables'
+structure and their repairs (`table_structure`) go through the same connection.
 
 A read that fails for a passing reason is tried again, then stops the run in one line (see
 `reads`). Delta and Iceberg tables on dlt's filesystem destination are read with SQL too,
@@ -25,7 +25,6 @@ from typing import (
     Iterable,
     Iterator,
     List,
-    Mapping,
     NamedTuple,
     Optional,
     Set,
@@ -41,28 +40,20 @@ from dlt.common.pipeline import PipelineContext
 from dlt.destinations.job_client_impl import SqlJobClientBase
 from dlt.pipeline.state_sync import load_pipeline_state_from_destination
 
-from .accounts import ACCOUNT_COLUMN, DEFAULT_ACCOUNT
+from .accounts import ACCOUNT_COLUMN
 from .lake import LakeTables, is_lake
+from .legacy import ResourceState, resource_state_of
 from .names import names_of
 from .reads import retrying, stream
-from .records import Row
-from .settings import COUNT_FIELDS, LEGACY_SOURCE_NAME, SOURCE_NAME, TABLE_NAME
+from .records import COLUMNS, Row
+from .settings import COUNT_FIELDS, TABLE_NAME
 
 _DLT_COLUMNS = ("_dlt_load_id", "_dlt_id", ACCOUNT_COLUMN)  # the run adds the account
-# what a complete listing compares of each row: every column the resource declares
-COPIED_COLUMNS = (
-    "id",
-    "object",
-    "status",
-    *(f"counts__{f}" for f in COUNT_FIELDS),
-    "created_at",
-    "completed_at",
-    "deleted_at",
-)
 _IDS_PER_QUERY = 500
 _ROWS_PER_QUERY = 5000
+# what a short run compares a row by (`known.TableLookups`)
+_LOOKED_UP = ("id", "status", *(f"counts__{f}" for f in COUNT_FIELDS), "deleted_at")
 
-ResourceState = Dict[str, Any]
 T = TypeVar("T")
 
 
@@ -73,17 +64,6 @@ def running_pipeline() -> Optional[dlt.Pipeline]:
         return None
     pipeline: dlt.Pipeline = context.pipeline()  # type: ignore[assignment]
     return pipeline if pipeline.destination is not None else None
-
-
-def resource_state_of(pipeline_state: Mapping[str, Any]) -> ResourceState:
-    """The `contact_imports` resource state inside a whole dlt pipeline state; under the
-    source's earlier name when only an install from before the rename wrote it (`legacy`)."""
-    sources = pipeline_state.get("sources", {})
-    for name in (SOURCE_NAME, LEGACY_SOURCE_NAME):
-        state: ResourceState = sources.get(name, {}).get("resources", {}).get(TABLE_NAME, {})
-        if state:
-            return state
-    return {}
 
 
 class Committed(NamedTuple):
@@ -143,6 +123,16 @@ class DestinationReader:
         return names_of(self._client, self.pipeline.dataset_name).dataset
 
     @property
+    def client(self) -> Any:
+        """dlt's job client of the destination (a lakehouse's: its filesystem client)."""
+        return self._client
+
+    @property
+    def lakehouse(self) -> bool:
+        """Delta or Iceberg tables, read through an in-memory DuckDB (`lake`)."""
+        return self._lake is not None
+
+    @property
     def schema(self) -> Any:
         """The schema this run loads with (the job client's), or None before any run."""
         return getattr(self._client, "schema", None)
@@ -155,7 +145,7 @@ class DestinationReader:
         if not isinstance(client, WithStateSync):
             return Committed(False, {}, False)
         try:
-            stored = self._read(
+            stored = self.read(
                 "the committed state",
                 lambda: load_pipeline_state_from_destination(self.pipeline.pipeline_name, client),
             )
@@ -163,110 +153,39 @@ class DestinationReader:
             return Committed(True, {}, True)
         return Committed(True, resource_state_of(stored or {}), False)
 
-    def storage_columns(self, tables: Iterable[str]) -> Dict[str, List[str]]:
-        """The columns each of `tables` has in the destination (none: it does not exist)."""
+    def storage_columns(self, tables: Iterable[str], casefold: bool = True) -> Dict[str, List[str]]:
+        """The columns each of `tables` has in the destination (none: it does not exist), in
+        lower case as dlt's schema names them, or with `casefold` False as the catalog spells
+        them: a column a person added as `"Note"` is only found under that name."""
         client = self._client
         wanted = list(tables)
         if not self.readable:
             return {}
         if self._lake is not None:
             lake = self._lake
-            return self._read("the tables", lambda: lake.columns(wanted))
-        found = self._read("the catalog", lambda: dict(client.get_storage_tables(wanted)))
-        return {name: [c.lower() for c in found.get(name, {})] for name in wanted}
-
-    def staging_dataset_of_its_own(self) -> Optional[str]:
-        """The name of dlt's staging dataset for this dataset when it is a dataset of its own
-        (it holds dlt's load records): a merge would replace its tables with this run's
-        staging copies. None when it is free or only ever held staging copies."""
-        client = self._client
-        if not self.readable or self._lake is not None:  # a lakehouse merges in place
-            return None
-        loads = client.schema.loads_table_name
-
-        def loads_in_staging() -> Dict[str, Any]:
-            with client.with_staging_dataset():
-                return dict(client.get_storage_tables([loads]))
-
-        if self._read("the staging dataset", loads_in_staging).get(loads):
-            name: str = client.sql_client.staging_dataset_name
-            return name
-        return None
+            return self.read("the tables", lambda: lake.columns(wanted))
+        found = self.read("the catalog", lambda: dict(client.get_storage_tables(wanted)))
+        return {
+            name: [c.lower() if casefold else c for c in found.get(name, {})] for name in wanted
+        }
 
     def table_health(self, columns: List[str]) -> TableHealth:
         """How many live imports the table holds (`columns`: its columns, from the catalog)."""
         if not columns:
             return TableHealth([], None)
-        table = self._qualified(TABLE_NAME)
+        table = self.qualified(TABLE_NAME)
         scope, args = self._scope()
         live = "deleted_at IS NULL" if "deleted_at" in columns else "TRUE"
         rows = self._query("the table", f"SELECT count(*) FROM {table} WHERE {scope}{live}", *args)
         return TableHealth(columns, int(rows[0][0]) if rows else 0)
 
-    def add_account_column(self, tables: List[str], staging: List[str]) -> None:
-        """Adds `account` to tables loaded before accounts existed, their rows becoming the
-        account `default`, and to their copies in dlt's staging dataset (`staging`: emptied
-        before each load), before dlt adds it as NOT NULL, which it cannot do to rows."""
-        client = self._client
-        sql = client.sql_client
-
-        def add() -> None:
-            for table in tables:
-                name = self._qualified(table)
-                sql.execute_sql(f"ALTER TABLE {name} ADD COLUMN {ACCOUNT_COLUMN} VARCHAR")
-                sql.execute_sql(
-                    f"UPDATE {name} SET {ACCOUNT_COLUMN} = %s WHERE {ACCOUNT_COLUMN} IS NULL",
-                    DEFAULT_ACCOUNT,
-                )
-                sql.execute_sql(f"ALTER TABLE {name} ALTER COLUMN {ACCOUNT_COLUMN} SET NOT NULL")
-            if staging:
-                with client.with_staging_dataset():
-                    for table in staging:
-                        name = sql.make_qualified_table_name(table)
-                        sql.execute_sql(f"ALTER TABLE {name} ADD COLUMN {ACCOUNT_COLUMN} VARCHAR")
-
-        self._read("the tables", add)
-
-    def staging_columns(self, tables: List[str]) -> Dict[str, List[str]]:
-        """The columns each of `tables` has in dlt's staging dataset (none: not there)."""
-        client = self._client
-        if not self.readable or self._lake is not None:
-            return {}
-
-        def read() -> Dict[str, Any]:
-            with client.with_staging_dataset():
-                return dict(client.get_storage_tables(tables))
-
-        found = self._read("the staging dataset", read)
-        return {name: [c.lower() for c in found.get(name, {})] for name in tables}
-
-    def recreate_tables(self, tables: List[str]) -> None:
-        """Creates the tables the schema describes that the destination lacks (dropped or
-        renamed by a person), and the columns these tables lack: dlt creates either only when
-        its schema version is new."""
-        client = self._client
-        known = [name for name in tables if name in client.schema.tables]
-        if known and self._lake is None:  # a lakehouse table is written whole by its next load
-            self._read(
-                "the tables", lambda: client.update_stored_schema(only_tables=known, force=True)
-            )
-
     # -- rows ---------------------------------------------------------------------------------
 
     def known_rows(self, ids: List[str], columns: List[str]) -> List[Row]:
         """The table's `id`, `status`, counts and `deleted_at` of these imports."""
-        table = self._qualified(TABLE_NAME)
-        selected = ", ".join(_known_columns(columns))
-        found: List[Row] = []
-        for start in range(0, len(ids), _IDS_PER_QUERY):
-            chunk = ids[start : start + _IDS_PER_QUERY]
-            marks = ", ".join(["%s"] * len(chunk))
-            scope, args = self._scope()
-            query = f"SELECT {selected} FROM {table} WHERE {scope}id IN ({marks})"
-            names = ["id", "status", *(f"counts__{f}" for f in COUNT_FIELDS), "deleted_at"]
-            rows = self._query("the table", query, *args, *chunk)
-            found += [dict(zip(names, row, strict=True)) for row in rows]
-        return found
+        selected = ", ".join(_selected(_LOOKED_UP, columns))
+        rows = self._where_in("the table", selected, TABLE_NAME, "id", ids)
+        return [dict(zip(_LOOKED_UP, row, strict=True)) for row in rows]
 
     def copy_known(
         self,
@@ -275,16 +194,21 @@ class DestinationReader:
         start: Callable[[], None],
         take: Callable[[Any], None],
     ) -> None:
-        """Every row of the table as a complete listing compares it (`COPIED_COLUMNS`, then
-        whether any column outside them holds a value: a field Resend added), handed to
-        `take` in batches of at most `rows_per_batch` rows (Arrow record batches from DuckDB,
-        DB-API tuples elsewhere), streamed: memory stays flat whatever the size of the table.
-        `start` is called before each attempt (a retry starts the copy over)."""
-        table = self._qualified(TABLE_NAME)
+        """Every row of the table as a complete listing compares it (the declared `COLUMNS`,
+        then whether any column outside them holds a value: a field Resend added, a column a
+        person added), handed to `take` in batches of at most `rows_per_batch` rows (Arrow
+        record batches from DuckDB, DB-API tuples elsewhere), streamed: memory stays flat
+        whatever the size of the table. `start` is called before each attempt (a retry
+        starts the copy over). `columns`: the table's, in lower case."""
+        table = self.qualified(TABLE_NAME)
         sql = self._sql
-        selected = [name if name in columns else f"NULL AS {name}" for name in COPIED_COLUMNS]
-        others = [c for c in columns if c not in COPIED_COLUMNS and c not in _DLT_COLUMNS]
-        held = " OR ".join(f"{sql.escape_column_name(c)} IS NOT NULL" for c in others)
+        spelled = self.storage_columns([TABLE_NAME], casefold=False).get(TABLE_NAME, columns)
+        selected = _selected(COLUMNS, columns)
+        others = [c for c in spelled if c.lower() not in (*COLUMNS, *_DLT_COLUMNS)]
+        # quoted as spelled: dlt would fold `"Note"` into `note`, which does not exist
+        held = " OR ".join(
+            f"{sql.escape_column_name(c, casefold=False)} IS NOT NULL" for c in others
+        )
         query = f"SELECT {', '.join(selected)}, {f'({held})' if held else 'FALSE'} AS extra"
         query += f" FROM {table}"
         if self.account is not None:  # a literal: the streaming drivers take no parameters
@@ -295,24 +219,16 @@ class DestinationReader:
             for batch in stream(sql, query, rows_per_batch):
                 take(batch)
 
-        self._read("the table", copy)
+        self.read("the table", copy)
 
     def held_keys(self, what: str, table: str, column: str, keys: List[str]) -> Set[str]:
         """Those of these keys `table` (`what` it is, for an error) holds in `column`."""
-        qualified = self._qualified(table)
-        found: Set[str] = set()
-        for start in range(0, len(keys), _IDS_PER_QUERY):
-            chunk = keys[start : start + _IDS_PER_QUERY]
-            marks = ", ".join(["%s"] * len(chunk))
-            scope, args = self._scope()
-            query = f"SELECT {column} FROM {qualified} WHERE {scope}{column} IN ({marks})"
-            found.update(row[0] for row in self._query(what, query, *args, *chunk))
-        return found
+        return {row[0] for row in self._where_in(what, column, table, column, keys)}
 
     def last_rows(self, ids: List[str]) -> Iterator[List[Row]]:
         """The table's rows of these imports as they are now, without dlt's own columns, in
         chunks."""
-        table = self._qualified(TABLE_NAME)
+        table = self.qualified(TABLE_NAME)
         for start in range(0, len(ids), _ROWS_PER_QUERY):
             chunk = ids[start : start + _ROWS_PER_QUERY]
             marks = ", ".join(["%s"] * len(chunk))
@@ -326,7 +242,7 @@ class DestinationReader:
                     rows = [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
                 return [{k: v for k, v in r.items() if k not in _DLT_COLUMNS} for r in rows]
 
-            yield self._read("the table", read)
+            yield self.read("the table", read)
 
     # -- plumbing -----------------------------------------------------------------------------
 
@@ -341,16 +257,30 @@ class DestinationReader:
         """The SQL client reads go through: the destination's, or the lakehouse's DuckDB."""
         return self._client.sql_client if self._lake is None else self._lake.sql_client
 
-    def _qualified(self, table: str) -> str:
+    def qualified(self, table: str) -> str:
         if self._lake is not None:
             return self._lake.qualified(table)
         name: str = self._client.sql_client.make_qualified_table_name(table)
         return name
 
-    def _query(self, what: str, query: str, *args: Any) -> List[Any]:
-        return list(self._read(what, lambda: self._sql.execute_sql(query, *args)) or [])
+    def _where_in(
+        self, what: str, selected: str, table: str, column: str, keys: List[str]
+    ) -> List[Any]:
+        """`selected` of the rows of `table` whose `column` is one of `keys`, a query a chunk."""
+        qualified = self.qualified(table)
+        found: List[Any] = []
+        for start in range(0, len(keys), _IDS_PER_QUERY):
+            chunk = keys[start : start + _IDS_PER_QUERY]
+            marks = ", ".join(["%s"] * len(chunk))
+            scope, args = self._scope()
+            query = f"SELECT {selected} FROM {qualified} WHERE {scope}{column} IN ({marks})"
+            found += self._query(what, query, *args, *chunk)
+        return found
 
-    def _read(self, what: str, read: Callable[[], T]) -> T:
+    def _query(self, what: str, query: str, *args: Any) -> List[Any]:
+        return list(self.read(what, lambda: self._sql.execute_sql(query, *args)) or [])
+
+    def read(self, what: str, read: Callable[[], T]) -> T:
         """`read`, tried again on dlt's transient errors with a fresh connection."""
         return retrying(self.pipeline, what, read, self._reconnect)
 
@@ -368,7 +298,6 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _known_columns(columns: List[str]) -> List[str]:
-    """What `known_rows` selects, with NULL for columns an older table does not have."""
-    wanted = ["id", "status", *(f"counts__{f}" for f in COUNT_FIELDS), "deleted_at"]
-    return [name if name in columns else f"NULL AS {name}" for name in wanted]
+def _selected(names: Iterable[str], columns: List[str]) -> List[str]:
+    """`names` to select, with NULL for those an older table does not have."""
+    return [name if name in columns else f"NULL AS {name}" for name in names]

@@ -100,12 +100,14 @@ def _one(
     """One account's run; in the calling thread (a run of one account fails as a whole)."""
     if reader is not None:
         reader.account = name
-    run = Run(client, options, reader, stored, checked, name)
+    run: Optional[Run] = None
     try:
+        run = Run(client, options, reader, stored, checked, name)
         for item in run.items():
             yield with_account(item, name)
     finally:
-        run.knowledge.close()
+        if run is not None:
+            run.knowledge.close()
     reports.append(run.report)
 
 

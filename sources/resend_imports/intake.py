@@ -120,19 +120,29 @@ class Intake:
         """Batches of the imports taken for `contact_imports`, then what the recorder holds
         (their history and alerts, records set aside). Batches of many pages keep dlt's
         per-item work small; `flush` sends what is left, and the rows a comparison deferred
-        to the end found different from the table's (the others are not handed over)."""
+        to the end found different from the table's (the others are not handed over).
+        A deferred comparison hands no rows over before the end, but what the recorder holds
+        (records set aside and their alerts) goes out as it comes: it must not pile up in
+        Python over a listing of the whole history."""
         if flush:
             self.finish()
         if self.batch and (flush or len(self.batch) >= BATCH_ROWS):
             yield from hand_over(self.batch, COLUMNS)
             self.batch = []
             yield from self.recorder.items()
+        elif self.knowledge.deferred and not flush:
+            yield from self.recorder.items()
         if flush:
+            rewritten = 0
             for changed in self.knowledge.changes(BATCH_ROWS):
                 yield from hand_over(changed.rows, COLUMNS)
-                self._observe(changed.rows, changed.fingerprints, changed.seen_at, changed.known)
+                observed = self._observe(
+                    changed.rows, changed.fingerprints, changed.seen_at, changed.known
+                )
+                rewritten += observed.count(False)
                 yield from self.recorder.items()
             yield from self.recorder.items()
+            self._report_rewritten(rewritten)
 
     def _parse(
         self, raw: Any, seen_at: datetime, requested_id: Optional[str], watch: bool = False
@@ -177,14 +187,26 @@ class Intake:
         created_at = [row["created_at"] for row in rows]
         self._observe(rows, printed, seen_at, self.knowledge.lookup(ids, created_at, printed))
 
+    def _report_rewritten(self, rewritten: int) -> None:
+        """Rows a deferred comparison handed over with status and counts as the table held
+        them: the table differed from Resend elsewhere (a person's edit, a column dropped, a
+        row copied, a field Resend added or corrected), which the run says, counted and in
+        one line, as it says what it observed."""
+        self.report.rewritten += rewritten
+        if rewritten:
+            logger.info(
+                "%d rows differed from Resend outside status and counts: loaded again", rewritten
+            )
+
     def _observe(
         self,
         rows: List[Row],
         printed: List[str],
         seen_at: List[datetime],
         known: List[Optional[Known]],
-    ) -> None:
-        """Rows compared with what the table held (`known`): counted, and recorded."""
+    ) -> List[bool]:
+        """Rows compared with what the table held (`known`): counted, and recorded. Returns
+        whether each was observed (new, changed, back)."""
         comparison = compare(printed, known)
         for row, previous in zip(rows, known, strict=True):
             if previous is not None and previous.deleted_at is not None:
@@ -196,3 +218,4 @@ class Intake:
             for observed, previous in zip(comparison.observed, known, strict=True)
         )
         self.recorder.observed(rows, printed, comparison, seen_at)
+        return comparison.observed

@@ -6,12 +6,12 @@ schemas and each source's state by the source's name, so without this an upgrade
 would start a second schema beside the old one (which stays the pipeline's default) and find
 no state under the new name: a first run, listing everything again. Both are moved once,
 each with one INFO line, and nothing is listed again. A destination restored to a copy from
-before the upgrade still holds its state under the old name; `destination.resource_state_of`
-reads it there.
+before the upgrade still holds its state under the old name; `resource_state_of` reads it
+there.
 """
 
 import logging
-from typing import Any, Dict
+from typing import Any, Dict, Mapping
 
 import dlt
 from dlt.common.configuration.container import Container
@@ -20,6 +20,19 @@ from dlt.common.pipeline import pipeline_state
 from .settings import LEGACY_SOURCE_NAME, SOURCE_NAME, TABLE_NAME
 
 logger = logging.getLogger("resend_imports")
+
+ResourceState = Dict[str, Any]
+
+
+def resource_state_of(whole: Mapping[str, Any]) -> ResourceState:
+    """The `contact_imports` resource state inside a whole dlt pipeline state; under the
+    source's earlier name when only an install from before the rename wrote it."""
+    sources = whole.get("sources", {})
+    for name in (SOURCE_NAME, LEGACY_SOURCE_NAME):
+        state: ResourceState = sources.get(name, {}).get("resources", {}).get(TABLE_NAME, {})
+        if state:
+            return state
+    return {}
 
 
 def adopt_legacy_schema(pipeline: dlt.Pipeline) -> None:

@@ -32,8 +32,9 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 
 from .bucket_repairs import align_iceberg_snapshots, load_aligning_iceberg, repair_dataset_folder
 from .causes import causes, refused_rows
-from .destination import committed_state, resource_state_of
+from .destination import committed_state
 from .incremental import SyncState
+from .legacy import resource_state_of
 from .names import dataset_names
 
 logger = logging.getLogger("resend_imports")

@@ -90,7 +90,6 @@ class Run:
         say_why(self.report.mode, repair, dataset)
         self.frontier = self.previous.frontier() if self.report.mode == INCREMENTAL else None
         self.complete = self.frontier is None and options.status is None
-        self.knowledge = self._knowledge()
         self.observer = RunObserver(options.page_size)
         # the first run, the first with alerts on, another key's, or a repair (the table lost
         # what it held, not Resend): nothing older than `since_hours` is alerted
@@ -107,6 +106,9 @@ class Run:
             self.checked.history_exists,
             self.checked.alerts_exist,
         )
+        self.alerted: Set[str] = set(self.previous.open_alerted)  # imports alerted as open too long
+        # built last (a scratch copy of the table, which the caller closes: `fanout`)
+        self.knowledge = self._knowledge()
         self.intake = Intake(
             self.knowledge,
             self.observer,
@@ -115,7 +117,6 @@ class Run:
             watched=[*self.previous.open_imports, *self.previous.deleted],
             watch_malformed=self.frontier is not None,
         )
-        self.alerted: Set[str] = set(self.previous.open_alerted)  # imports alerted as open too long
 
     def _knowledge(self) -> NothingKnown:
         """Where this run reads what the table holds (see `known`)."""

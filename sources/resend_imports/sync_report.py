@@ -19,6 +19,7 @@ class SyncReport:
     rows: int = 0  # intake: imports taken in (each id once)
     new: int = 0  # intake: those the table did not hold
     updated: int = 0  # intake: those it held in another state (or deleted)
+    rewritten: int = 0  # intake: loaded again as before, the table differing elsewhere
     refreshed_by_id: int = 0  # by_id: answers to a GET by id
     not_found: int = 0  # by_id: 404s to a GET by id
     deleted: int = 0  # run: imports marked deleted

@@ -13,6 +13,16 @@ A listed row is handed to dlt again when the table's row differs in any column t
 declares (`digest`: a person's edit, a column a person dropped and dlt added again empty),
 when either side holds a field outside them (a field Resend added: dlt's normalizer, not this
 comparison, decides its columns and variants), or when the table holds the import twice.
+Those rows observed as nothing new (status and counts as the table's) are counted
+(`SyncReport.rewritten`): the table differed from Resend, and the run says so.
+
+A field outside the declared columns whose value is None counts as absent (dlt loads nothing
+for it). A column a person added with a DEFAULT, or a field Resend adds to every import,
+makes every row differ: the listing then loads every row, as a whole-table merge would.
+
+The scratch folder lies in the pipeline's working folder (not a `/tmp` that may be memory)
+and is named after the process that made it: a run removes those whose process is gone (a
+SIGKILL or the OOM killer leaves the folder behind), never another live run's.
 """
 
 import json
@@ -20,32 +30,35 @@ import os
 import shutil
 import tempfile
 from datetime import datetime
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Set
 
 import duckdb
 import pyarrow as pa
 
-from .destination import COPIED_COLUMNS, DestinationReader
-from .formats import TIMESTAMP
+from .destination import DestinationReader
+from .formats import TIMESTAMP, arrow_fields
 from .known import Changed, Known, NothingKnown, isoformat
 from .records import COLUMNS, Row
 from .settings import COUNT_FIELDS
 
 SCRATCH_ROWS_PER_BATCH = 50_000
 SCRATCH_MEMORY_LIMIT = "64MB"
+SCRATCH_PREFIX = "resend-imports-known-"  # then the pid of the process that made the folder
 
 _COUNT_COLUMNS = [f"counts__{name}" for name in COUNT_FIELDS]
-_TYPES = {"id": pa.string(), "object": pa.string(), "status": pa.string()}
-_TYPES.update({column: pa.int64() for column in _COUNT_COLUMNS})
-_TYPES.update(created_at=TIMESTAMP, completed_at=TIMESTAMP, deleted_at=TIMESTAMP)
+# the declared columns (`records.COLUMNS`), typed as the resource declares them
+_TYPES = {name: field.type for name, field in arrow_fields(COLUMNS).items()}
 # the row's own columns, as the listing and the table hold them
-_ROW_COLUMNS = [name for name in COPIED_COLUMNS if name != "deleted_at"]
+_ROW_COLUMNS = [name for name in COLUMNS if name != "deleted_at"]
+# declared text columns: a value of another type (`status` 3) goes with the extra fields
+_TEXT = [name for name, hint in COLUMNS.items() if hint["data_type"] == "text"]
+_TEXTUAL: Set[Any] = {str, type(None)}
 # the fields of a listed row outside the declared columns, as JSON text (NULL: none)
 _EXTRA = "extra"
 # what the table holds of an import (`DestinationReader.copy_known`)
 KNOWN_SCHEMA = pa.schema(
     [
-        *(pa.field(name, _TYPES[name]) for name in COPIED_COLUMNS),
+        *(pa.field(name, _TYPES[name]) for name in COLUMNS),
         pa.field(_EXTRA, pa.bool_()),
     ]
 )
@@ -78,7 +91,7 @@ class TableCopy(NothingKnown):
     deferred = True
 
     def __init__(self, reader: DestinationReader, columns: List[str]) -> None:
-        self._folder = tempfile.mkdtemp(prefix="resend-imports-known-")
+        self._folder = scratch_folder(reader.pipeline.working_dir)
         try:
             self._db = duckdb.connect(
                 os.path.join(self._folder, "known.duckdb"),
@@ -104,9 +117,15 @@ class TableCopy(NothingKnown):
             raise
 
     def _start(self) -> None:
+        """Before each attempt of the copy: a read retried after a fault starts over, and
+        rows of the failed attempt would be copies."""
         self._db.execute("DELETE FROM known")
 
     def _take(self, batch: Any) -> None:
+        """A batch of the table's rows, kept as its fingerprint and digest: computed here by
+        the same SQL as the listing's (`remember`), so that both sides agree to the bit
+        whatever types the destination's driver hands over (aware or naive timestamps,
+        Decimal or int)."""
         self._insert(
             "batch",
             known_table(batch),
@@ -114,6 +133,8 @@ class TableCopy(NothingKnown):
         )
 
     def _insert(self, name: str, table: Any, statement: str) -> None:
+        """`statement` over an Arrow table registered as `name`: DuckDB reads the Arrow
+        buffers in place (no row-by-row insert from Python), and the name is released."""
         self._db.register(name, table)
         try:
             self._db.execute(f"{statement} FROM {name}")
@@ -127,10 +148,10 @@ class TableCopy(NothingKnown):
         extras: List[Optional[str]] = []
         for row in rows:
             extra = None
-            if not row.keys() <= _DECLARED or not isinstance(row.get("object", ""), str):
-                extra = {k: v for k, v in row.items() if k not in _DECLARED or k == "object"}
-                row = {k: v for k, v in row.items() if k in _DECLARED and k != "object"}
-            extras.append(None if extra is None else json.dumps(extra))
+            if not row.keys() <= _DECLARED or any(type(row.get(n)) not in _TEXTUAL for n in _TEXT):
+                extra = _extra(row)
+                row = {k: v for k, v in row.items() if k in _DECLARED and k not in extra}
+            extras.append(json.dumps(extra) if extra else None)
             for name, values in columns.items():
                 values.append(row.get(name))
         self._insert(
@@ -143,6 +164,9 @@ class TableCopy(NothingKnown):
         )
 
     def note_read(self, ids: Sequence[str]) -> None:
+        """Imports read but set aside as malformed: the table's rows of them stay, and the
+        anti-join must not take them for imports the listing did not return (they would be
+        fetched by id, or marked deleted)."""
         read = pa.table({"id": pa.array(list(ids), pa.string())})
         self._insert("read_ids", read, "INSERT INTO read_only SELECT id")
 
@@ -160,14 +184,24 @@ class TableCopy(NothingKnown):
         reader = (
             self._db.cursor()
             .sql(
-                "WITH k AS (SELECT id, count(*) AS copies, any_value(fingerprint) AS fingerprint,"
-                " any_value(deleted_at) AS deleted_at, any_value(digest) AS digest,"
-                " bool_or(extra) AS extra FROM known GROUP BY id)"
+                # an import the table holds twice: compared with its live copy (marked
+                # deleted only when every copy is); the rows are loaded again either way
+                "WITH k AS (SELECT id, count(*) AS copies,"
+                " arg_min(fingerprint, deleted_at IS NOT NULL) AS fingerprint,"
+                " CASE WHEN bool_and(deleted_at IS NOT NULL) THEN max(deleted_at) END"
+                " AS deleted_at, any_value(digest) AS digest, bool_or(extra) AS extra"
+                " FROM known GROUP BY id),"
+                # an import listed twice on pages far apart (the order shifted during the
+                # listing): its latest sighting only
+                " twice AS (SELECT id, max(seen_at) AS latest FROM listed GROUP BY id"
+                " HAVING count(*) > 1)"
                 " SELECT l.* EXCLUDE (digest), k.fingerprint AS known_fingerprint,"
                 " k.deleted_at AS known_deleted_at FROM listed l LEFT JOIN k ON k.id = l.id"
-                " WHERE k.id IS NULL OR k.deleted_at IS NOT NULL OR k.copies > 1"
+                " LEFT JOIN twice t ON t.id = l.id"
+                " WHERE (t.id IS NULL OR l.seen_at = t.latest)"
+                " AND (k.id IS NULL OR k.deleted_at IS NOT NULL OR k.copies > 1"
                 " OR k.fingerprint <> l.fingerprint OR k.digest <> l.digest"
-                " OR k.extra OR l.extra IS NOT NULL"
+                " OR k.extra OR l.extra IS NOT NULL)"
             )
             .to_arrow_reader(rows_per_batch)
         )
@@ -203,6 +237,39 @@ class TableCopy(NothingKnown):
         if db is not None:
             db.close()
         shutil.rmtree(self._folder, ignore_errors=True)
+
+
+def _extra(row: Row) -> Dict[str, Any]:
+    """What of a listed row goes as JSON beside the declared columns: the fields outside
+    them that hold a value (None loads nothing: kept, it would make every row differ), and
+    a declared text column holding something else (`status` 3: an Arrow text column
+    refuses it; dlt's normalizer decides its variant column)."""
+    return {
+        k: v
+        for k, v in row.items()
+        if v is not None and (k not in _DECLARED or (k in _TEXT and type(v) is not str))
+    }
+
+
+def scratch_folder(parent: str) -> str:
+    """A new scratch folder of this process in `parent`, once the folders of processes that
+    are gone have been removed."""
+    os.makedirs(parent, exist_ok=True)
+    for entry in os.scandir(parent):
+        pid = entry.name[len(SCRATCH_PREFIX) :].split("-")[0]
+        if entry.name.startswith(SCRATCH_PREFIX) and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(entry.path, ignore_errors=True)
+    return tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-", dir=parent)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
 
 def known_table(batch: Any) -> pa.Table:
