@@ -181,6 +181,13 @@ class TableCopy(NothingKnown):
     def changes(self, rows_per_batch: int) -> Iterator[Changed]:
         """The remembered rows dlt gets (see the module), with what the table held: only
         those new, changed or back are observed (`known.compare`)."""
+        # an import listed twice on pages far apart (the order shifted during the listing):
+        # its latest sighting only. Found first, by a statement of its own: within the join
+        # below, its aggregate over every listed id overran the scratch memory at 3,000,000
+        self._db.execute(
+            "CREATE OR REPLACE TABLE twice AS SELECT id, max(seen_at) AS latest FROM listed"
+            " GROUP BY id HAVING count(*) > 1"
+        )
         reader = (
             self._db.cursor()
             .sql(
@@ -190,11 +197,7 @@ class TableCopy(NothingKnown):
                 " arg_min(fingerprint, deleted_at IS NOT NULL) AS fingerprint,"
                 " CASE WHEN bool_and(deleted_at IS NOT NULL) THEN max(deleted_at) END"
                 " AS deleted_at, any_value(digest) AS digest, bool_or(extra) AS extra"
-                " FROM known GROUP BY id),"
-                # an import listed twice on pages far apart (the order shifted during the
-                # listing): its latest sighting only
-                " twice AS (SELECT id, max(seen_at) AS latest FROM listed GROUP BY id"
-                " HAVING count(*) > 1)"
+                " FROM known GROUP BY id)"
                 " SELECT l.* EXCLUDE (digest), k.fingerprint AS known_fingerprint,"
                 " k.deleted_at AS known_deleted_at FROM listed l LEFT JOIN k ON k.id = l.id"
                 " LEFT JOIN twice t ON t.id = l.id"
@@ -243,7 +246,7 @@ def _extra(row: Row) -> Dict[str, Any]:
     """What of a listed row goes as JSON beside the declared columns: the fields outside
     them that hold a value (None loads nothing: kept, it would make every row differ), and
     a declared text column holding something else (`status` 3: an Arrow text column
-    refuses it; dlt's normalizer decides its variant column)."""
+    refuses it; dlt's normalizer decides how it loads)."""
     return {
         k: v
         for k, v in row.items()
