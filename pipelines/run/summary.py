@@ -43,7 +43,7 @@ class SyncSummary(SyncReport):
             first = f"listed {rows} contact imports with status {self.status} into {where}"
             second = f"  {_changed(self)}"
             mode = "filtered run: the incremental state is left alone"
-        elif self.new == self.updated == self.deleted == 0:
+        elif self.new == self.updated == self.deleted == self.rewritten == 0:
             first = f"nothing changed in {where}: {rows} contact imports read, all as before"
             second = f"  {_still_open(self)}"
         else:
