@@ -24,7 +24,8 @@ from ..throwaway_postgres import ThrowawayPostgres
 pytestmark = pytest.mark.airflow
 
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
-DAGS_FOLDER = Path(__file__).resolve().parents[2] / "pipelines" / "resend_imports_pipelines" / "dags"
+CHECKOUT = Path(__file__).resolve().parents[2]
+DAGS_FOLDER = CHECKOUT / "pipelines" / "resend_imports_pipelines" / "dags"
 DAG_ID = "resend_contact_imports"
 
 

@@ -3,7 +3,8 @@ marks declared here (`delivered_at` and one column per channel), read and marked
 
 The source raises alerts; delivering them is this package's job, so the marks are declared
 here, as hints on the source's alerts table before each run: the stored table is the same
-whichever declares them, and a new channel changes nothing outside `pipelines/resend_imports_pipelines/delivery/`.
+whichever declares them, and a new channel changes nothing outside this package
+(`resend_imports_pipelines.delivery`).
 """
 
 from datetime import datetime
