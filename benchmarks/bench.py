@@ -35,9 +35,9 @@ from typing import Any, Dict, List, Optional, Sequence
 import dlt
 import duckdb
 
-from pipelines.run import make_pipeline
-from pipelines.simulator.verify import COMPARED, differences, expected_records
-from sources.resend_imports.records import parse_timestamp
+from resend_imports.records import parse_timestamp
+from resend_imports_pipelines.run import make_pipeline
+from resend_imports_pipelines.simulator.verify import COMPARED, differences, expected_records
 from tests.throwaway_postgres import ThrowawayPostgres
 
 API_KEY = "re_bench_key"
@@ -78,9 +78,18 @@ def baseline_tree(commit: str, into: Path) -> Path:
     return folder
 
 
+def code_path(tree: Path) -> str:
+    """The PYTHONPATH that puts a tree's code first: its two package folders, or the tree
+    itself for commits from before the packages got distinctive names."""
+    if (tree / "pipelines" / "resend_imports_pipelines").is_dir():
+        return os.pathsep.join([str(tree / "sources"), str(tree / "pipelines")])
+    return str(tree)
+
+
 def baseline_command(tree: Path) -> List[str]:
-    """The CLI of an unpacked tree (`python -m pipelines sync`, its code first on the path)."""
-    return ["env", f"PYTHONPATH={tree}", PYTHON, "-m", "pipelines", "sync"]
+    """The CLI of an unpacked tree (`python -m <its command package> sync`, its code first)."""
+    cli = "resend_imports_pipelines" if code_path(tree) != str(tree) else "pipelines"
+    return ["env", f"PYTHONPATH={code_path(tree)}", PYTHON, "-m", cli, "sync"]
 
 
 @dataclass
@@ -107,7 +116,15 @@ class SimulatorProcess:
     def __init__(
         self, imports: int, stuck: int, rate_limit: Optional[int] = None, accounts: int = 1
     ) -> None:
-        command = [PYTHON, "-m", "pipelines.simulator", "--imports", str(imports), "--seed", "1"]
+        command = [
+            PYTHON,
+            "-m",
+            "resend_imports_pipelines.simulator",
+            "--imports",
+            str(imports),
+            "--seed",
+            "1",
+        ]
         command += ["--api-key", API_KEY, "--stuck", str(stuck), "--accounts", str(accounts)]
         if rate_limit:
             command += ["--rate-limit", str(rate_limit)]
@@ -157,7 +174,7 @@ def run_contender(
         "DESTINATION__DUCKDB__CREDENTIALS": str(database),
         "DLT_DATA_DIR": str(workdir / "dlt"),
         "RUNTIME__DLTHUB_TELEMETRY": "false",
-        "PYTHONPATH": str(REPO),
+        "PYTHONPATH": code_path(REPO),
     }
     sim.call("POST", "reset-stats")
     peak = 0.0

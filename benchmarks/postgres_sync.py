@@ -5,7 +5,7 @@ Usage: python -m benchmarks.postgres_sync insert_values|csv  (credentials from t
 
 import sys
 
-from pipelines.run import make_pipeline, run_sync
+from resend_imports_pipelines.run import make_pipeline, run_sync
 
 
 def main() -> None:

@@ -6,6 +6,7 @@ script. Set the key with RESEND_API_KEY (or `api_key` under `[sources.resend_imp
 """
 
 import dlt
+
 from resend_imports import resend_source
 
 

@@ -13,11 +13,19 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 import dlt
 import pytest
 
-from pipelines.run import SyncSummary, make_pipeline, run_sync
-from pipelines.simulator import ImportStore, RunningSimulator, Simulator
-from pipelines.simulator.verify import differences
+from resend_imports_pipelines.run import SyncSummary, make_pipeline, run_sync
+from resend_imports_pipelines.simulator import ImportStore, RunningSimulator, Simulator
+from resend_imports_pipelines.simulator.verify import differences
 
 from .throwaway_postgres import ThrowawayPostgres
+
+# The commands the tests start (`resend-imports`, `python -m ...`) run this checkout's code, as
+# the tests themselves do (pytest's `pythonpath`), also in a git worktree beside the install.
+CHECKOUT = Path(__file__).resolve().parents[1]
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [str(CHECKOUT / "sources"), str(CHECKOUT / "pipelines")]
+    + [part for part in os.environ.get("PYTHONPATH", "").split(os.pathsep) if part]
+)
 
 API_KEY = "re_test_Zq8xKEYdoNotLeak_41"
 RESTRICTED_KEY = "re_sending_only_key"

@@ -9,7 +9,7 @@ from typing import Any, Callable, Dict, List, Tuple
 
 import duckdb
 
-from pipelines.simulator import ImportStore
+from resend_imports_pipelines.simulator import ImportStore
 
 from .conftest import Account
 

@@ -7,8 +7,8 @@ from typing import Any, Dict, List
 
 import pytest
 
-from pipelines.simulator import ImportStore, Simulator
-from pipelines.simulator.verify import differences
+from resend_imports_pipelines.simulator import ImportStore, Simulator
+from resend_imports_pipelines.simulator.verify import differences
 
 from .conftest import API_KEY, Account, assert_one_line_error, run_cli
 from .scenarios import resource_state

@@ -19,7 +19,7 @@ from typing import Any, Dict, Iterator, List, Optional
 import duckdb
 import pytest
 
-from pipelines.delivery.ledger import RETENTION
+from resend_imports_pipelines.delivery.ledger import RETENTION
 
 from .alert_receiver import AlertReceiver
 from .conftest import Account

@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Optional, Set, Tuple
 
 import pytest
 
-from sources.resend_imports.records import parse_timestamp
+from resend_imports.records import parse_timestamp
 
 from .alert_receiver import AlertReceiver
 from .conftest import COMMAND, Account, cli_environment

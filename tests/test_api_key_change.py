@@ -8,7 +8,7 @@ from typing import Any, Callable, Dict, List, Set, Tuple
 
 import pytest
 
-from pipelines.failures import explain
+from resend_imports_pipelines.failures import explain
 
 from .conftest import API_KEY, Account
 from .scenarios import (

@@ -9,10 +9,10 @@ from typing import Any, Optional
 import duckdb
 import pytest
 
-from pipelines.simulator import FaultPlan
-from sources.resend_imports import resend_source
-from sources.resend_imports.causes import causes
-from sources.resend_imports.errors import MissingAPIKeyError
+from resend_imports import resend_source
+from resend_imports.causes import causes
+from resend_imports.errors import MissingAPIKeyError
+from resend_imports_pipelines.simulator import FaultPlan
 
 from .conftest import (
     API_KEY,

@@ -7,15 +7,21 @@ from typing import Any, ClassVar, List
 
 import pytest
 
-from pipelines.simulator import FAULT_KINDS, FaultPlan, ImportStore, RunningSimulator, Simulator
-from sources.resend_imports import user_agent
-from sources.resend_imports.client import ResendClient, RetryPolicy, validate_base_url
-from sources.resend_imports.errors import (
+from resend_imports import user_agent
+from resend_imports.client import ResendClient, RetryPolicy, validate_base_url
+from resend_imports.errors import (
     ResendAPIError,
     ResendAuthError,
     ResendConfigError,
     ResendDataError,
     ResendNoAnswerError,
+)
+from resend_imports_pipelines.simulator import (
+    FAULT_KINDS,
+    FaultPlan,
+    ImportStore,
+    RunningSimulator,
+    Simulator,
 )
 
 from .conftest import API_KEY, Serve

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from sources.resend_imports import config
-from sources.resend_imports.errors import ResendConfigError
+from resend_imports import config
+from resend_imports.errors import ResendConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -40,7 +40,7 @@ open_hours = 12.0
 READ_RULES_TWICE = """
 import json, logging
 logging.basicConfig(format="%(levelname)s %(message)s")
-from sources.resend_imports import config
+from resend_imports import config
 first, second = config.alert_rules(), config.alert_rules()
 print(json.dumps([[r.failure_rate, r.open_hours, r.since_hours] for r in (first, second)]))
 """
@@ -51,7 +51,7 @@ def test_an_earlier_versions_section_is_read_with_one_warning_naming_the_key_to_
 ) -> None:
     (tmp_path / ".dlt").mkdir()
     (tmp_path / ".dlt" / "config.toml").write_text(LEGACY_CONFIG)
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = dict(os.environ)  # PYTHONPATH: this checkout's code (conftest)
 
     done = subprocess.run(
         [sys.executable, "-c", READ_RULES_TWICE],

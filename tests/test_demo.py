@@ -12,9 +12,15 @@ from typing import Any, Dict, Iterator, List, NamedTuple
 import duckdb
 import pytest
 
-from pipelines.simulator import ImportStore
-from pipelines.simulator.demo import DEMO_ACCOUNTS, STEP, demo_stores, imports_of, sync_demo
-from pipelines.simulator.verify import COMPARED, differences_of, records_of
+from resend_imports_pipelines.simulator import ImportStore
+from resend_imports_pipelines.simulator.demo import (
+    DEMO_ACCOUNTS,
+    STEP,
+    demo_stores,
+    imports_of,
+    sync_demo,
+)
+from resend_imports_pipelines.simulator.verify import COMPARED, differences_of, records_of
 
 from .conftest import COMMAND
 

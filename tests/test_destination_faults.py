@@ -17,9 +17,9 @@ from dlt.common.storages.load_package import PackageStorage
 from dlt.destinations.exceptions import DatabaseTerminalException
 from dlt.pipeline.exceptions import PipelineStepFailed
 
-from pipelines.destinations.postgres import lock_key
-from pipelines.run import DestinationFaultError, writer_lock
-from sources.resend_imports import pending
+from resend_imports import pending
+from resend_imports_pipelines.destinations.postgres import lock_key
+from resend_imports_pipelines.run import DestinationFaultError, writer_lock
 
 from .conftest import Account, assert_one_line_error, run_cli
 from .scenarios import synced
@@ -183,7 +183,7 @@ def test_postgres_stopped_is_one_line_and_nothing_is_lost(
 def test_postgres_lost_after_paging_is_one_line_and_the_next_run_is_whole(
     make_account: Any, postgres: ThrowawayPostgres
 ) -> None:
-    from pipelines.failures import explain
+    from resend_imports_pipelines.failures import explain
 
     account, pipeline = synced(make_account(imports=300, destination="postgres"))
     account.store.advance(new=250, seconds=600)
@@ -215,7 +215,7 @@ def test_postgres_lost_during_the_load_is_one_line_and_the_next_run_is_whole(
 ) -> None:
     from dlt.destinations.impl.postgres.postgres import PostgresClient
 
-    from pipelines.failures import explain
+    from resend_imports_pipelines.failures import explain
 
     account, pipeline = synced(make_account(imports=300, destination="postgres"))
     account.store.advance(new=250, seconds=600)

@@ -1,11 +1,11 @@
-"""The registry of destination kinds (`pipelines.destinations`): a destination's module, and
-the libraries it needs, are imported only when a run uses that destination."""
+"""The registry of destination kinds (`resend_imports_pipelines.destinations`): a destination's
+module, and the libraries it needs, are imported only when a run uses that destination."""
 
 import json
 import subprocess
 import sys
 
-from pipelines.destinations import DestinationKind, kind_of
+from resend_imports_pipelines.destinations import DestinationKind, kind_of
 
 from .conftest import Account, cli_environment
 
@@ -13,7 +13,7 @@ OTHER_DRIVERS = ("deltalake", "pyiceberg", "psycopg2")
 # a sync as the command runs it, then which of the other destinations' drivers it loaded
 SYNC_THEN_LOADED = f"""
 import json, sys
-from pipelines.cli.main import main
+from resend_imports_pipelines.cli.main import main
 code = main(["sync"])
 print(json.dumps([name for name in {OTHER_DRIVERS!r} if name in sys.modules]))
 sys.exit(code)

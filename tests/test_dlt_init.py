@@ -13,9 +13,9 @@ from typing import Dict
 import dlt
 import pytest
 
-from pipelines.run import make_pipeline
-from pipelines.simulator import ImportStore
-from pipelines.simulator.verify import differences
+from resend_imports_pipelines.run import make_pipeline
+from resend_imports_pipelines.simulator import ImportStore
+from resend_imports_pipelines.simulator.verify import differences
 
 from .conftest import Serve
 

@@ -10,9 +10,9 @@ import dlt
 import duckdb
 import pyarrow as pa
 
-from pipelines.simulator import ImportStore
-from sources.resend_imports.formats import ARROW_MIN_ROWS, hand_over
-from sources.resend_imports.records import COLUMNS, to_row
+from resend_imports.formats import ARROW_MIN_ROWS, hand_over
+from resend_imports.records import COLUMNS, to_row
+from resend_imports_pipelines.simulator import ImportStore
 
 COMPARED = ["id", "object", "status", "created_at", "completed_at", "counts__total"]
 

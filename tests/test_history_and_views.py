@@ -9,8 +9,8 @@ from typing import Any, Dict, List, Optional, Tuple
 import duckdb
 import pytest
 
-from sources.resend_imports.records import parse_timestamp
-from sources.resend_imports.settings import COUNT_FIELDS
+from resend_imports.records import parse_timestamp
+from resend_imports.settings import COUNT_FIELDS
 
 from .conftest import Account, run_cli
 from .scenarios import synced

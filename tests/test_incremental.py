@@ -3,10 +3,10 @@
 from datetime import UTC, datetime, timedelta
 from typing import Any, Dict, List, Optional
 
-from sources.resend_imports.incremental import OpenImport, SyncState
-from sources.resend_imports.known import StateKnowledge, compare
-from sources.resend_imports.observer import RunObserver, imports_to_page
-from sources.resend_imports.records import Row, fingerprint
+from resend_imports.incremental import OpenImport, SyncState
+from resend_imports.known import StateKnowledge, compare
+from resend_imports.observer import RunObserver, imports_to_page
+from resend_imports.records import Row, fingerprint
 
 T0 = datetime(2026, 5, 15, 12, 0, tzinfo=UTC)
 

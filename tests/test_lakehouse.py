@@ -19,8 +19,8 @@ import pytest
 from deltalake import DeltaTable
 from pyiceberg.table import StaticTable
 
-from pipelines.run import make_pipeline
-from pipelines.simulator.verify import COMPARED, differences_of, records_of
+from resend_imports_pipelines.run import make_pipeline
+from resend_imports_pipelines.simulator.verify import COMPARED, differences_of, records_of
 
 from .conftest import COMMAND, Account, assert_one_line_error, cli_environment, run_cli
 

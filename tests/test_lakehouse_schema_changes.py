@@ -10,8 +10,8 @@ import dlt
 import pytest
 from dlt.pipeline.exceptions import PipelineStepFailed
 
-from pipelines.run import make_pipeline
-from sources.resend_imports import resend_source
+from resend_imports import resend_source
+from resend_imports_pipelines.run import make_pipeline
 
 from .conftest import API_KEY, FAST_RETRIES, Account
 from .test_lakehouse import bucket_of, lake_differences, table_rows

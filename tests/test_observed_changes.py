@@ -5,7 +5,7 @@ listing deep in history, a GET by id (also of an id that needs URL-encoding)."""
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Dict, List
 
-from sources.resend_imports.records import parse_timestamp
+from resend_imports.records import parse_timestamp
 
 from .conftest import Account
 from .scenarios import corrupting, synced
@@ -109,7 +109,7 @@ def test_odd_import_ids_load_refresh_and_delete_like_any_other(
 
 def _in_offset(text: str, hours: float) -> str:
     """The same instant written with another UTC offset (e.g. +05:30)."""
-    from sources.resend_imports.records import parse_timestamp
+    from resend_imports.records import parse_timestamp
 
     moment = parse_timestamp(text).astimezone(timezone(timedelta(hours=hours)))
     return moment.isoformat(sep=" ")

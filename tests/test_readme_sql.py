@@ -8,7 +8,7 @@ from typing import Any, List
 
 import pytest
 
-from pipelines.analytics.sql import run_query
+from resend_imports_pipelines.analytics.sql import run_query
 
 from .conftest import Account, run_cli
 

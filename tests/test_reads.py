@@ -3,7 +3,7 @@ keeping what it read."""
 
 from typing import Any, List
 
-from sources.resend_imports.reads import SCAN_MEMORY_LIMIT, stream
+from resend_imports.reads import SCAN_MEMORY_LIMIT, stream
 
 from .conftest import Account
 

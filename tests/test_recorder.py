@@ -2,7 +2,7 @@
 alerts table holds already is not raised again, so dlt's resource metrics, which any
 pipeline reads, say what the table gained."""
 
-from pipelines.run.trace import report_of
+from resend_imports_pipelines.run.trace import report_of
 
 from .conftest import Account
 from .scenarios import NOT_AN_INTEGER, corrupting

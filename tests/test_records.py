@@ -5,8 +5,8 @@ from typing import Any, Dict
 
 import pytest
 
-from sources.resend_imports.errors import ResendDataError
-from sources.resend_imports.records import fingerprint, is_terminal, parse_timestamp, to_row
+from resend_imports.errors import ResendDataError
+from resend_imports.records import fingerprint, is_terminal, parse_timestamp, to_row
 
 UTC = UTC
 

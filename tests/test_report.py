@@ -10,9 +10,9 @@ from typing import Any
 import duckdb
 import pytest
 
-from pipelines.analytics.render import BAR_WIDTH, FULL, bar
-from pipelines.destinations import target_of
-from pipelines.formatting import duration
+from resend_imports_pipelines.analytics.render import BAR_WIDTH, FULL, bar
+from resend_imports_pipelines.destinations import target_of
+from resend_imports_pipelines.formatting import duration
 
 from .conftest import Account, assert_one_line_error, run_cli
 from .throwaway_postgres import ThrowawayPostgres

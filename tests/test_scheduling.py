@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
-from pipelines.run.scheduler import (
+from resend_imports.errors import ResendAuthError, ResendConfigError
+from resend_imports_pipelines.run.scheduler import (
     destination_for_scheduler,
     duckdb_file_for_scheduler,
     log_failure,
 )
-from sources.resend_imports.errors import ResendAuthError, ResendConfigError
 
 
 def test_duckdb_file_defaults_under_airflow_home(tmp_path: Path) -> None:

@@ -7,8 +7,8 @@ from typing import List
 
 import pytest
 
-from pipelines.simulator import FaultPlan
-from sources.resend_imports.http import shown_url
+from resend_imports.http import shown_url
+from resend_imports_pipelines.simulator import FaultPlan
 
 from .conftest import API_KEY, Account, run_cli
 

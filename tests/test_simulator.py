@@ -14,8 +14,8 @@ import requests
 from openapi_core import OpenAPI
 from openapi_core.contrib.requests import RequestsOpenAPIRequest, RequestsOpenAPIResponse
 
-from pipelines.simulator import ImportStore, RunningSimulator, Simulator
-from sources.resend_imports.records import parse_timestamp
+from resend_imports.records import parse_timestamp
+from resend_imports_pipelines.simulator import ImportStore, RunningSimulator, Simulator
 
 from .conftest import API_KEY, Serve
 
@@ -245,7 +245,7 @@ def test_the_served_simulator_lives_at_the_real_clock_or_at_now() -> None:
     for now in ("2026-11-01T00:00:00Z", None):
         flags = ["--imports", "50", "--seed", "3", *(["--now", now] if now else [])]
         server = subprocess.Popen(
-            [sys.executable, "-m", "pipelines.simulator", *flags],
+            [sys.executable, "-m", "resend_imports_pipelines.simulator", *flags],
             stdout=subprocess.PIPE,
             text=True,
         )

@@ -6,7 +6,7 @@ from typing import Any, List
 
 import pytest
 
-from pipelines.failures import explain
+from resend_imports_pipelines.failures import explain
 
 from .conftest import Account
 

@@ -12,8 +12,8 @@ from typing import Any, Dict, List
 import dlt
 import pytest
 
-from pipelines.failures import explain
-from pipelines.run import make_pipeline
+from resend_imports_pipelines.failures import explain
+from resend_imports_pipelines.run import make_pipeline
 
 from .conftest import Account, run_cli
 from .scenarios import backup, corrupting, finish, finished, resource_state, synced
@@ -120,7 +120,7 @@ def test_a_pending_package_of_another_copy_is_discarded_not_loaded(
 
 
 def _source(account: Account) -> Any:
-    from sources.resend_imports import resend_source
+    from resend_imports import resend_source
 
     from .conftest import API_KEY, FAST_RETRIES
 

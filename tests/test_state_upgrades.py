@@ -15,8 +15,8 @@ from dlt.common.destination.client import WithStateSync
 from dlt.pipeline.state_sync import load_pipeline_state_from_destination
 
 from benchmarks.bench import baseline_tree
-from sources.resend_imports.config import alert_rules, source_arguments
-from sources.resend_imports.records import fingerprint, to_row
+from resend_imports.config import alert_rules, source_arguments
+from resend_imports.records import fingerprint, to_row
 
 from .conftest import API_KEY, Account
 

@@ -10,10 +10,10 @@ import pyarrow as pa
 import pytest
 from dlt.pipeline.exceptions import PipelineStepFailed
 
-from pipelines.failures import explain
-from pipelines.simulator import FAULT_KINDS, FaultPlan
-from sources.resend_imports import resend_source
-from sources.resend_imports.records import parse_timestamp
+from resend_imports import resend_source
+from resend_imports.records import parse_timestamp
+from resend_imports_pipelines.failures import explain
+from resend_imports_pipelines.simulator import FAULT_KINDS, FaultPlan
 
 from .conftest import API_KEY, Account
 from .scenarios import resource_state, synced

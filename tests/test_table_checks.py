@@ -10,7 +10,7 @@ from typing import Any, Callable, Dict, List
 
 import pytest
 
-from pipelines.failures import explain
+from resend_imports_pipelines.failures import explain
 
 from .conftest import Account
 from .scenarios import (

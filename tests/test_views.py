@@ -11,7 +11,8 @@ from typing import Any, Callable, Dict, Iterator, List
 
 import pytest
 
-from pipelines.analytics.views import (
+from resend_imports.settings import TABLE_NAME
+from resend_imports_pipelines.analytics.views import (
     DAILY_COLUMNS,
     DAILY_VIEW,
     ENRICHED_COLUMNS,
@@ -20,9 +21,8 @@ from pipelines.analytics.views import (
     create_views,
     plan_views,
 )
-from pipelines.run import StaleViewsAfterLoadError
-from pipelines.run import sync as run_sync_module
-from sources.resend_imports.settings import TABLE_NAME
+from resend_imports_pipelines.run import StaleViewsAfterLoadError
+from resend_imports_pipelines.run import sync as run_sync_module
 
 from .conftest import Account, assert_one_line_error, run_cli
 from .scenarios import execute, synced

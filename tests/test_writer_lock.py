@@ -16,10 +16,10 @@ from typing import Any
 import psycopg2
 import pytest
 
-from pipelines.destinations import SyncLockedError
-from pipelines.destinations.duckdb import lock_path
-from pipelines.destinations.postgres import legacy_lock_key
-from pipelines.run import writer_lock
+from resend_imports_pipelines.destinations import SyncLockedError
+from resend_imports_pipelines.destinations.duckdb import lock_path
+from resend_imports_pipelines.destinations.postgres import legacy_lock_key
+from resend_imports_pipelines.run import writer_lock
 
 from .conftest import COMMAND, Account, cli_environment, run_cli
 from .throwaway_postgres import ThrowawayPostgres

@@ -15,8 +15,8 @@ run on a wiped state) is the same row, and a row once delivered stays delivered.
 yielded by the same resource as the imports, so both land in one load package or neither
 does. The first run with alerts on (no state yet, or alerts off until now) raises nothing
 older than `since_hours`, so that turning alerts on does not replay years of history.
-Delivery is not the source's job: see `pipelines/delivery/`. The rules' settings are
-`config.AlertRules`.
+Delivery is not the source's job: see `resend_imports_pipelines.delivery`. The rules' settings
+are `config.AlertRules`.
 """
 
 from dataclasses import dataclass

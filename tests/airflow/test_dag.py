@@ -15,8 +15,8 @@ from typing import Any, Dict, Iterator
 import duckdb
 import pytest
 
-from pipelines.simulator import FaultPlan, ImportStore, Simulator
-from pipelines.simulator.verify import differences
+from resend_imports_pipelines.simulator import FaultPlan, ImportStore, Simulator
+from resend_imports_pipelines.simulator.verify import differences
 
 from ..conftest import API_KEY, Account
 from ..throwaway_postgres import ThrowawayPostgres
@@ -24,7 +24,8 @@ from ..throwaway_postgres import ThrowawayPostgres
 pytestmark = pytest.mark.airflow
 
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
-DAGS_FOLDER = Path(__file__).resolve().parents[2] / "pipelines" / "dags"
+CHECKOUT = Path(__file__).resolve().parents[2]
+DAGS_FOLDER = CHECKOUT / "pipelines" / "resend_imports_pipelines" / "dags"
 DAG_ID = "resend_contact_imports"
 
 

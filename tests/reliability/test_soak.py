@@ -5,7 +5,7 @@ from typing import Any, Dict
 
 import pytest
 
-from pipelines.simulator import FaultPlan
+from resend_imports_pipelines.simulator import FaultPlan
 
 from ..conftest import Account
 

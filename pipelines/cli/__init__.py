@@ -1,5 +1,0 @@
-"""The `resend-imports` command (`pipelines.cli:entry_point`)."""
-
-from .main import entry_point, main
-
-__all__ = ["entry_point", "main"]

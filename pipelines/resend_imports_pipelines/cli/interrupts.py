@@ -1,0 +1,85 @@
+"""Ctrl-C and SIGTERM, raised where the program is, and said in one line."""
+
+import _thread
+import signal
+import sys
+import threading
+from types import FrameType
+from typing import Any, Callable, Optional
+
+from resend_imports.causes import causes
+
+EXIT_INTERRUPTED = 130  # 128 + SIGINT
+EXIT_TERMINATED = 143  # 128 + SIGTERM
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, like Ctrl-C's KeyboardInterrupt."""
+
+
+class Interrupts:
+    """Ctrl-C and SIGTERM, raised where the program is.
+
+    Python drops an exception raised while it runs a `__del__` (a connection pool the garbage
+    collector happens to collect just then): the signal is remembered and raised again in the
+    main thread until the run has ended on it, and the dropped one is not printed.
+    """
+
+    def __init__(self) -> None:
+        self.received: Optional[int] = None
+        self.handled = threading.Event()
+
+    def install(self) -> Callable[[], None]:
+        previous = {number: signal.signal(number, self._raise) for number in _SIGNALS}
+
+        def restore() -> None:
+            self.handled.set()
+            for number, handler in previous.items():
+                signal.signal(number, handler)
+
+        return restore
+
+    def _raise(self, signum: int, frame: Optional[FrameType]) -> None:
+        if self.handled.is_set():
+            return  # the run is ending on the first one
+        if self.received is None:
+            self.received = signum
+            threading.Thread(target=self._insist, daemon=True).start()
+        raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+
+    def _insist(self) -> None:
+        while not self.handled.wait(0.5) and self.received is not None:
+            _thread.interrupt_main(signal.Signals(self.received))
+
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def quiet_about_interrupts(unraisable: Any) -> None:
+    """`sys.unraisablehook`: an interruption dropped in a `__del__` is raised again (see
+    `Interrupts`), not printed as a traceback."""
+    if not isinstance(unraisable.exc_value, KeyboardInterrupt):
+        sys.__unraisablehook__(unraisable)
+
+
+def interruption(exc: BaseException) -> Optional[KeyboardInterrupt]:
+    """The Ctrl-C or SIGTERM behind a failure, also when dlt wrapped it in its own error."""
+    for cause in causes(exc):
+        if isinstance(cause, KeyboardInterrupt):
+            return cause
+    return None
+
+
+def interrupted(raised: KeyboardInterrupt) -> int:
+    """Says that nothing was half-committed; the exit code of the signal."""
+    # ours for SIGTERM, or dlt's SignalReceivedException when dlt had taken the signal over
+    terminated = isinstance(raised, Terminated) or (
+        getattr(raised, "signal_code", None) == signal.SIGTERM
+    )
+    print(
+        f"resend-imports: {'terminated (SIGTERM)' if terminated else 'interrupted (Ctrl-C)'}:"
+        " nothing was half-committed; the table and its state are as the last good run left"
+        " them, and the next run loads or lists again what this one had not committed",
+        file=sys.stderr,
+    )
+    return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
