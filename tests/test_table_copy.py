@@ -11,16 +11,16 @@ from typing import Any, Callable, Iterator, List, Tuple
 
 import pytest
 
-from sources.resend_imports.alerts import Alerting
-from sources.resend_imports.config import alert_rules
-from sources.resend_imports.destination import DestinationReader
-from sources.resend_imports.intake import Intake
-from sources.resend_imports.observer import RunObserver
-from sources.resend_imports.quarantine import QUARANTINE_TABLE
-from sources.resend_imports.recorder import Recorder
-from sources.resend_imports.records import COLUMNS, fingerprint, parse_timestamp, to_row
-from sources.resend_imports.sync_report import SyncReport
-from sources.resend_imports.table_copy import SCRATCH_PREFIX, TableCopy
+from resend_imports.alerts import Alerting
+from resend_imports.config import alert_rules
+from resend_imports.destination import DestinationReader
+from resend_imports.intake import Intake
+from resend_imports.observer import RunObserver
+from resend_imports.quarantine import QUARANTINE_TABLE
+from resend_imports.recorder import Recorder
+from resend_imports.records import COLUMNS, fingerprint, parse_timestamp, to_row
+from resend_imports.sync_report import SyncReport
+from resend_imports.table_copy import SCRATCH_PREFIX, TableCopy
 
 from .conftest import Account
 from .scenarios import drop_views, execute, finished, synced
