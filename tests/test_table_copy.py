@@ -148,9 +148,10 @@ def test_a_status_that_is_not_text_does_not_stop_a_complete_listing(
     account, pipeline = synced(make_account(imports=300, stuck=0))
     target = finished(account, 100)
     account.store.set_field(target, status=3)
-    for _ in range(2):
+    for updated in (1, 0):  # the second listing finds the table as Resend has it
         summary = account.sync(pipeline, full_refresh=True)
         assert (summary.mode, summary.rows, summary.new) == ("full", 300, 0)
+        assert (summary.updated, summary.rewritten) == (updated, 0)
     rows = account.query("SELECT status FROM {dataset}.contact_imports WHERE id = %s", target)
     assert rows == [("3",)]
 
@@ -171,6 +172,29 @@ def test_a_field_resend_adds_empty_loads_nothing_again(
     summary = account.sync(pipeline, full_refresh=True)
     assert (summary.rows, summary.new, summary.updated) == (300, 0, 0)
     assert imports_loaded(pipeline) == 0 and summary.rewritten == 0
+
+
+def test_a_field_resend_adds_to_every_import_is_said_once(
+    make_account: Any, destination_name: str
+) -> None:
+    """`"weight": 5` on every import: the first complete listing after it finds every row
+    different (the table lacks the field) and says so; the next ones load every row again
+    (both sides hold a field the comparison cannot check) but do not claim that the whole
+    table differed from Resend: nothing changed."""
+    account, pipeline = synced(make_account(imports=300, stuck=0))
+
+    def with_weight(path: str, body: Any) -> Any:
+        for item in body.get("data", [body]):
+            item["weight"] = 5
+        return body
+
+    account.simulator.rewrite = with_weight
+    first = account.sync(pipeline, full_refresh=True)
+    assert (first.new, first.updated, first.rewritten) == (0, 0, 300)
+    second = account.sync(pipeline, full_refresh=True)
+    assert (second.new, second.updated, second.rewritten) == (0, 0, 0)
+    assert account.differences() == []
+    assert second.lines()[0].startswith("nothing changed in ")
 
 
 @pytest.fixture

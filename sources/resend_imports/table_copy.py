@@ -14,7 +14,11 @@ declares (`digest`: a person's edit, a column a person dropped and dlt added aga
 when either side holds a field outside them (a field Resend added: dlt's normalizer, not this
 comparison, decides its columns and variants), or when the table holds the import twice.
 Those rows observed as nothing new (status and counts as the table's) are counted
-(`SyncReport.rewritten`): the table differed from Resend, and the run says so.
+(`SyncReport.rewritten`) when the table differed from Resend in a way the join can tell (a
+declared column, a field outside them on one side only, a copy), and the run says so; a row
+loaded only because both sides hold fields outside the declared columns (which the join
+cannot compare) is not: once Resend adds a field, every later listing loads every row again
+without claiming that the whole table differed.
 
 A field outside the declared columns whose value is None counts as absent (dlt loads nothing
 for it). A column a person added with a DEFAULT, or a field Resend adds to every import,
@@ -67,6 +71,8 @@ LISTED_SCHEMA = pa.schema(
     [
         *(pa.field(name, _TYPES[name]) for name in _ROW_COLUMNS),
         pa.field(_EXTRA, pa.string()),
+        # whether `extra` holds a field outside the declared columns (the table's `extra`)
+        pa.field("outside", pa.bool_()),
         pa.field("fingerprint", pa.string()),
         pa.field("seen_at", TIMESTAMP),
     ]
@@ -146,18 +152,28 @@ class TableCopy(NothingKnown):
         in Python, until the join says which ones dlt gets."""
         columns: Dict[str, List[Any]] = {name: [] for name in _ROW_COLUMNS}
         extras: List[Optional[str]] = []
+        outside: List[bool] = []
         for row in rows:
             extra = None
             if not row.keys() <= _DECLARED or any(type(row.get(n)) not in _TEXTUAL for n in _TEXT):
                 extra = _extra(row)
-                row = {k: v for k, v in row.items() if k in _DECLARED and k not in extra}
+                # a declared text column holding something else (`status` 3) is compared
+                # as the text dlt stores for it; dlt still gets the value (`changes`)
+                row = {k: str(v) if k in extra else v for k, v in row.items() if k in _DECLARED}
             extras.append(json.dumps(extra) if extra else None)
+            outside.append(extra is not None and not extra.keys() <= _DECLARED)
             for name, values in columns.items():
                 values.append(row.get(name))
         self._insert(
             "remembered",
             pa.Table.from_pydict(
-                {**columns, _EXTRA: extras, "fingerprint": fingerprints, "seen_at": seen_at},
+                {
+                    **columns,
+                    _EXTRA: extras,
+                    "outside": outside,
+                    "fingerprint": fingerprints,
+                    "seen_at": seen_at,
+                },
                 schema=LISTED_SCHEMA,
             ),
             f"INSERT INTO listed SELECT *, {_DIGEST}",
@@ -198,8 +214,10 @@ class TableCopy(NothingKnown):
                 " CASE WHEN bool_and(deleted_at IS NOT NULL) THEN max(deleted_at) END"
                 " AS deleted_at, any_value(digest) AS digest, bool_or(extra) AS extra"
                 " FROM known GROUP BY id)"
-                " SELECT l.* EXCLUDE (digest), k.fingerprint AS known_fingerprint,"
-                " k.deleted_at AS known_deleted_at FROM listed l LEFT JOIN k ON k.id = l.id"
+                " SELECT l.* EXCLUDE (digest, outside), k.fingerprint AS known_fingerprint,"
+                " k.deleted_at AS known_deleted_at, coalesce(k.copies > 1"
+                " OR k.digest <> l.digest OR k.extra <> l.outside, false) AS differs"
+                " FROM listed l LEFT JOIN k ON k.id = l.id"
                 " LEFT JOIN twice t ON t.id = l.id"
                 " WHERE (t.id IS NULL OR l.seen_at = t.latest)"
                 " AND (k.id IS NULL OR k.deleted_at IS NOT NULL OR k.copies > 1"
@@ -218,11 +236,12 @@ class TableCopy(NothingKnown):
             ]
             printed = [row.pop("fingerprint") for row in rows]
             seen_at = [row.pop("seen_at") for row in rows]
+            differs = [row.pop("differs") for row in rows]
             for row in rows:
                 extra = row.pop(_EXTRA)
                 if extra is not None:
                     row.update(json.loads(extra))
-            yield Changed(rows, printed, seen_at, known)
+            yield Changed(rows, printed, seen_at, known, differs)
 
     def unlisted_live_ids(self) -> Iterator[List[str]]:
         """Live imports of the table the listing did not return, in chunks (read on a cursor
