@@ -3,8 +3,6 @@ table's (`table_copy`): an unchanged table gets no import rows to merge, so the 
 with the changes, not the history; a change outside status and counts, a person's edit, a
 column a person dropped or a row a person copied is still put right, and counted."""
 
-import os
-import subprocess
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from typing import Any, Callable, Iterator, List, Tuple
@@ -20,7 +18,7 @@ from sources.resend_imports.quarantine import QUARANTINE_TABLE
 from sources.resend_imports.recorder import Recorder
 from sources.resend_imports.records import COLUMNS, fingerprint, parse_timestamp, to_row
 from sources.resend_imports.sync_report import SyncReport
-from sources.resend_imports.table_copy import SCRATCH_PREFIX, TableCopy
+from sources.resend_imports.table_copy import TableCopy
 
 from .conftest import Account
 from .scenarios import drop_views, execute, finished, synced
@@ -245,22 +243,3 @@ def test_records_set_aside_during_a_complete_listing_go_out_with_their_page(
     assert QUARANTINE_TABLE in tables and report.quarantined == 1
     assert list(intake.emit()) == []  # nothing held back for the end
     assert [getattr(item, "meta", None) for item in intake.emit(flush=True)] == []
-
-
-def test_scratch_folders_of_killed_runs_are_removed(
-    make_account: Any,
-) -> None:
-    """A run killed with SIGKILL (or by the OOM killer) leaves its scratch folder, the
-    table's rows in it; the next complete listing removes it, not a live process's."""
-    account, pipeline = synced(make_account(imports=300, stuck=0))
-    gone = subprocess.Popen(["true"])
-    gone.wait()
-    killed = os.path.join(pipeline.working_dir, f"{SCRATCH_PREFIX}{gone.pid}-abc123")
-    live = os.path.join(pipeline.working_dir, f"{SCRATCH_PREFIX}{os.getpid()}-def456")
-    for folder in (killed, live):
-        os.makedirs(folder)
-        with open(os.path.join(folder, "known.duckdb"), "wb") as scratch:
-            scratch.write(b"rows")
-    account.sync(pipeline, full_refresh=True)
-    left = [name for name in os.listdir(pipeline.working_dir) if name.startswith(SCRATCH_PREFIX)]
-    assert left == [os.path.basename(live)]

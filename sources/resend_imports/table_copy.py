@@ -24,15 +24,12 @@ A field outside the declared columns whose value is None counts as absent (dlt l
 for it). A column a person added with a DEFAULT, or a field Resend adds to every import,
 makes every row differ: the listing then loads every row, as a whole-table merge would.
 
-The scratch folder lies in the pipeline's working folder (not a `/tmp` that may be memory)
-and is named after the process that made it: a run removes those whose process is gone (a
-SIGKILL or the OOM killer leaves the folder behind), never another live run's.
+The scratch folder lies in the pipeline's working folder (not a `/tmp` that may be memory);
+a run removes those a killed run left behind, never another live run's (`scratch`).
 """
 
 import json
 import os
-import shutil
-import tempfile
 from datetime import datetime
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Set
 
@@ -43,11 +40,11 @@ from .destination import DestinationReader
 from .formats import TIMESTAMP, arrow_fields
 from .known import Changed, Known, NothingKnown, isoformat
 from .records import COLUMNS, Row
+from .scratch import ScratchFolder
 from .settings import COUNT_FIELDS
 
 SCRATCH_ROWS_PER_BATCH = 50_000
 SCRATCH_MEMORY_LIMIT = "64MB"
-SCRATCH_PREFIX = "resend-imports-known-"  # then the pid of the process that made the folder
 
 _COUNT_COLUMNS = [f"counts__{name}" for name in COUNT_FIELDS]
 # the declared columns (`records.COLUMNS`), typed as the resource declares them
@@ -97,15 +94,15 @@ class TableCopy(NothingKnown):
     deferred = True
 
     def __init__(self, reader: DestinationReader, columns: List[str]) -> None:
-        self._folder = scratch_folder(reader.pipeline.working_dir)
+        self._folder = ScratchFolder(reader.pipeline.working_dir)
         try:
             self._db = duckdb.connect(
-                os.path.join(self._folder, "known.duckdb"),
+                os.path.join(self._folder.path, "known.duckdb"),
                 config={
                     "memory_limit": SCRATCH_MEMORY_LIMIT,
                     "threads": 1,
                     "preserve_insertion_order": False,
-                    "temp_directory": self._folder,
+                    "temp_directory": self._folder.path,
                 },
             )
             self._db.execute("SET TimeZone = 'UTC'")
@@ -258,7 +255,7 @@ class TableCopy(NothingKnown):
         db = getattr(self, "_db", None)
         if db is not None:
             db.close()
-        shutil.rmtree(self._folder, ignore_errors=True)
+        self._folder.close()
 
 
 def _extra(row: Row) -> Dict[str, Any]:
@@ -271,27 +268,6 @@ def _extra(row: Row) -> Dict[str, Any]:
         for k, v in row.items()
         if v is not None and (k not in _DECLARED or (k in _TEXT and type(v) is not str))
     }
-
-
-def scratch_folder(parent: str) -> str:
-    """A new scratch folder of this process in `parent`, once the folders of processes that
-    are gone have been removed."""
-    os.makedirs(parent, exist_ok=True)
-    for entry in os.scandir(parent):
-        pid = entry.name[len(SCRATCH_PREFIX) :].split("-")[0]
-        if entry.name.startswith(SCRATCH_PREFIX) and pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(entry.path, ignore_errors=True)
-    return tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-", dir=parent)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)  # signal 0: only whether the process exists
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's process
-    return True
 
 
 def known_table(batch: Any) -> pa.Table:
