@@ -16,7 +16,7 @@ from resend_imports_pipelines.failures import explain
 from resend_imports_pipelines.run import make_pipeline
 
 from .conftest import Account, run_cli
-from .scenarios import backup, corrupting, finish, finished, resource_state, synced
+from .scenarios import backup, corrupting, execute, finish, finished, resource_state, synced
 
 
 def deleted_rows(account: Account) -> Dict[str, Any]:
@@ -223,6 +223,24 @@ def test_full_refresh_marks_deleted_what_no_listing_returns_and_clears_what_came
     account.store.undelete(deep[0])
     account.sync(pipeline, full_refresh=True)
     assert sorted(deleted_rows(account)) == sorted(deep[1:])
+    assert account.differences() == []
+
+
+def test_an_import_the_table_holds_twice_is_marked_deleted_once(
+    make_account: Any, destination_name: str
+) -> None:
+    """A person copied a row; Resend then deleted the import: one deletion, counted once,
+    one history row (not one per copy)."""
+    account, pipeline = synced(make_account(imports=300, stuck=0))
+    target = finished(account, 100)
+    copy = f"SELECT * FROM resend.contact_imports WHERE id = '{target}'"
+    execute(account, f"INSERT INTO resend.contact_imports {copy}")
+    before = len(history_of(account, target))
+    account.store.delete(target)
+    summary = account.sync(pipeline, full_refresh=True)
+    assert summary.deleted == 1
+    assert len(history_of(account, target)) == before + 1
+    assert list(deleted_rows(account)) == [target]
     assert account.differences() == []
 
 

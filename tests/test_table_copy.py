@@ -3,8 +3,6 @@ table's (`table_copy`): an unchanged table gets no import rows to merge, so the 
 with the changes, not the history; a change outside status and counts, a person's edit, a
 column a person dropped or a row a person copied is still put right, and counted."""
 
-import os
-import subprocess
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from typing import Any, Callable, Iterator, List, Tuple
@@ -20,7 +18,7 @@ from resend_imports.quarantine import QUARANTINE_TABLE
 from resend_imports.recorder import Recorder
 from resend_imports.records import COLUMNS, fingerprint, parse_timestamp, to_row
 from resend_imports.sync_report import SyncReport
-from resend_imports.table_copy import SCRATCH_PREFIX, TableCopy
+from resend_imports.table_copy import TableCopy
 
 from .conftest import Account
 from .scenarios import drop_views, execute, finished, synced
@@ -148,9 +146,10 @@ def test_a_status_that_is_not_text_does_not_stop_a_complete_listing(
     account, pipeline = synced(make_account(imports=300, stuck=0))
     target = finished(account, 100)
     account.store.set_field(target, status=3)
-    for _ in range(2):
+    for updated in (1, 0):  # the second listing finds the table as Resend has it
         summary = account.sync(pipeline, full_refresh=True)
         assert (summary.mode, summary.rows, summary.new) == ("full", 300, 0)
+        assert (summary.updated, summary.rewritten) == (updated, 0)
     rows = account.query("SELECT status FROM {dataset}.contact_imports WHERE id = %s", target)
     assert rows == [("3",)]
 
@@ -171,6 +170,29 @@ def test_a_field_resend_adds_empty_loads_nothing_again(
     summary = account.sync(pipeline, full_refresh=True)
     assert (summary.rows, summary.new, summary.updated) == (300, 0, 0)
     assert imports_loaded(pipeline) == 0 and summary.rewritten == 0
+
+
+def test_a_field_resend_adds_to_every_import_is_said_once(
+    make_account: Any, destination_name: str
+) -> None:
+    """`"weight": 5` on every import: the first complete listing after it finds every row
+    different (the table lacks the field) and says so; the next ones load every row again
+    (both sides hold a field the comparison cannot check) but do not claim that the whole
+    table differed from Resend: nothing changed."""
+    account, pipeline = synced(make_account(imports=300, stuck=0))
+
+    def with_weight(path: str, body: Any) -> Any:
+        for item in body.get("data", [body]):
+            item["weight"] = 5
+        return body
+
+    account.simulator.rewrite = with_weight
+    first = account.sync(pipeline, full_refresh=True)
+    assert (first.new, first.updated, first.rewritten) == (0, 0, 300)
+    second = account.sync(pipeline, full_refresh=True)
+    assert (second.new, second.updated, second.rewritten) == (0, 0, 0)
+    assert account.differences() == []
+    assert second.lines()[0].startswith("nothing changed in ")
 
 
 @pytest.fixture
@@ -221,22 +243,3 @@ def test_records_set_aside_during_a_complete_listing_go_out_with_their_page(
     assert QUARANTINE_TABLE in tables and report.quarantined == 1
     assert list(intake.emit()) == []  # nothing held back for the end
     assert [getattr(item, "meta", None) for item in intake.emit(flush=True)] == []
-
-
-def test_scratch_folders_of_killed_runs_are_removed(
-    make_account: Any,
-) -> None:
-    """A run killed with SIGKILL (or by the OOM killer) leaves its scratch folder, the
-    table's rows in it; the next complete listing removes it, not a live process's."""
-    account, pipeline = synced(make_account(imports=300, stuck=0))
-    gone = subprocess.Popen(["true"])
-    gone.wait()
-    killed = os.path.join(pipeline.working_dir, f"{SCRATCH_PREFIX}{gone.pid}-abc123")
-    live = os.path.join(pipeline.working_dir, f"{SCRATCH_PREFIX}{os.getpid()}-def456")
-    for folder in (killed, live):
-        os.makedirs(folder)
-        with open(os.path.join(folder, "known.duckdb"), "wb") as scratch:
-            scratch.write(b"rows")
-    account.sync(pipeline, full_refresh=True)
-    left = [name for name in os.listdir(pipeline.working_dir) if name.startswith(SCRATCH_PREFIX)]
-    assert left == [os.path.basename(live)]

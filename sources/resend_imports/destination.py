@@ -49,6 +49,7 @@ from .records import COLUMNS, Row
 from .settings import COUNT_FIELDS, TABLE_NAME
 
 _DLT_COLUMNS = ("_dlt_load_id", "_dlt_id", ACCOUNT_COLUMN)  # the run adds the account
+_COPY = "_resend_imports_copy"  # `last_rows`: which of an import's rows, live first
 _IDS_PER_QUERY = 500
 _ROWS_PER_QUERY = 5000
 # what a short run compares a row by (`known.TableLookups`)
@@ -227,20 +228,26 @@ class DestinationReader:
 
     def last_rows(self, ids: List[str]) -> Iterator[List[Row]]:
         """The table's rows of these imports as they are now, without dlt's own columns, in
-        chunks."""
+        chunks: one per import, its live copy first, where a person copied rows (each row
+        returned is marked deleted, counted and recorded once)."""
         table = self.qualified(TABLE_NAME)
         for start in range(0, len(ids), _ROWS_PER_QUERY):
             chunk = ids[start : start + _ROWS_PER_QUERY]
             marks = ", ".join(["%s"] * len(chunk))
             scope, args = self._scope()
-            query = f"SELECT * FROM {table} WHERE {scope}id IN ({marks})"
+            query = (
+                f"SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY id ORDER BY"
+                f" deleted_at NULLS FIRST) AS {_COPY} FROM {table} WHERE {scope}id IN ({marks}))"
+                f" AS copies WHERE {_COPY} = 1"
+            )
             chunk = [*args, *chunk]
 
             def read(query: str = query, chunk: List[str] = chunk) -> List[Row]:
                 with self._sql.execute_query(query, *chunk) as cursor:
                     names = [column[0].lower() for column in cursor.description]
                     rows = [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
-                return [{k: v for k, v in r.items() if k not in _DLT_COLUMNS} for r in rows]
+                dropped = (*_DLT_COLUMNS, _COPY)
+                return [{k: v for k, v in r.items() if k not in dropped} for r in rows]
 
             yield self.read("the table", read)
 

@@ -139,7 +139,10 @@ class Intake:
                 observed = self._observe(
                     changed.rows, changed.fingerprints, changed.seen_at, changed.known
                 )
-                rewritten += observed.count(False)
+                rewritten += sum(
+                    differs and not seen
+                    for differs, seen in zip(changed.differs, observed, strict=True)
+                )
                 yield from self.recorder.items()
             yield from self.recorder.items()
             self._report_rewritten(rewritten)
@@ -190,7 +193,7 @@ class Intake:
     def _report_rewritten(self, rewritten: int) -> None:
         """Rows a deferred comparison handed over with status and counts as the table held
         them: the table differed from Resend elsewhere (a person's edit, a column dropped, a
-        row copied, a field Resend added or corrected), which the run says, counted and in
+        row copied, a field Resend added), which the run says, counted and in
         one line, as it says what it observed."""
         self.report.rewritten += rewritten
         if rewritten:

@@ -84,6 +84,10 @@ class Changed(NamedTuple):
     fingerprints: List[str]
     seen_at: List[datetime]
     known: List[Optional[Known]]
+    # whether the table's row differed in a way the comparison can tell (a declared column,
+    # a field on one side only, a copy): not so a row loaded only because both sides hold
+    # fields outside the declared columns, which it cannot compare
+    differs: List[bool]
 
 
 class NothingKnown:

@@ -14,21 +14,22 @@ declares (`digest`: a person's edit, a column a person dropped and dlt added aga
 when either side holds a field outside them (a field Resend added: dlt's normalizer, not this
 comparison, decides its columns and variants), or when the table holds the import twice.
 Those rows observed as nothing new (status and counts as the table's) are counted
-(`SyncReport.rewritten`): the table differed from Resend, and the run says so.
+(`SyncReport.rewritten`) when the table differed from Resend in a way the join can tell (a
+declared column, a field outside them on one side only, a copy), and the run says so; a row
+loaded only because both sides hold fields outside the declared columns (which the join
+cannot compare) is not: once Resend adds a field, every later listing loads every row again
+without claiming that the whole table differed.
 
 A field outside the declared columns whose value is None counts as absent (dlt loads nothing
 for it). A column a person added with a DEFAULT, or a field Resend adds to every import,
 makes every row differ: the listing then loads every row, as a whole-table merge would.
 
-The scratch folder lies in the pipeline's working folder (not a `/tmp` that may be memory)
-and is named after the process that made it: a run removes those whose process is gone (a
-SIGKILL or the OOM killer leaves the folder behind), never another live run's.
+The scratch folder lies in the pipeline's working folder (not a `/tmp` that may be memory);
+a run removes those a killed run left behind, never another live run's (`scratch`).
 """
 
 import json
 import os
-import shutil
-import tempfile
 from datetime import datetime
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Set
 
@@ -39,11 +40,11 @@ from .destination import DestinationReader
 from .formats import TIMESTAMP, arrow_fields
 from .known import Changed, Known, NothingKnown, isoformat
 from .records import COLUMNS, Row
+from .scratch import ScratchFolder
 from .settings import COUNT_FIELDS
 
 SCRATCH_ROWS_PER_BATCH = 50_000
 SCRATCH_MEMORY_LIMIT = "64MB"
-SCRATCH_PREFIX = "resend-imports-known-"  # then the pid of the process that made the folder
 
 _COUNT_COLUMNS = [f"counts__{name}" for name in COUNT_FIELDS]
 # the declared columns (`records.COLUMNS`), typed as the resource declares them
@@ -67,6 +68,8 @@ LISTED_SCHEMA = pa.schema(
     [
         *(pa.field(name, _TYPES[name]) for name in _ROW_COLUMNS),
         pa.field(_EXTRA, pa.string()),
+        # whether `extra` holds a field outside the declared columns (the table's `extra`)
+        pa.field("outside", pa.bool_()),
         pa.field("fingerprint", pa.string()),
         pa.field("seen_at", TIMESTAMP),
     ]
@@ -91,15 +94,15 @@ class TableCopy(NothingKnown):
     deferred = True
 
     def __init__(self, reader: DestinationReader, columns: List[str]) -> None:
-        self._folder = scratch_folder(reader.pipeline.working_dir)
+        self._folder = ScratchFolder(reader.pipeline.working_dir)
         try:
             self._db = duckdb.connect(
-                os.path.join(self._folder, "known.duckdb"),
+                os.path.join(self._folder.path, "known.duckdb"),
                 config={
                     "memory_limit": SCRATCH_MEMORY_LIMIT,
                     "threads": 1,
                     "preserve_insertion_order": False,
-                    "temp_directory": self._folder,
+                    "temp_directory": self._folder.path,
                 },
             )
             self._db.execute("SET TimeZone = 'UTC'")
@@ -146,18 +149,28 @@ class TableCopy(NothingKnown):
         in Python, until the join says which ones dlt gets."""
         columns: Dict[str, List[Any]] = {name: [] for name in _ROW_COLUMNS}
         extras: List[Optional[str]] = []
+        outside: List[bool] = []
         for row in rows:
             extra = None
             if not row.keys() <= _DECLARED or any(type(row.get(n)) not in _TEXTUAL for n in _TEXT):
                 extra = _extra(row)
-                row = {k: v for k, v in row.items() if k in _DECLARED and k not in extra}
+                # a declared text column holding something else (`status` 3) is compared
+                # as the text dlt stores for it; dlt still gets the value (`changes`)
+                row = {k: str(v) if k in extra else v for k, v in row.items() if k in _DECLARED}
             extras.append(json.dumps(extra) if extra else None)
+            outside.append(extra is not None and not extra.keys() <= _DECLARED)
             for name, values in columns.items():
                 values.append(row.get(name))
         self._insert(
             "remembered",
             pa.Table.from_pydict(
-                {**columns, _EXTRA: extras, "fingerprint": fingerprints, "seen_at": seen_at},
+                {
+                    **columns,
+                    _EXTRA: extras,
+                    "outside": outside,
+                    "fingerprint": fingerprints,
+                    "seen_at": seen_at,
+                },
                 schema=LISTED_SCHEMA,
             ),
             f"INSERT INTO listed SELECT *, {_DIGEST}",
@@ -198,8 +211,10 @@ class TableCopy(NothingKnown):
                 " CASE WHEN bool_and(deleted_at IS NOT NULL) THEN max(deleted_at) END"
                 " AS deleted_at, any_value(digest) AS digest, bool_or(extra) AS extra"
                 " FROM known GROUP BY id)"
-                " SELECT l.* EXCLUDE (digest), k.fingerprint AS known_fingerprint,"
-                " k.deleted_at AS known_deleted_at FROM listed l LEFT JOIN k ON k.id = l.id"
+                " SELECT l.* EXCLUDE (digest, outside), k.fingerprint AS known_fingerprint,"
+                " k.deleted_at AS known_deleted_at, coalesce(k.copies > 1"
+                " OR k.digest <> l.digest OR k.extra <> l.outside, false) AS differs"
+                " FROM listed l LEFT JOIN k ON k.id = l.id"
                 " LEFT JOIN twice t ON t.id = l.id"
                 " WHERE (t.id IS NULL OR l.seen_at = t.latest)"
                 " AND (k.id IS NULL OR k.deleted_at IS NOT NULL OR k.copies > 1"
@@ -218,11 +233,12 @@ class TableCopy(NothingKnown):
             ]
             printed = [row.pop("fingerprint") for row in rows]
             seen_at = [row.pop("seen_at") for row in rows]
+            differs = [row.pop("differs") for row in rows]
             for row in rows:
                 extra = row.pop(_EXTRA)
                 if extra is not None:
                     row.update(json.loads(extra))
-            yield Changed(rows, printed, seen_at, known)
+            yield Changed(rows, printed, seen_at, known, differs)
 
     def unlisted_live_ids(self) -> Iterator[List[str]]:
         """Live imports of the table the listing did not return, in chunks (read on a cursor
@@ -239,7 +255,7 @@ class TableCopy(NothingKnown):
         db = getattr(self, "_db", None)
         if db is not None:
             db.close()
-        shutil.rmtree(self._folder, ignore_errors=True)
+        self._folder.close()
 
 
 def _extra(row: Row) -> Dict[str, Any]:
@@ -252,27 +268,6 @@ def _extra(row: Row) -> Dict[str, Any]:
         for k, v in row.items()
         if v is not None and (k not in _DECLARED or (k in _TEXT and type(v) is not str))
     }
-
-
-def scratch_folder(parent: str) -> str:
-    """A new scratch folder of this process in `parent`, once the folders of processes that
-    are gone have been removed."""
-    os.makedirs(parent, exist_ok=True)
-    for entry in os.scandir(parent):
-        pid = entry.name[len(SCRATCH_PREFIX) :].split("-")[0]
-        if entry.name.startswith(SCRATCH_PREFIX) and pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(entry.path, ignore_errors=True)
-    return tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-", dir=parent)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)  # signal 0: only whether the process exists
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's process
-    return True
 
 
 def known_table(batch: Any) -> pa.Table:
