@@ -349,6 +349,25 @@ def test_duckdb_out_of_memory_is_one_line_and_nothing_is_lost(make_account: Any)
     assert account.differences() == []
 
 
+def test_a_load_out_of_duckdb_memory_loads_again_with_twice_the_limit(make_account: Any) -> None:
+    """What a load needs grows with what it merges; a cause that persists (every row of a
+    complete listing differing) would otherwise fail every later run too."""
+    account: Account = make_account(imports=3000)
+    tight = '{"memory_limit": "4MB", "threads": 1, "preserve_insertion_order": false}'
+    result = run_cli(
+        account, "sync", env={"DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG": tight}
+    )
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "WARNING" in line]
+    assert len(warnings) == 1, result.stderr
+    assert (
+        "DuckDB ran out of memory while loading (memory_limit 4MB): loading again with 8MB"
+        in (warnings[0])
+    )
+    assert "synced 3,000 contact imports" in result.stdout
+    assert account.differences() == []
+
+
 def test_the_destination_variable_the_dag_reads_names_the_cli_destination_too(
     make_account: Any,
 ) -> None:

@@ -198,7 +198,8 @@ class Intake:
         self.report.rewritten += rewritten
         if rewritten:
             logger.info(
-                "%d rows differed from Resend outside status and counts: loaded again", rewritten
+                "%s rows differed from Resend outside status and counts: loaded again",
+                f"{rewritten:,}",
             )
 
     def _observe(

@@ -1,14 +1,14 @@
 """What the command line knows of a dlt destination, behind one small interface.
 
-dlt loads into any destination; around a run the command line needs six things of it, each
+dlt loads into any destination; around a run the command line needs these things of it, each
 answered by the destination's own module (`duckdb`, `postgres`), and by this base for any
 other destination (dlt alone then): its credentials, resolved once per run (`Target`); a
 description for people that never shows a password; the checks that fail in one line before
 any request (`check`); the lock that keeps other writers of the same data out (`lock`); the
 translation of its driver's faults during a run into one line (`fault`); the way a
 report opens it without writing (`read_only`); where that spares work, the destination
-kept open for a sync's extract and load (`held_open`); and its tables' upkeep after a load
-(`after_load`).
+kept open for a sync's extract and load (`held_open`); what can make a failed load succeed
+in the same run (`load_again`); and its tables' upkeep after a load (`after_load`).
 """
 
 from contextlib import AbstractContextManager, nullcontext
@@ -54,6 +54,11 @@ class DestinationKind:
     def fault(self, cause: BaseException, where: str) -> Optional[str]:
         """One line for a fault of this destination's driver during a run, or None."""
         return None
+
+    def load_again(self, target: "Target", failure: BaseException) -> bool:
+        """After a load that failed with `failure`: True when something was changed that lets
+        the same package load now (the run then loads it again), False to let it fail."""
+        return False
 
     def after_load(self, target: "Target") -> None:
         """Upkeep of the tables after a successful load, under the run's lock."""

@@ -16,12 +16,11 @@ DUCKDB_FILE_ENV = "DESTINATION__DUCKDB__CREDENTIALS"
 DEFAULT_DUCKDB_FILE = f"{PIPELINE_NAME}.duckdb"
 
 DUCKDB_CONFIG_ENV = "DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG"
-# 96 MB: a complete listing merges only the rows that differ from the table's, but when every
-# row differs (a field Resend adds to every import, a column a person added with a DEFAULT or
-# dropped) it merges the whole table, which at 1,000,000 imports needs more than 64 MB; the
-# cause persists, so with 64 MB every later complete listing would fail too
-# (docs/performance.md)
-DEFAULT_DUCKDB_CONFIG = '{"memory_limit": "96MB", "threads": 1, "preserve_insertion_order": false}'
+# 64 MB: a complete listing merges only the rows that differ from the table's; one that finds
+# every row different (a field Resend adds to every import, a column a person dropped) merges
+# the whole table, and a load that runs out of the limit is loaded again with twice it
+# (`destinations.duckdb.DuckDB.load_again`; docs/performance.md)
+DEFAULT_DUCKDB_CONFIG = '{"memory_limit": "64MB", "threads": 1, "preserve_insertion_order": false}'
 # Arrow's default allocator keeps freed memory for reuse; the system one gives it back
 ARROW_POOL_ENV = "ARROW_DEFAULT_MEMORY_POOL"
 # A package the destination refuses for its data is aborted (local state rewound to the
@@ -73,12 +72,13 @@ def make_pipeline(
 ) -> dlt.Pipeline:
     """The dlt pipeline of this connector; DuckDB lands in `<pipeline_name>.duckdb` by default.
 
-    DuckDB gets a memory limit (96 MB, spilling to disk beyond) and one thread, unless
+    DuckDB gets a memory limit (64 MB, spilling to disk beyond) and one thread, unless
     DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG says otherwise: its merge of a large
     first load would otherwise take hundreds of MB (one thread is what lets the merge of a
-    million imports fit in it; it costs a few percent of a sync's time). 96 MB, not 64: a
-    complete listing that finds every row of a million-row table different (a field Resend
-    adds to every import) merges all of it, and would fail at 64 MB on every later run.
+    million imports fit in it; it costs a few percent of a sync's time). A complete listing
+    that finds every row of a million-row table different (a field Resend adds to every
+    import) merges all of it, and may need more: the run then loads again with twice the
+    limit rather than failing at every later run (`DuckDB.load_again`).
     Arrow uses the system allocator (unless ARROW_DEFAULT_MEMORY_POOL says otherwise), so
     that memory freed after a batch is returned. dlt merges through a staging dataset named
     `<dataset>_staging` by default, which is a name people give their own datasets (`resend`
