@@ -79,10 +79,11 @@ def baseline_tree(commit: str, into: Path) -> Path:
 
 
 def code_path(tree: Path) -> str:
-    """The PYTHONPATH that puts a tree's code first: its two package folders, or the tree
-    itself for commits from before the packages got distinctive names."""
+    """The PYTHONPATH that puts a tree's code first: its two package folders and the tree
+    (the contenders in `benchmarks`), or the tree alone for commits from before the packages
+    got distinctive names."""
     if (tree / "pipelines" / "resend_imports_pipelines").is_dir():
-        return os.pathsep.join([str(tree / "sources"), str(tree / "pipelines")])
+        return os.pathsep.join([str(tree / "sources"), str(tree / "pipelines"), str(tree)])
     return str(tree)
 
 
