@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Dict, List
 
-from .bench import API_KEY, RESEND_IMPORTS, Run, SimulatorProcess, run_contender
+from .contenders import API_KEY, RESEND_IMPORTS, Run, SimulatorProcess, run_contender
 
 SYNC = [RESEND_IMPORTS, "sync", "--progress", "none"]
 ACCOUNT_LINE = re.compile(r"^  account (\S+): .*; requests (\d+) ")

@@ -14,7 +14,7 @@ from typing import Dict, List, Optional, Set, Tuple
 
 import deltalake
 
-from .bench import RESEND_IMPORTS, Run, SimulatorProcess, run_contender
+from .contenders import RESEND_IMPORTS, Run, SimulatorProcess, run_contender
 
 SYNC = [RESEND_IMPORTS, "sync", "--progress", "none"]
 

@@ -14,7 +14,7 @@ import pytest
 from dlt.common.destination.client import WithStateSync
 from dlt.pipeline.state_sync import load_pipeline_state_from_destination
 
-from benchmarks.bench import baseline_tree
+from benchmarks.contenders import baseline_tree
 from resend_imports.config import alert_rules, source_arguments
 from resend_imports.records import fingerprint, to_row
 

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterator, List, Optional
 from urllib.parse import quote
 
-import orjson
 import urllib3
 from tenacity import RetryCallState
 
+from .answers import JSONObject, error_fields, exhausted_reason, json_object
 from .errors import (
     ResendAPIError,
     ResendAuthError,
@@ -42,20 +42,7 @@ __all__ = ["RequestStats", "ResendClient", "RetryPolicy", "progress_line", "vali
 
 logger = logging.getLogger("resend_imports")
 
-JSONObject = Dict[str, Any]
 UNREACHABLE = "unreachable"  # the name of a failed exchange that never reached the server
-
-
-def _describe_exhausted(budget: AttemptBudget, last: RetryableResponseError, requests: int) -> str:
-    """Why a request was given up, for the error the run fails with (429s are no attempts)."""
-    if last.status_code == RATE_LIMITED:
-        waited = f"rate limited for over {budget.policy.max_rate_limit_wait_seconds:g}s"
-        return f"gave up after {requests} requests, {waited}"
-    attempts = budget.failures
-    return (
-        f"gave up after {attempts} attempt{'s' if attempts > 1 else ''}, last: "
-        f"{last.name}: {last.message}"
-    )
 
 
 @dataclass
@@ -73,18 +60,6 @@ def validate_base_url(base_url: str) -> str:
     `http.checked_url`: https, or plain http to loopback)."""
     checked_url(base_url, "base_url", "the API key", shown=True)
     return base_url.rstrip("/")
-
-
-def _error_fields(response: urllib3.BaseHTTPResponse) -> tuple[str, str]:
-    """Resend's error `name` and `message`, or a summary of a body that is not JSON."""
-    try:
-        body = orjson.loads(response.data)
-    except ValueError:
-        body = None
-    if isinstance(body, dict) and ("name" in body or "message" in body):
-        return str(body.get("name", "error")), str(body.get("message", ""))
-    content_type = response.headers.get("content-type", "unknown").split(";")[0]
-    return "http_error", f"{response.reason or 'error'} ({content_type} body)"
 
 
 def progress_line(items: int, requests: int, seconds: float, expected: Optional[int]) -> str:
@@ -246,7 +221,7 @@ class ResendClient:
                     host_of(self.base_url), exc.message, reached, budget.failures, seconds, path
                 ) from None
             requests = attempt.statistics.get("attempt_number", 0)
-            message = _describe_exhausted(budget, exc, requests)
+            message = exhausted_reason(budget, exc, requests)
             raise ResendAPIError(exc.status_code, "retries_exhausted", message, path=path) from None
 
     def _send(self, path: str, params: Optional[Dict[str, Any]]) -> JSONObject:
@@ -265,12 +240,12 @@ class ResendClient:
             self._note_rate_limit(response)
             status = response.status
             if 200 <= status < 300:
-                return self._json_object(response, path)
+                return json_object(response, path)
         except urllib3.exceptions.HTTPError as exc:
             failure = transport_failure(exc)
             name = "transport_error" if failure.sent else UNREACHABLE
             raise RetryableResponseError(None, name, failure.words, path=path) from None
-        name, message = _error_fields(response)
+        name, message = error_fields(response)
         if status in RETRYABLE_STATUSES:
             if status == RATE_LIMITED:
                 self.stats.rate_limited += 1
@@ -281,18 +256,6 @@ class ResendClient:
         if 300 <= status < 400:
             message = "redirects are not followed (the API key would go along)"
         raise ResendAPIError(status, name, message, path=path)
-
-    @staticmethod
-    def _json_object(response: urllib3.BaseHTTPResponse, path: str) -> JSONObject:
-        try:
-            body = orjson.loads(response.data)
-        except ValueError:
-            raise RetryableResponseError(
-                response.status, "invalid_json", "2xx body is not valid JSON", path=path
-            ) from None
-        if not isinstance(body, dict):
-            raise ResendDataError(f"GET {path}: the response is not a JSON object")
-        return body
 
     def _note_rate_limit(self, response: urllib3.BaseHTTPResponse) -> None:
         remaining = header_seconds(response, "ratelimit-remaining")

@@ -2,20 +2,19 @@
 
 import argparse
 import difflib
-import math
 from typing import Any, Callable, List, Optional, Sequence
 
 from resend_imports.settings import STATUSES
 
 from ..run import DATASET_NAME, DEFAULT_DESTINATION
 from ..run.pipeline import DESTINATION_ENV, working_folder
+from .flag_values import MAX_DAYS, days, hours, positive_int, rate, seconds
 
 DESCRIPTION = "`resend-imports`: sync Resend contact imports, or try it on the bundled simulator."
 EXIT_ALERTS = 4  # --fail-on-alert: synced, and the run raised alerts
 PROGRESS_CHOICES = ("auto", "lines", "none")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 FORMATS = ("table", "csv", "json")
-MAX_DAYS = 3650  # ten years: far more than any account has, far less than dates can hold
 DEMO_IMPORTS = 3000
 DEMO_FILE = "demo.duckdb"
 
@@ -160,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sync.add_argument(
         "--wait",
-        type=_seconds,
+        type=seconds,
         default=None,
         metavar="SECONDS",
         help="wait this long for another sync that holds the lock (default 0), saying which"
@@ -174,13 +173,13 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--no-alerts", action="store_true", help="raise no alert in this run")
     sync.add_argument(
         "--alert-failure-rate",
-        type=_rate,
+        type=rate,
         metavar="RATE",
         help="alert on completed imports with counts.failed/total >= RATE (default 0.05)",
     )
     sync.add_argument(
         "--alert-open-hours",
-        type=_hours,
+        type=hours,
         metavar="HOURS",
         help="alert once on imports open longer than HOURS (default 24)",
     )
@@ -197,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_destination_options(report)
     report.add_argument(
         "--days",
-        type=_days,
+        type=days,
         default=14,
         metavar="N",
         help=f"the N most recent days with imports, and alerts of the last N days (default 14,"
@@ -243,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--imports",
-        type=_positive_int,
+        type=positive_int,
         default=DEMO_IMPORTS,
         metavar="N",
         help=f"imports in acme's simulated history; globex a quarter as many, at least 1"
@@ -275,43 +274,6 @@ def _add_account_option(command: argparse.ArgumentParser, text: str) -> None:
     command.add_argument(
         "--account", action="append", metavar="NAME", help=f"{text} (repeatable; default all)"
     )
-
-
-def _number(text: str, accept: Callable[[float], bool], expected: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan  # accepted by no rule
-    if not accept(value):
-        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    return _number(text, lambda value: value >= 0, "a number of seconds, 0 or more")
-
-
-def _rate(text: str) -> float:
-    return _number(text, lambda value: 0 < value <= 1, "a rate above 0 and at most 1")
-
-
-def _hours(text: str) -> float:
-    return _number(text, lambda value: value > 0, "a number of hours above 0")
-
-
-def _whole(text: str, low: int, high: Optional[int] = None) -> int:
-    if not text.isdigit() or not low <= int(text) <= (high or int(text)):
-        bound = f"from {low} to {high}" if high else f"of at least {low}"
-        raise argparse.ArgumentTypeError(f"expected a whole number {bound}, got {text!r}")
-    return int(text)
-
-
-def _positive_int(text: str) -> int:
-    return _whole(text, 1)
-
-
-def _days(text: str) -> int:
-    return _whole(text, 1, MAX_DAYS)
 
 
 def parse(argv: Optional[List[str]]) -> argparse.Namespace:

@@ -1,0 +1,50 @@
+"""What Resend's answers say: the JSON object of a 2xx answer, the `name` and `message` of an
+error, and why the client gave a request up (for the one line the run fails with)."""
+
+from typing import Any, Dict
+
+import orjson
+import urllib3
+
+from .errors import ResendDataError, RetryableResponseError
+from .http import RATE_LIMITED, AttemptBudget
+
+JSONObject = Dict[str, Any]
+
+
+def json_object(response: urllib3.BaseHTTPResponse, path: str) -> JSONObject:
+    """The body of a 2xx answer. A body that is not JSON is retried (a proxy's page, a cut
+    answer); JSON that is not an object is Resend's data, which a retry will not change."""
+    try:
+        body = orjson.loads(response.data)
+    except ValueError:
+        raise RetryableResponseError(
+            response.status, "invalid_json", "2xx body is not valid JSON", path=path
+        ) from None
+    if not isinstance(body, dict):
+        raise ResendDataError(f"GET {path}: the response is not a JSON object")
+    return body
+
+
+def error_fields(response: urllib3.BaseHTTPResponse) -> tuple[str, str]:
+    """Resend's error `name` and `message`, or a summary of a body that is not JSON."""
+    try:
+        body = orjson.loads(response.data)
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and ("name" in body or "message" in body):
+        return str(body.get("name", "error")), str(body.get("message", ""))
+    content_type = response.headers.get("content-type", "unknown").split(";")[0]
+    return "http_error", f"{response.reason or 'error'} ({content_type} body)"
+
+
+def exhausted_reason(budget: AttemptBudget, last: RetryableResponseError, requests: int) -> str:
+    """Why a request was given up, for the error the run fails with (429s are no attempts)."""
+    if last.status_code == RATE_LIMITED:
+        waited = f"rate limited for over {budget.policy.max_rate_limit_wait_seconds:g}s"
+        return f"gave up after {requests} requests, {waited}"
+    attempts = budget.failures
+    return (
+        f"gave up after {attempts} attempt{'s' if attempts > 1 else ''}, last: "
+        f"{last.name}: {last.message}"
+    )
