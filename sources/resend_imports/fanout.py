@@ -15,7 +15,7 @@ destination failing, a bug) stops the whole run, as a run of one account always 
 import logging
 import queue
 import threading
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import dlt
@@ -88,6 +88,26 @@ def sync_contact_imports(clients: Dict[str, ResendClient], options: RunOptions) 
         dlt.current.resource_metrics().update(vars(total(reports)))
 
 
+@contextmanager
+def _account_run(
+    name: str,
+    client: ResendClient,
+    options: RunOptions,
+    reader: Optional[DestinationReader],
+    stored: Dict[str, Any],
+    checked: Checked,
+) -> Iterator[Run]:
+    """One account's run, its reads scoped to its rows; its scratch copy of the table, if
+    it made one, released however the run ends."""
+    if reader is not None:
+        reader.account = name
+    run = Run(client, options, reader, stored, checked, name)
+    try:
+        yield run
+    finally:
+        run.knowledge.close()
+
+
 def _one(
     name: str,
     client: ResendClient,
@@ -98,16 +118,9 @@ def _one(
     reports: List[SyncReport],
 ) -> Iterator[Any]:
     """One account's run; in the calling thread (a run of one account fails as a whole)."""
-    if reader is not None:
-        reader.account = name
-    run: Optional[Run] = None
-    try:
-        run = Run(client, options, reader, stored, checked, name)
+    with _account_run(name, client, options, reader, stored, checked) as run:
         for item in run.items():
             yield with_account(item, name)
-    finally:
-        if run is not None:
-            run.knowledge.close()
     reports.append(run.report)
 
 
@@ -212,13 +225,10 @@ def _in_thread(
 ) -> SyncReport:
     """One account's run in a worker: its items `put`, its report returned; a failure of
     the account's own ends its part with the reason in the report."""
-    if reader is not None:
-        reader.account = name
-    run: Optional[Run] = None
     try:
-        run = Run(client, options, reader, states[name], checked, name)
-        for item in run.items():
-            put(with_account(item, name))
+        with _account_run(name, client, options, reader, states[name], checked) as run:
+            for item in run.items():
+                put(with_account(item, name))
         return run.report
     except DestinationReadError:
         raise  # the destination, not the account: the whole run stops
@@ -228,6 +238,3 @@ def _in_thread(
         report = SyncReport(status=options.status, account=name, error=reason)
         report.count_requests(client.stats)
         return report
-    finally:
-        if run is not None:
-            run.knowledge.close()
