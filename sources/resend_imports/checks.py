@@ -225,6 +225,12 @@ def mode_of(
 def say_why(mode: str, repair: Optional[str], dataset: str) -> None:
     if mode == REPAIR:
         logger.warning("%s: listing every import to repair it", repair)
+    elif mode == FILTERED and repair is not None:
+        logger.warning(
+            "%s: a filtered run lists too little to repair it; the next unfiltered sync lists"
+            " every import to do so",
+            repair,
+        )
     elif mode == ANOTHER_KEY:
         logger.warning(
             "the API key is not the one that loaded %s.%s (another Resend account, or a"

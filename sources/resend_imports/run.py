@@ -134,9 +134,10 @@ class Run:
         yield from self._listing()
         if self.options.status is not None:
             yield from self.intake.emit(flush=True)
-            # the state is left alone but for the count of live imports: the rows this run
-            # added are in the table, and a person deleting as many must still be noticed
-            live = self._live_imports()
+            # the state is left alone but for the count of live imports, moved on by what
+            # this run added: rows a person deleted before it stay missing from the table,
+            # not from the count, so that the next unfiltered run notices and repairs them
+            live = self._live_imports(since=self.previous.live_imports)
             if not self.previous.is_empty and live is not None:
                 self.stored["live_imports"] = live
         else:
@@ -229,12 +230,13 @@ class Run:
         state.save(self.stored)
         self.report.open_imports = len(state.open_imports)
 
-    def _live_imports(self) -> Optional[int]:
+    def _live_imports(self, since: Optional[int] = None) -> Optional[int]:
         """The live imports the table holds once this run's load is in: those it held when
-        the run started (counted then: rows a filtered run added are in), plus what this run
-        added and brought back, minus what it marked deleted."""
+        the run started (counted then: rows a filtered run added are in), or `since` (the
+        count the last run left), plus what this run added and brought back, minus what it
+        marked deleted."""
         health = self.checked.health
         if not self.checked.readable or health is None:
             return None  # nothing to count with: no check on the next run either
-        held = health.live or 0
+        held = (health.live or 0) if since is None else since
         return held + self.report.new + len(self.observer.returned) - self.report.deleted
