@@ -31,6 +31,8 @@ EXTRACT_ONLY = (
     ")\n"
     "pipeline.extract(resend_source())\n"
 )
+# enough for a run's reads of a table of a few thousand imports, not for loading 3,000
+TIGHT_DUCKDB = '{"memory_limit": "8MB", "threads": 1, "preserve_insertion_order": false}'
 
 
 def _clean_environment() -> Dict[str, str]:
@@ -141,4 +143,23 @@ def test_a_copy_made_by_dlt_init_discards_a_pending_package_of_another_copy(
     healed = running.python("resend_imports_pipeline.py")
     assert "discarding 1 load package(s)" in healed.stderr
     # loaded, that package's state would have skipped the 100 imports after the backup
+    assert running.differences(store, tmp_path / "check") == []
+
+
+def test_a_copy_made_by_dlt_init_loads_a_pending_package_that_needs_more_memory(
+    project: Path, tmp_path: Path, serve: Serve
+) -> None:
+    """The source loads the package an interrupted run left with twice DuckDB's memory limit
+    when it runs out of it, in a plain pipeline too (no connection held open around it)."""
+    store = ImportStore(100, seed=3)
+    _, url = serve(store, api_keys=(KEY,))
+    running = Project(project, url, tmp_path / "dlt")
+    running.python("resend_imports_pipeline.py")
+    store.advance(new=3000, seconds=600)
+    running.python("-c", EXTRACT_ONLY)  # a run that stopped after extracting
+    running.env["DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG"] = TIGHT_DUCKDB
+    healed = running.python("resend_imports_pipeline.py")
+    raised = [line for line in healed.stderr.splitlines() if "DuckDB ran out of memory" in line]
+    assert len(raised) == 1, healed.stderr
+    assert "(memory_limit 8MB): loading again with 16MB" in raised[0]
     assert running.differences(store, tmp_path / "check") == []

@@ -9,19 +9,16 @@ later run, put right by the run that finds it, under the run's writer lock.
   in other commits; pyiceberg's upsert (0.12) reads the rows it matches with the last
   snapshot's schema, which lacks the column, and fails on the incoming rows that have it
   (apache/iceberg-python#2467). An empty append is a snapshot with the new schema and
-  changes no row.
+  changes no row; a load that failed on it is loaded once more (`load_again`).
 """
 
 import logging
-from typing import Callable, List
+from typing import List
 
 import dlt
 from dlt.common.destination.exceptions import DestinationUndefinedEntity
 from dlt.destinations.impl.filesystem.filesystem import FilesystemClient
-from dlt.load.exceptions import LoadClientJobRetry
-from dlt.pipeline.exceptions import PipelineStepFailed
 
-from .causes import causes
 from .errors import ResendConfigError
 from .lake import table_format_of
 
@@ -85,20 +82,3 @@ def align_iceberg_snapshots(pipeline: dlt.Pipeline) -> List[str]:
             ", ".join(aligned),
         )
     return aligned
-
-
-def load_aligning_iceberg(pipeline: dlt.Pipeline, run: Callable[[], object]) -> None:
-    """`run` (dlt's run or load of `pipeline`), loaded once more when a job failed in a way
-    dlt retries on an Iceberg table that `align_iceberg_snapshots` then put right.
-
-    The second load is dlt's `load()` of the same package: the jobs that completed stay
-    completed, and dlt merges its trace into the run's (the run's report is the
-    extraction's). Any other failure, or one that nothing could put right, is raised.
-    """
-    try:
-        run()
-    except PipelineStepFailed as exc:
-        retried = any(isinstance(cause, LoadClientJobRetry) for cause in causes(exc))
-        if exc.step != "load" or not retried or not align_iceberg_snapshots(pipeline):
-            raise
-        pipeline.load()

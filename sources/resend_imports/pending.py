@@ -21,7 +21,10 @@ this table. So when the source is created in an active pipeline with a destinati
   imports as they are now; packages extracted against another copy are discarded, and the
   run lists again from the destination's state. Nothing is lost either way. Before they
   load, an Iceberg table a run left with a new column but no snapshot of it is aligned
-  (`bucket_repairs`), and a load that fails on that is put right and loaded once more.
+  (`bucket_repairs`); a load that fails for a cause the run can put right (that column, DuckDB
+  out of its memory limit) is put right and loaded once more (`load_again`), as the run's own
+  load is by the command line: a package that needs more memory than the limit would
+  otherwise fail every later run.
 """
 
 import logging
@@ -30,11 +33,12 @@ import dlt
 from dlt.load.exceptions import LoadClientJobFailed, LoadPackageAborted
 from dlt.pipeline.exceptions import PipelineStepFailed
 
-from .bucket_repairs import align_iceberg_snapshots, load_aligning_iceberg, repair_dataset_folder
+from .bucket_repairs import align_iceberg_snapshots, repair_dataset_folder
 from .causes import causes, refused_rows
 from .destination import committed_state
 from .incremental import SyncState
 from .legacy import resource_state_of
+from .load_again import load_putting_right
 from .names import dataset_names
 
 logger = logging.getLogger("resend_imports")
@@ -84,7 +88,7 @@ def finish_or_discard_pending(pipeline: dlt.Pipeline) -> None:
         logger.warning("loading data left by an interrupted run before syncing")
         align_iceberg_snapshots(pipeline)  # a column a killed run committed: no retries
         try:
-            load_aligning_iceberg(pipeline, pipeline.run)
+            load_putting_right(pipeline, pipeline.run)
         except PipelineStepFailed as exc:
             refused = next(
                 (

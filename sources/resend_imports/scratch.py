@@ -60,8 +60,6 @@ def sweep(parent: str) -> None:
 
 
 def _remove_if_free(folder: str) -> None:
-    if sys.platform == "win32":
-        return
     try:
         lock = open(os.path.join(folder, LOCK_NAME), "rb")
     except FileNotFoundError:

@@ -74,8 +74,10 @@ LISTED_SCHEMA = pa.schema(
         pa.field("seen_at", TIMESTAMP),
     ]
 )
+# the row's columns but its key: what the digest covers
+_VALUE_COLUMNS = [name for name in _ROW_COLUMNS if name != "id"]
 # one value of a row's declared columns, computed alike on both sides in the scratch file
-_DIGEST = f"hash({', '.join(_ROW_COLUMNS[1:])})"
+_DIGEST = f"hash({', '.join(_VALUE_COLUMNS)})"
 _FINGERPRINT = "concat_ws('|', {})".format(
     ", ".join(
         ["coalesce(status, '')"]

@@ -7,8 +7,10 @@ description for people that never shows a password; the checks that fail in one 
 any request (`check`); the lock that keeps other writers of the same data out (`lock`); the
 translation of its driver's faults during a run into one line (`fault`); the way a
 report opens it without writing (`read_only`); where that spares work, the destination
-kept open for a sync's extract and load (`held_open`); what can make a failed load succeed
-in the same run (`load_again`); and its tables' upkeep after a load (`after_load`).
+kept open for a sync's extract and load (`held_open`); and its tables' upkeep after a load
+(`after_load`). What makes a failed load succeed in the same run (DuckDB's memory limit
+doubled) is the source's (`resend_imports.load_again`): it does the same for the packages an
+interrupted run left, which it loads before the run.
 """
 
 from contextlib import AbstractContextManager, nullcontext
@@ -54,11 +56,6 @@ class DestinationKind:
     def fault(self, cause: BaseException, where: str) -> Optional[str]:
         """One line for a fault of this destination's driver during a run, or None."""
         return None
-
-    def load_again(self, target: "Target", failure: BaseException) -> bool:
-        """After a load that failed with `failure`: True when something was changed that lets
-        the same package load now (the run then loads it again), False to let it fail."""
-        return False
 
     def after_load(self, target: "Target") -> None:
         """Upkeep of the tables after a successful load, under the run's lock."""

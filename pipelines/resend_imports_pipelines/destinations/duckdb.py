@@ -9,7 +9,6 @@ the file for the run right after, the last. A first run that fails leaves no emp
 behind; a report opens the file read-only.
 """
 
-import logging
 import os
 import re
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -19,7 +18,6 @@ from typing import Any, Dict, Iterator, Optional, Tuple
 import dlt
 import duckdb
 
-from resend_imports.causes import causes
 from resend_imports.errors import ResendConfigError
 from resend_imports.names import dataset_names
 
@@ -35,10 +33,6 @@ MAGIC_OFFSET = 8
 PATH_HELP = "--duckdb or DESTINATION__DUCKDB__CREDENTIALS"
 # DuckDB's refusal of a file another process holds (its only way of saying so)
 _HELD = re.compile(r'Could not set lock on file "([^"]+)"(?:.*?\(PID (\d+)\))?')
-# A memory limit as a size (the default "64MB"), which a load out of memory doubles
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B)\s*$", re.IGNORECASE)
-
-logger = logging.getLogger("resend_imports")
 
 
 class DuckDB(DestinationKind):
@@ -92,36 +86,6 @@ class DuckDB(DestinationKind):
         if path is None or credentials.statements:
             return nullcontext()
         return _borrowed(credentials.conn_pool)
-
-    def load_again(self, target: Target, failure: BaseException) -> bool:
-        """Twice DuckDB's memory limit for the rest of the run, after a load that ran out of it.
-
-        The limit keeps a run small, but what a load needs grows with what it merges: a
-        complete listing in which every row differs (a field Resend added to every import, a
-        column a person dropped) merges the whole table, and as that cause persists, failing
-        would fail every later run as well. A limit that is not a size is left alone.
-        """
-        if not any(is_out_of_memory(cause) for cause in causes(failure)):
-            return False
-        credentials = target.credentials
-        config = dict(credentials.global_config or {})
-        size = _SIZE.match(str(config.get("memory_limit", "")))
-        if size is None:
-            return False
-        raised = f"{float(size.group(1)) * 2:g}{size.group(2)}"
-        logger.warning(
-            "DuckDB ran out of memory while loading (memory_limit %s): loading again with %s;"
-            " set memory_limit in DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG to keep it",
-            config["memory_limit"],
-            raised,
-        )
-        credentials.global_config = {**config, "memory_limit": raised}  # connections to come
-        connection = credentials.conn_pool.borrow_conn()  # the one held open, if any
-        try:
-            connection.execute(f"SET memory_limit = '{raised}'")
-        finally:
-            credentials.conn_pool.return_conn(connection)
-        return True
 
     def fault(self, cause: BaseException, where: str) -> Optional[str]:
         # DuckDB reports a full disk as a plain IOException, with no errno

@@ -19,7 +19,7 @@ DUCKDB_CONFIG_ENV = "DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG"
 # 64 MB: a complete listing merges only the rows that differ from the table's; one that finds
 # every row different (a field Resend adds to every import, a column a person dropped) merges
 # the whole table, and a load that runs out of the limit is loaded again with twice it
-# (`destinations.duckdb.DuckDB.load_again`; docs/performance.md)
+# (`resend_imports.load_again`; docs/performance.md)
 DEFAULT_DUCKDB_CONFIG = '{"memory_limit": "64MB", "threads": 1, "preserve_insertion_order": false}'
 # Arrow's default allocator keeps freed memory for reuse; the system one gives it back
 ARROW_POOL_ENV = "ARROW_DEFAULT_MEMORY_POOL"
@@ -78,7 +78,7 @@ def make_pipeline(
     million imports fit in it; it costs a few percent of a sync's time). A complete listing
     that finds every row of a million-row table different (a field Resend adds to every
     import) merges all of it, and may need more: the run then loads again with twice the
-    limit rather than failing at every later run (`DuckDB.load_again`).
+    limit rather than failing at every later run (`resend_imports.load_again`).
     Arrow uses the system allocator (unless ARROW_DEFAULT_MEMORY_POOL says otherwise), so
     that memory freed after a batch is returned. dlt merges through a staging dataset named
     `<dataset>_staging` by default, which is a name people give their own datasets (`resend`

@@ -10,15 +10,14 @@ destination fault told in one line that says nothing was lost.
 
 import logging
 import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 import dlt
 from dlt.common.destination.exceptions import SqlClientNotAvailable
-from dlt.pipeline.exceptions import PipelineStepFailed
 
 from resend_imports import resend_source
-from resend_imports.bucket_repairs import load_aligning_iceberg
 from resend_imports.errors import ResendError
+from resend_imports.load_again import load_putting_right
 from resend_imports.names import dataset_names
 from resend_imports.settings import TABLE_NAME
 
@@ -40,9 +39,6 @@ from .summary import SyncSummary
 from .trace import report_of
 
 logger = logging.getLogger("resend_imports")
-# How many times a failed load is loaded again when the destination could put its cause right
-# (DuckDB's memory limit doubled each time: at most 8 times the configured one)
-LOADS_AGAIN = 3
 
 
 class DestinationFaultError(ResendError):
@@ -118,28 +114,6 @@ def run_sync(
         raise DestinationFaultError(fault) from exc
 
 
-def _load(target: Target, run: Callable[[], object]) -> None:
-    """`run` (dlt's run), then the same load package loaded again while the destination can
-    put the failure's cause right, so that a run fails only for a cause it cannot mend."""
-    pipeline = target.pipeline
-    try:
-        load_aligning_iceberg(pipeline, run)
-    except PipelineStepFailed as failure:
-        last = failure
-        for _ in range(LOADS_AGAIN):
-            if last.step != "load" or not target.kind.load_again(target, last):
-                break
-            try:
-                # the credentials as the destination changed them (dlt would read them again)
-                load_aligning_iceberg(
-                    pipeline, lambda: pipeline.load(credentials=target.credentials)
-                )
-                return
-            except PipelineStepFailed as again:
-                last = again
-        raise last from last.__cause__
-
-
 def _run_locked(
     target: Target,
     started: float,
@@ -156,8 +130,10 @@ def _run_locked(
         # the source settles what this pipeline left pending when it is created in it
         pipeline.activate()
         source = declare_marks(resend_source(full_refresh=full_refresh, **source_options))
-        _load(
-            target,
+        # loaded again when the source can put the failure's cause right (DuckDB's memory
+        # limit, an Iceberg table's snapshot), as it does for the packages it settles
+        load_putting_right(
+            pipeline,
             lambda: pipeline.run(source, loader_file_format=loader_file_format),  # type: ignore[arg-type]
         )
     target.kind.after_load(target)
