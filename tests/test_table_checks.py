@@ -248,19 +248,3 @@ def test_a_dropped_quarantine_or_alerts_table_takes_the_next_rows(
     account.simulator.rewrite = corrupting(newest)
     assert account.sync(pipeline).quarantined == 1
     assert account.query("SELECT count(*) FROM {dataset}." + table)[0][0] >= 1
-
-
-def test_a_column_a_person_dropped_comes_back_with_the_next_load(
-    make_account: Any, destination_name: str
-) -> None:
-    account, pipeline = synced(make_account(imports=300))
-    drop_views(account)
-    execute(account, "ALTER TABLE resend.contact_imports DROP COLUMN object")
-    account.store.advance(new=5, seconds=600)
-    summary = account.sync(pipeline)
-    assert summary.mode == "incremental"
-    assert account.differences() == []
-    rows = account.query(
-        "SELECT count(*) FROM {dataset}.contact_imports WHERE object = 'contact_import'"
-    )
-    assert rows[0][0] >= 5  # the rows this run wrote carry it again

@@ -2,10 +2,11 @@
 
 A run checks what it is about to trust: the state committed with the table (it wins over the
 local copy), that dlt's staging dataset is not a dataset of somebody else's, that the tables
-it writes exist with their columns (those a person dropped are created again), that the
-table still holds the live imports the state counted, and that the API key is the one that
-loaded it. When the table or the key say otherwise, the run says so in one line and lists
-every import to repair the table in the same run.
+it writes exist with their columns (those a person dropped are created again, or stop the
+run where no run could fill them: `dropped_columns`), that the table still holds the live
+imports the state counted, and that the API key is the one that loaded it. When the table
+or the key say otherwise, the run says so in one line and lists every import to repair the
+table in the same run.
 """
 
 import logging
@@ -16,20 +17,15 @@ from typing import Any, Dict, List, Optional
 
 from dlt.common.schema.utils import has_table_seen_data
 
-from .accounts import ACCOUNT_COLUMN, DEFAULT_ACCOUNT
 from .alerts import ALERTS_TABLE
 from .destination import DestinationReader, TableHealth
+from .dropped_columns import add_accounts, owe_repair, refuse_lost_keys
 from .errors import ResendConfigError
 from .incremental import SyncState
 from .options import RunOptions
 from .quarantine import QUARANTINE_TABLE
 from .settings import HISTORY_TABLE, TABLE_NAME
-from .table_structure import (
-    add_account_column,
-    recreate_tables,
-    staging_columns,
-    staging_dataset_of_its_own,
-)
+from .table_structure import recreate_tables, staging_dataset_of_its_own
 
 logger = logging.getLogger("resend_imports")
 
@@ -110,9 +106,9 @@ def check_destination(reader: DestinationReader, stored: Dict[str, Any]) -> Chec
             and name in schema.tables
             and (name in dlt_tables or has_table_seen_data(schema.tables[name]))
         ]
-    # tables from before accounts: the column added with its default, before the check of
-    # dropped columns (dlt would add it NOT NULL to a table that holds rows, and fail)
-    _add_accounts(reader, columns)
+    # the `account` column (see `dropped_columns`), before the check of dropped columns (dlt
+    # would add it NOT NULL to a table that holds rows, and fail)
+    add_accounts(reader, columns, stored)
     # a column a person dropped stays missing too, until a load fails on it
     lacking: Dict[str, List[str]] = {}
     if columns.get(version_table) and schema is not None:
@@ -121,6 +117,10 @@ def check_destination(reader: DestinationReader, stored: Dict[str, Any]) -> Chec
                 dropped = _dropped_columns(schema.tables[name], columns[name])
                 if dropped:
                     lacking[name] = dropped
+    refuse_lost_keys(reader, schema, lacking)
+    owed = [TABLE_NAME] if owe_repair(reader, stored, lacking) else []
+    if owed:
+        lacking.pop(TABLE_NAME)  # each account's run says it, with its repair
     if missing:
         logger.warning(
             "%s missing from %s (dropped or renamed by a person?): created again",
@@ -134,31 +134,12 @@ def check_destination(reader: DestinationReader, stored: Dict[str, Any]) -> Chec
             name,
             ", ".join(dropped),
         )
-    if missing or lacking:
-        recreate_tables(reader, [*missing, *lacking])
+    if missing or lacking or owed:
+        recreate_tables(reader, [*missing, *lacking, *owed])
     checked.columns = columns.get(TABLE_NAME, [])
     checked.history_exists = bool(columns.get(HISTORY_TABLE)) or HISTORY_TABLE in missing
     checked.alerts_exist = bool(columns.get(ALERTS_TABLE)) or ALERTS_TABLE in missing
     return checked
-
-
-def _add_accounts(reader: DestinationReader, columns: Dict[str, List[str]]) -> None:
-    """Tables loaded before accounts existed get the `account` column, their rows the account
-    `default` (nothing is listed again: the state stays the `default` account's)."""
-    lacking = [t for t in WRITTEN_TABLES if columns.get(t) and ACCOUNT_COLUMN not in columns[t]]
-    if not lacking:
-        return
-    staging = staging_columns(reader, list(WRITTEN_TABLES))
-    in_staging = [t for t in WRITTEN_TABLES if staging.get(t) and ACCOUNT_COLUMN not in staging[t]]
-    add_account_column(reader, lacking, in_staging)
-    for table in lacking:
-        columns[table].append(ACCOUNT_COLUMN)
-    logger.info(
-        "%s: the column %s added, the rows it held are the account %s's",
-        ", ".join(f"{reader.dataset}.{table}" for table in lacking),
-        ACCOUNT_COLUMN,
-        DEFAULT_ACCOUNT,
-    )
 
 
 def for_account(checked: Checked, reader: DestinationReader) -> Checked:
@@ -183,6 +164,8 @@ def repair_reason(previous: SyncState, checked: Checked, dataset: str) -> Option
     health = checked.health
     if previous.is_empty or health is None:
         return None
+    if previous.repair_owed is not None:
+        return previous.repair_owed
     table = f"{dataset}.{TABLE_NAME}"
     if health.live is None:
         return f"{table} was missing (dropped or renamed by a person?)"

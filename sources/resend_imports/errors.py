@@ -83,3 +83,9 @@ class MalformedImportError(ResendDataError):
 class DestinationReadError(ResendError):
     """The table could not be read for a check the run depends on (a lock held by another
     process, a lost connection): the run stops before loading anything."""
+
+
+class TableStructureError(ResendError):
+    """A table lacks what its rows need to be told apart (a key column a person dropped, or
+    the account of a table of several accounts): no run can repair it without losing rows, so
+    the run stops before any request and says what a person can do."""

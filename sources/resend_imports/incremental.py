@@ -83,6 +83,9 @@ class SyncState:
     # which API key loaded the table, as a salted hash (`ResendClient.key_fingerprint`)
     key_salt: Optional[str] = None
     key_fingerprint: Optional[str] = None
+    # why the table must be listed whole (a column a person dropped, added again empty),
+    # kept until a run that lists every import saves its state (a filtered run does not)
+    repair_owed: Optional[str] = None
 
     @property
     def is_empty(self) -> bool:
@@ -136,6 +139,7 @@ class SyncState:
             live_imports=stored.get("live_imports"),
             key_salt=stored.get("key_salt"),
             key_fingerprint=stored.get("key_fingerprint"),
+            repair_owed=stored.get("repair_owed"),
         )
 
     def save(self, stored: MutableMapping[str, Any]) -> None:
@@ -158,6 +162,8 @@ class SyncState:
                 "key_fingerprint": self.key_fingerprint,
             }
         )
+        if self.repair_owed is not None:
+            stored["repair_owed"] = self.repair_owed
         if others is not None:
             stored[ACCOUNTS_KEY] = others
 

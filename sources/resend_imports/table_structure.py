@@ -1,7 +1,7 @@
 """What the checks before a listing do to the destination's structure, through the run's
 `DestinationReader`: whether dlt's staging dataset is somebody else's dataset, and the
 repairs dlt would not make itself (a table or column a person dropped created again, the
-`account` column added to tables from before accounts).
+`account` column added to tables from before accounts, or given back from the other tables).
 
 A lakehouse (Delta, Iceberg) needs none of these: it merges in place and its next load
 writes a table whole.
@@ -10,7 +10,19 @@ writes a table whole.
 from typing import Any, Dict, List, Optional
 
 from .accounts import ACCOUNT_COLUMN, DEFAULT_ACCOUNT
+from .alerts import ALERTS_TABLE
 from .destination import DestinationReader
+from .quarantine import QUARANTINE_TABLE
+from .settings import HISTORY_TABLE, TABLE_NAME
+
+# the column of each written table that names its import: the account of a row is the
+# account its import has in another table
+IMPORT_ID_OF = {
+    TABLE_NAME: "id",
+    HISTORY_TABLE: "import_id",
+    ALERTS_TABLE: "import_id",
+    QUARANTINE_TABLE: "import_id",
+}
 
 
 def staging_dataset_of_its_own(reader: DestinationReader) -> Optional[str]:
@@ -46,10 +58,16 @@ def staging_columns(reader: DestinationReader, tables: List[str]) -> Dict[str, L
     return {name: [c.lower() for c in found.get(name, {})] for name in tables}
 
 
-def add_account_column(reader: DestinationReader, tables: List[str], staging: List[str]) -> None:
-    """Adds `account` to tables loaded before accounts existed, their rows becoming the
-    account `default`, and to their copies in dlt's staging dataset (`staging`: emptied
-    before each load), before dlt adds it as NOT NULL, which it cannot do to rows."""
+def add_account_column(
+    reader: DestinationReader,
+    tables: List[str],
+    staging: List[str],
+    attributed: Optional[str] = None,
+) -> None:
+    """Adds `account` to `tables`, and to their copies in dlt's staging dataset (`staging`:
+    emptied before each load), before dlt adds it as NOT NULL, which it cannot do to rows.
+    Their rows become the account `default` (tables loaded before accounts existed), or,
+    with `attributed` (`accounts_by_import`), the account their import has there."""
     client = reader.client
     sql = client.sql_client
 
@@ -57,10 +75,17 @@ def add_account_column(reader: DestinationReader, tables: List[str], staging: Li
         for table in tables:
             name = reader.qualified(table)
             sql.execute_sql(f"ALTER TABLE {name} ADD COLUMN {ACCOUNT_COLUMN} VARCHAR")
-            sql.execute_sql(
-                f"UPDATE {name} SET {ACCOUNT_COLUMN} = %s WHERE {ACCOUNT_COLUMN} IS NULL",
-                DEFAULT_ACCOUNT,
-            )
+            if attributed is None:
+                sql.execute_sql(
+                    f"UPDATE {name} SET {ACCOUNT_COLUMN} = %s WHERE {ACCOUNT_COLUMN} IS NULL",
+                    DEFAULT_ACCOUNT,
+                )
+            else:
+                sql.execute_sql(
+                    f"UPDATE {name} AS target SET {ACCOUNT_COLUMN} = known.{ACCOUNT_COLUMN}"
+                    f" FROM ({attributed}) AS known"
+                    f" WHERE target.{IMPORT_ID_OF[table]} = known.import_id"
+                )
             sql.execute_sql(f"ALTER TABLE {name} ALTER COLUMN {ACCOUNT_COLUMN} SET NOT NULL")
         if staging:
             with client.with_staging_dataset():
@@ -69,6 +94,39 @@ def add_account_column(reader: DestinationReader, tables: List[str], staging: Li
                     sql.execute_sql(f"ALTER TABLE {name} ADD COLUMN {ACCOUNT_COLUMN} VARCHAR")
 
     reader.read("the tables", add)
+
+
+def accounts_by_import(reader: DestinationReader, sources: List[str]) -> Optional[str]:
+    """A query of each import id the tables `sources` (which hold `account`) know, with the
+    one account they know it under (an id under two accounts is left out: it tells neither
+    apart); None without sources."""
+    if not sources:
+        return None
+    known = " UNION ".join(
+        f"SELECT {IMPORT_ID_OF[table]} AS import_id, {ACCOUNT_COLUMN}"
+        f" FROM {reader.qualified(table)}"
+        for table in sources
+    )
+    return (
+        f"SELECT import_id, min({ACCOUNT_COLUMN}) AS {ACCOUNT_COLUMN} FROM ({known}) AS ids"
+        f" GROUP BY import_id HAVING count(DISTINCT {ACCOUNT_COLUMN}) = 1"
+    )
+
+
+def unattributed_rows(reader: DestinationReader, table: str, attributed: Optional[str]) -> int:
+    """How many rows of `table` no account of `attributed` (`accounts_by_import`) fits."""
+    where = "TRUE"
+    if attributed is not None:
+        key = IMPORT_ID_OF[table]
+        where = f"{key} IS NULL OR {key} NOT IN (SELECT import_id FROM ({attributed}) AS known)"
+    query = f"SELECT count(*) FROM {reader.qualified(table)} WHERE {where}"
+    rows = reader.read("the tables", lambda: reader.client.sql_client.execute_sql(query))
+    return int(rows[0][0]) if rows else 0
+
+
+def holds_rows(reader: DestinationReader, table: str) -> bool:
+    query = f"SELECT 1 FROM {reader.qualified(table)} LIMIT 1"
+    return bool(reader.read("the tables", lambda: reader.client.sql_client.execute_sql(query)))
 
 
 def recreate_tables(reader: DestinationReader, tables: List[str]) -> None:
