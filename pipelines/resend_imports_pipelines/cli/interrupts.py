@@ -1,4 +1,8 @@
-"""Ctrl-C and SIGTERM, raised where the program is, and said in one line."""
+"""Ctrl-C and SIGTERM, raised where the program is, and said in one line.
+
+The standard library only: the command's package loads this before anything slow, so that
+a Ctrl-C while the command starts ends in the same line (`resend_imports_pipelines.cli`).
+"""
 
 import _thread
 import signal
@@ -6,8 +10,6 @@ import sys
 import threading
 from types import FrameType
 from typing import Any, Callable, Optional
-
-from resend_imports.causes import causes
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT
 EXIT_TERMINATED = 143  # 128 + SIGTERM
@@ -23,6 +25,10 @@ class Interrupts:
     Python drops an exception raised while it runs a `__del__` (a connection pool the garbage
     collector happens to collect just then): the signal is remembered and raised again in the
     main thread until the run has ended on it, and the dropped one is not printed.
+
+    DuckDB takes the KeyboardInterrupt raised while it runs a query and raises its own
+    `RuntimeError: Query interrupted` instead (which dlt wraps again): a run that fails after
+    a signal ends on the signal (`raised`), whatever the failure became, never on its text.
     """
 
     def __init__(self) -> None:
@@ -38,6 +44,12 @@ class Interrupts:
                 signal.signal(number, handler)
 
         return restore
+
+    def raised(self) -> Optional[KeyboardInterrupt]:
+        """What the signal received raised where it landed; None before a signal."""
+        if self.received is None:
+            return None
+        return Terminated() if self.received == signal.SIGTERM else KeyboardInterrupt()
 
     def _raise(self, signum: int, frame: Optional[FrameType]) -> None:
         if self.handled.is_set():
@@ -60,14 +72,6 @@ def quiet_about_interrupts(unraisable: Any) -> None:
     `Interrupts`), not printed as a traceback."""
     if not isinstance(unraisable.exc_value, KeyboardInterrupt):
         sys.__unraisablehook__(unraisable)
-
-
-def interruption(exc: BaseException) -> Optional[KeyboardInterrupt]:
-    """The Ctrl-C or SIGTERM behind a failure, also when dlt wrapped it in its own error."""
-    for cause in causes(exc):
-        if isinstance(cause, KeyboardInterrupt):
-            return cause
-    return None
 
 
 def interrupted(raised: KeyboardInterrupt) -> int:

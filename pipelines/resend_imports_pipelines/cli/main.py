@@ -4,7 +4,6 @@ import argparse
 import gc
 import logging
 import os
-import signal
 import sys
 import traceback
 from pathlib import Path
@@ -15,6 +14,8 @@ from dlt.common.destination.exceptions import (
     InvalidDestinationReference,
     UnknownDestinationModule,
 )
+
+from resend_imports.causes import causes
 
 from ..analytics.render import render
 from ..analytics.report import read_report
@@ -39,9 +40,7 @@ from .interrupts import (
     EXIT_INTERRUPTED,
     EXIT_TERMINATED,
     Interrupts,
-    Terminated,
     interrupted,
-    interruption,
     quiet_about_interrupts,
 )
 from .parser import EXIT_ALERTS, parse
@@ -157,6 +156,15 @@ def _run(args: argparse.Namespace) -> int:
     return EXIT_ALERTS if args.fail_on_alert and summary.alerts_raised else 0
 
 
+def _interruption(exc: BaseException) -> Optional[KeyboardInterrupt]:
+    """A Ctrl-C or SIGTERM behind a failure that did not come through `Interrupts` (dlt's
+    `SignalReceivedException`, where dlt was set to take the signals over)."""
+    for cause in causes(exc):
+        if isinstance(cause, KeyboardInterrupt):
+            return cause
+    return None
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse(argv)
     _configure_logging(args.log_level)
@@ -165,8 +173,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     sys.unraisablehook = quiet_about_interrupts
     try:
         code = _run(args)
-        if interrupts.received is not None:  # dropped where it was raised, and the run ended
-            raise Terminated if interrupts.received == signal.SIGTERM else KeyboardInterrupt
+        dropped = interrupts.raised()
+        if dropped is not None:  # dropped where it was raised, and the run ended
+            raise dropped
         return code
     except _UsageError as exc:
         print(f"resend-imports {args.command}: error: {exc}", file=sys.stderr)
@@ -181,7 +190,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         interrupts.handled.set()
         return interrupted(exc)
     except Exception as exc:  # noqa: BLE001  (every failure ends in one line)
-        behind = interruption(exc)
+        # after a signal, whatever it became where it landed (DuckDB's `Query interrupted`)
+        behind = interrupts.raised() or _interruption(exc)
         if behind is not None:
             interrupts.handled.set()
             return interrupted(behind)
@@ -201,7 +211,10 @@ def entry_point() -> None:
     # until the process ends: frozen, the collections a sync's rows trigger skip them, and
     # so do Python's collections at exit, after the command is done (about 0.2 s each way).
     gc.freeze()
-    code = main()
+    try:
+        code = main()
+    except KeyboardInterrupt as exc:  # before `main` had its handlers (reading the arguments)
+        code = interrupted(exc)
     gc.freeze()
     if code in (EXIT_INTERRUPTED, EXIT_TERMINATED):
         # an interrupted run can leave dlt's load threads behind: do not wait for them (what
