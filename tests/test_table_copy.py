@@ -122,20 +122,37 @@ def test_a_complete_listing_puts_right_what_a_person_did_to_rows(
     assert rows[0][0] == 300
 
 
-def test_a_column_a_person_added_in_mixed_case_on_postgresql_is_compared(
+def test_a_column_a_person_added_in_mixed_case_on_postgresql_does_not_stop_a_listing(
     make_account: Any,
 ) -> None:
-    """`"My Note"` and `"Note"` are found as spelled (dlt would fold them to lower case, a
-    column that does not exist): empty, they change nothing; holding a value (a DEFAULT),
-    they make every row differ, and the run says so."""
+    """`"My Note"` and `"Note"` are read as spelled (dlt would fold them to lower case, a
+    column that does not exist); a person's columns, empty or not, change nothing."""
     account, pipeline = synced(make_account(imports=300, stuck=0, destination="postgres"))
     execute(account, 'ALTER TABLE resend.contact_imports ADD COLUMN "My Note" TEXT')
     summary = account.sync(pipeline, full_refresh=True)
     assert (summary.mode, summary.rewritten, imports_loaded(pipeline)) == ("full", 0, 0)
     execute(account, "ALTER TABLE resend.contact_imports ADD COLUMN \"Note\" TEXT DEFAULT 'x'")
     summary = account.sync(pipeline, full_refresh=True)
-    assert (summary.new, summary.updated, summary.rewritten) == (0, 0, 300)
+    assert (summary.new, summary.updated, summary.rewritten) == (0, 0, 0)
     assert account.differences() == []
+
+
+def test_a_column_a_person_added_keeps_its_values_through_complete_listings(
+    make_account: Any, destination_name: str
+) -> None:
+    """Resend never sends a person's own column, so it cannot differ from Resend: rows are
+    not loaded again for it (which wiped the person's values at every complete listing, and
+    with a DEFAULT merged the whole table each time), until the import itself changes."""
+    account, pipeline = synced(make_account(imports=300, stuck=0))
+    execute(account, "ALTER TABLE resend.contact_imports ADD COLUMN note TEXT DEFAULT 'seen'")
+    noted = finished(account, 100)
+    execute(account, f"UPDATE resend.contact_imports SET note = 'vip' WHERE id = '{noted}'")
+    for _ in range(2):
+        summary = account.sync(pipeline, full_refresh=True)
+        assert (summary.updated, summary.rewritten, imports_loaded(pipeline)) == (0, 0, 0)
+    assert account.differences() == []
+    notes = account.query("SELECT note, count(*) FROM {dataset}.contact_imports GROUP BY note")
+    assert dict(notes) == {"vip": 1, "seen": 299}
 
 
 def test_a_status_that_is_not_text_does_not_stop_a_complete_listing(

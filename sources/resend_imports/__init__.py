@@ -12,8 +12,8 @@ from dlt.sources import DltResource
 from .accounts import ACCOUNT_COLUMN, ACCOUNT_HINT, configured_accounts, selected
 from .alerts import add_alerts_table
 from .client import ResendClient, RetryPolicy
+from .committed import running_pipeline
 from .config import SECTION, source_arguments
-from .destination import running_pipeline
 from .fanout import sync_contact_imports
 from .history import add_history_table
 from .legacy import adopt_legacy_schema

@@ -18,7 +18,8 @@ from typing import Any, Dict, List, Optional
 from dlt.common.schema.utils import has_table_seen_data
 
 from .alerts import ALERTS_TABLE
-from .destination import DestinationReader, TableHealth
+from .committed import TableHealth
+from .destination import DestinationReader
 from .dropped_columns import add_accounts, owe_repair, refuse_lost_keys
 from .errors import ResendConfigError
 from .incremental import SyncState

@@ -25,7 +25,6 @@ from typing import (
     Iterable,
     Iterator,
     List,
-    NamedTuple,
     Optional,
     Set,
     Tuple,
@@ -33,16 +32,15 @@ from typing import (
 )
 
 import dlt
-from dlt.common.configuration.container import Container
 from dlt.common.destination.client import WithStateSync
 from dlt.common.destination.exceptions import DestinationException, DestinationUndefinedEntity
-from dlt.common.pipeline import PipelineContext
 from dlt.destinations.job_client_impl import SqlJobClientBase
 from dlt.pipeline.state_sync import load_pipeline_state_from_destination
 
 from .accounts import ACCOUNT_COLUMN
+from .committed import Committed, TableHealth
 from .lake import LakeTables, is_lake
-from .legacy import ResourceState, resource_state_of
+from .legacy import resource_state_of
 from .names import names_of
 from .reads import retrying, stream
 from .records import COLUMNS, Row
@@ -56,30 +54,6 @@ _ROWS_PER_QUERY = 5000
 _LOOKED_UP = ("id", "status", *(f"counts__{f}" for f in COUNT_FIELDS), "deleted_at")
 
 T = TypeVar("T")
-
-
-def running_pipeline() -> Optional[dlt.Pipeline]:
-    """The pipeline that runs the source, or None when it runs outside one (a test, a list)."""
-    context = Container()[PipelineContext]
-    if not context.is_active():
-        return None
-    pipeline: dlt.Pipeline = context.pipeline()  # type: ignore[assignment]
-    return pipeline if pipeline.destination is not None else None
-
-
-class Committed(NamedTuple):
-    """What the destination holds of this source's state."""
-
-    known: bool  # False: the destination keeps no state (no state sync there)
-    state: ResourceState  # empty when the dataset holds none
-    empty: bool  # no dataset or state table at all: no table to read either
-
-
-class TableHealth(NamedTuple):
-    """What the table holds now, to check the state against."""
-
-    columns: List[str]  # empty: the table does not exist
-    live: Optional[int]  # rows not marked deleted; None when the table does not exist
 
 
 def committed_state(pipeline: dlt.Pipeline) -> Committed:
@@ -196,16 +170,26 @@ class DestinationReader:
         take: Callable[[Any], None],
     ) -> None:
         """Every row of the table as a complete listing compares it (the declared `COLUMNS`,
-        then whether any column outside them holds a value: a field Resend added, a column a
-        person added), handed to `take` in batches of at most `rows_per_batch` rows (Arrow
-        record batches from DuckDB, DB-API tuples elsewhere), streamed: memory stays flat
-        whatever the size of the table. `start` is called before each attempt (a retry
-        starts the copy over). `columns`: the table's, in lower case."""
+        then whether any column of a field Resend added holds a value), handed to `take` in
+        batches of at most `rows_per_batch` rows (Arrow record batches from DuckDB, DB-API
+        tuples elsewhere), streamed: memory stays flat whatever the size of the table.
+        `start` is called before each attempt (a retry starts the copy over). `columns`: the
+        table's, in lower case.
+
+        A column a person added (one dlt's schema does not know: no field of Resend's made
+        it) is not compared: Resend never sends it, so it cannot differ from Resend, and a
+        row loaded again for it would lose the person's value (a merge replaces whole rows)."""
         table = self.qualified(TABLE_NAME)
         sql = self._sql
         spelled = self.storage_columns([TABLE_NAME], casefold=False).get(TABLE_NAME, columns)
         selected = _selected(COLUMNS, columns)
-        others = [c for c in spelled if c.lower() not in (*COLUMNS, *_DLT_COLUMNS)]
+        fields = self._fields_of(TABLE_NAME)
+        others = [
+            c
+            for c in spelled
+            if c.lower() not in (*COLUMNS, *_DLT_COLUMNS)
+            and (fields is None or c.lower() in fields)
+        ]
         # quoted as spelled: dlt would fold `"Note"` into `note`, which does not exist
         held = " OR ".join(
             f"{sql.escape_column_name(c, casefold=False)} IS NOT NULL" for c in others
@@ -221,6 +205,12 @@ class DestinationReader:
                 take(batch)
 
         self.read("the table", copy)
+
+    def _fields_of(self, table: str) -> Optional[Set[str]]:
+        """The columns dlt's schema holds for `table` (those it made of fields Resend sent),
+        or None when the schema does not know the table (then every column counts)."""
+        known = (self.schema.tables if self.schema is not None else {}).get(table)
+        return None if known is None else set(known.get("columns", {}))
 
     def held_keys(self, what: str, table: str, column: str, keys: List[str]) -> Set[str]:
         """Those of these keys `table` (`what` it is, for an error) holds in `column`."""

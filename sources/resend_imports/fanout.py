@@ -24,7 +24,8 @@ from dlt.common.configuration.container import Container
 from .accounts import DEFAULT_ACCOUNT, with_account
 from .checks import Checked, check_destination
 from .client import ResendClient
-from .destination import DestinationReader, running_pipeline
+from .committed import running_pipeline
+from .destination import DestinationReader
 from .errors import DestinationReadError, ResendError
 from .incremental import ACCOUNTS_KEY
 from .legacy import adopt_legacy_state

@@ -12,7 +12,9 @@ whatever the number of imports.
 A listed row is handed to dlt again when the table's row differs in any column the resource
 declares (`digest`: a person's edit, a column a person dropped and dlt added again empty),
 when either side holds a field outside them (a field Resend added: dlt's normalizer, not this
-comparison, decides its columns and variants), or when the table holds the import twice.
+comparison, decides its columns and variants), or when the table holds the import twice. A
+column a person added (dlt's schema does not know it) is not compared: Resend never sends it,
+and loading a row again for it would wipe the person's value.
 Those rows observed as nothing new (status and counts as the table's) are counted
 (`SyncReport.rewritten`) when the table differed from Resend in a way the join can tell (a
 declared column, a field outside them on one side only, a copy), and the run says so; a row
@@ -21,8 +23,8 @@ cannot compare) is not: once Resend adds a field, every later listing loads ever
 without claiming that the whole table differed.
 
 A field outside the declared columns whose value is None counts as absent (dlt loads nothing
-for it). A column a person added with a DEFAULT, or a field Resend adds to every import,
-makes every row differ: the listing then loads every row, as a whole-table merge would.
+for it). A field Resend adds to every import makes every row differ: the listing then loads
+every row, as a whole-table merge would.
 
 The scratch folder lies in the pipeline's working folder (not a `/tmp` that may be memory);
 a run removes those a killed run left behind, never another live run's (`scratch`).
