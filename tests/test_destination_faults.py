@@ -10,15 +10,18 @@ import time
 from contextlib import closing
 from pathlib import Path
 from typing import Any, Iterator
+from unittest.mock import Mock
 
 import psycopg2
 import pytest
 from dlt.common.storages.load_package import PackageStorage
 from dlt.destinations.exceptions import DatabaseTerminalException
+from dlt.load.exceptions import LoadClientJobRetry
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from resend_imports import pending
 from resend_imports_pipelines.destinations.postgres import lock_key
+from resend_imports_pipelines.failures import explain
 from resend_imports_pipelines.run import DestinationFaultError, writer_lock
 
 from .conftest import Account, assert_one_line_error, run_cli
@@ -388,3 +391,52 @@ def test_a_key_with_a_newline_works_and_one_with_a_space_is_refused(account: Acc
     refused = run_cli(account, "sync", key="re_abc def")
     assert_one_line_error(refused, "the Resend API key contains spaces or control characters")
     assert "re_abc" not in refused.stderr
+
+
+@pytest.mark.reliability
+def test_a_statement_timeout_during_the_load_is_one_line_and_the_next_run_loads_the_data(
+    make_account: Any, postgres: ThrowawayPostgres
+) -> None:
+    # before: "resend-imports: unexpected error: PipelineStepFailed", exit 3 and a traceback,
+    # after dlt's LoadClientJobRetry (57014 is no lost connection: no destination's fault)
+    account: Account = make_account(imports=300, destination="postgres")
+    assert sync_cli(account).returncode == 0
+    account.store.advance(new=40, seconds=600)
+    with closing(postgres.admin()) as server, server.cursor() as cursor:
+        cursor.execute(f"ALTER ROLE {LOADER} IN DATABASE analytics SET statement_timeout = '1s'")
+    holder = postgres.admin("analytics")
+    try:
+        holder.autocommit = False
+        with holder.cursor() as cursor:  # reads pass, the load's writes wait past the timeout
+            cursor.execute("LOCK TABLE resend.contact_imports IN SHARE MODE")
+        failed = sync_cli(account)
+    finally:
+        holder.close()
+        with closing(postgres.admin()) as server, server.cursor() as cursor:
+            cursor.execute(f"ALTER ROLE {LOADER} IN DATABASE analytics RESET statement_timeout")
+    assert failed.returncode == 1, failed.stderr
+    assert_one_line_error(failed, "the load of contact_imports kept failing (5 attempts;")
+    assert "the database said: canceling statement due to statement timeout)" in failed.stderr
+    assert "the next run loads it: nothing is lost" in failed.stderr
+    waiting = account.workdir / "dlt" / "pipelines" / "resend_imports" / "load" / "normalized"
+    assert len(list(waiting.iterdir())) == 1  # the package waits for the next run
+
+    assert sync_cli(account).returncode == 0
+    assert account.differences() == []
+
+
+def test_a_retried_job_restored_from_its_package_is_told_by_the_text_dlt_kept() -> None:
+    # a job restored from its package carries the database's error as text only
+    kept = (
+        'Traceback (most recent call last):\n  File "x.py", line 1, in run\n'
+        "psycopg2.errors.QueryCanceled: canceling statement due to statement timeout\n\n"
+        "dlt.destinations.exceptions.DatabaseTransientException: canceling statement due to"
+        " statement timeout\n"
+    )
+    retry = LoadClientJobRetry("1", "contact_imports.63c927f1c7.sql", 5, 5, kept, None)  # type: ignore[arg-type]
+    failed = PipelineStepFailed(Mock(pipeline_name="p"), "load", "1", retry)
+    assert explain(failed) == (
+        "the load of contact_imports kept failing (5 attempts; the database said: canceling"
+        " statement due to statement timeout); the extracted data waits in DLT_DATA_DIR and"
+        " the next run loads it: nothing is lost"
+    )

@@ -20,7 +20,7 @@ from resend_imports.records import COLUMNS, fingerprint, parse_timestamp, to_row
 from resend_imports.sync_report import SyncReport
 from resend_imports.table_copy import TableCopy
 
-from .conftest import Account
+from .conftest import Account, assert_one_line_error, run_cli
 from .scenarios import drop_views, execute, finished, synced
 
 
@@ -260,3 +260,67 @@ def test_records_set_aside_during_a_complete_listing_go_out_with_their_page(
     assert QUARANTINE_TABLE in tables and report.quarantined == 1
     assert list(intake.emit()) == []  # nothing held back for the end
     assert [getattr(item, "meta", None) for item in intake.emit(flush=True)] == []
+
+
+def made_text(account: Account) -> None:
+    """A person changes `counts__total` to text (its views first, on PostgreSQL)."""
+    drop_views(account)
+    execute(account, "ALTER TABLE resend.contact_imports ALTER COLUMN counts__total TYPE VARCHAR")
+
+
+def changed_back(account: Account) -> None:
+    execute(
+        account,
+        "ALTER TABLE resend.contact_imports ALTER COLUMN counts__total TYPE BIGINT"
+        " USING counts__total::BIGINT",
+    )
+
+
+def test_a_count_column_a_person_made_text_is_compared_as_its_numbers(
+    make_account: Any, destination_name: str
+) -> None:
+    # before, on PostgreSQL: --full-refresh ended in exit 3 and a traceback ("Could not
+    # convert '1511' with type str: tried to convert to int64"); DuckDB compared the text
+    account, _ = synced(make_account(imports=300, stuck=0))
+    made_text(account)
+    account.store.advance(new=20, seconds=600)
+
+    result = run_cli(account, "sync", "--destination", destination_name, "--full-refresh")
+
+    # loaded; the views, which count with it, say so in the one line
+    assert_one_line_error(result, "the load is done (")
+    assert result.returncode == 1 and "but the views were not rebuilt" in result.stderr
+    changed_back(account)
+    assert run_cli(account, "sync", "--destination", destination_name).returncode == 0
+    assert account.differences() == []
+
+
+def test_a_count_a_person_made_text_that_is_no_number_is_one_line_before_any_load(
+    make_account: Any, destination_name: str
+) -> None:
+    account, _ = synced(make_account(imports=300, stuck=0))
+    made_text(account)
+    edited = account.store.truth()[7]
+    execute(
+        account,
+        f"UPDATE resend.contact_imports SET counts__total = 'many' WHERE id = '{edited['id']}'",
+    )
+    account.store.advance(new=20, seconds=600)
+
+    result = run_cli(account, "sync", "--destination", destination_name, "--full-refresh")
+
+    assert result.returncode == 1
+    assert_one_line_error(
+        result,
+        "resend.contact_imports.counts__total holds text values where the connector expects"
+        " bigint (its type changed by a person?), and some do not convert (",
+    )
+    assert "'many'" in result.stderr and "change the column back to bigint" in result.stderr
+    execute(  # what the line says a person can do
+        account,
+        f"UPDATE resend.contact_imports SET counts__total = '{edited['counts']['total']}'"
+        f" WHERE id = '{edited['id']}'",
+    )
+    changed_back(account)
+    assert run_cli(account, "sync", "--destination", destination_name).returncode == 0
+    assert account.differences() == []

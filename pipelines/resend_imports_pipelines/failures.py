@@ -17,7 +17,7 @@ from dlt.common.destination.exceptions import (
 )
 from dlt.load.exceptions import LoadClientJobFailed
 
-from resend_imports.causes import causes, refused_rows
+from resend_imports.causes import causes, refused_rows, retried_job
 from resend_imports.errors import (
     DestinationReadError,
     MissingAPIKeyError,
@@ -48,6 +48,13 @@ def explain(exc: BaseException) -> Optional[str]:
         message = _explain_one(cause)
         if message:
             return message
+    job = retried_job(exc)  # last: a cause behind it said more (DuckDB out of memory...)
+    if job is not None:
+        return (
+            f"the load of {job.table} kept failing ({job.attempts} attempts; the database"
+            f" said: {job.reason}); the extracted data waits in DLT_DATA_DIR and the next run"
+            " loads it: nothing is lost"
+        )
     return None
 
 

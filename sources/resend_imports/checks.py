@@ -26,7 +26,7 @@ from .incremental import SyncState
 from .options import RunOptions
 from .quarantine import QUARANTINE_TABLE
 from .settings import HISTORY_TABLE, TABLE_NAME
-from .table_structure import recreate_tables, staging_dataset_of_its_own
+from .table_structure import recreate_tables, rename_respelled, staging_dataset_of_its_own
 
 logger = logging.getLogger("resend_imports")
 
@@ -107,6 +107,7 @@ def check_destination(reader: DestinationReader, stored: Dict[str, Any]) -> Chec
             and name in schema.tables
             and (name in dlt_tables or has_table_seen_data(schema.tables[name]))
         ]
+    rename_respelled(reader, schema, columns)  # `"Counts__Total"`: before anything lacks
     # the `account` column (see `dropped_columns`), before the check of dropped columns (dlt
     # would add it NOT NULL to a table that holds rows, and fail)
     add_accounts(reader, columns, stored)

@@ -129,9 +129,12 @@ class DestinationReader:
         return Committed(True, resource_state_of(stored or {}), False)
 
     def storage_columns(self, tables: Iterable[str], casefold: bool = True) -> Dict[str, List[str]]:
-        """The columns each of `tables` has in the destination (none: it does not exist), in
-        lower case as dlt's schema names them, or with `casefold` False as the catalog spells
-        them: a column a person added as `"Note"` is only found under that name."""
+        """The columns each of `tables` has in the destination (none: it does not exist), as
+        dlt's schema names them, or with `casefold` False as the catalog spells them: a column
+        a person added as `"Note"` is only found under that name. Where identifiers keep
+        their case (PostgreSQL), a column a person renamed `"Counts__Total"` is not
+        `counts__total` and keeps its spelling (`rename_respelled` puts it right); where they
+        do not (DuckDB), it is the same column and reads `counts__total`."""
         client = self._client
         wanted = list(tables)
         if not self.readable:
@@ -140,8 +143,10 @@ class DestinationReader:
             lake = self._lake
             return self.read("the tables", lambda: lake.columns(wanted))
         found = self.read("the catalog", lambda: dict(client.get_storage_tables(wanted)))
+        capabilities = client.capabilities
         return {
-            name: [c.lower() if casefold else c for c in found.get(name, {})] for name in wanted
+            name: [_schema_name(capabilities, c) if casefold else c for c in found.get(name, {})]
+            for name in wanted
         }
 
     def table_health(self, columns: List[str]) -> TableHealth:
@@ -293,6 +298,15 @@ class DestinationReader:
 def _literal(text: str) -> str:
     """An account name as a SQL string literal (names are checked identifiers already)."""
     return "'" + text.replace("'", "''") + "'"
+
+
+def _schema_name(capabilities: Any, spelled: str) -> str:
+    """The name dlt's schema gives a column the catalog spells `spelled`: lower case, unless
+    the destination tells identifiers apart by case and dlt would not spell it so."""
+    folded = spelled.lower()
+    if not capabilities.has_case_sensitive_identifiers:
+        return folded
+    return folded if capabilities.casefold_identifier(folded) == spelled else spelled
 
 
 def _selected(names: Iterable[str], columns: List[str]) -> List[str]:

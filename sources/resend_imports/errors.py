@@ -89,3 +89,8 @@ class TableStructureError(ResendError):
     """A table lacks what its rows need to be told apart (a key column a person dropped, or
     the account of a table of several accounts): no run can repair it without losing rows, so
     the run stops before any request and says what a person can do."""
+
+
+class ColumnTypeError(ResendError):
+    """A column of the table holds a value a complete listing cannot compare as the type the
+    resource declares (a person changed the column's type): the run stops before loading."""

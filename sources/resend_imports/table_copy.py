@@ -43,7 +43,8 @@ from .formats import TIMESTAMP, arrow_fields
 from .known import Changed, Known, NothingKnown, isoformat
 from .records import COLUMNS, Row
 from .scratch import ScratchFolder
-from .settings import COUNT_FIELDS
+from .settings import COUNT_FIELDS, TABLE_NAME
+from .typed_columns import as_declared
 
 SCRATCH_ROWS_PER_BATCH = 50_000
 SCRATCH_MEMORY_LIMIT = "64MB"
@@ -98,6 +99,7 @@ class TableCopy(NothingKnown):
     deferred = True
 
     def __init__(self, reader: DestinationReader, columns: List[str]) -> None:
+        self._table = f"{reader.dataset}.{TABLE_NAME}"  # for an error (`typed_columns`)
         self._folder = ScratchFolder(reader.pipeline.working_dir)
         try:
             self._db = duckdb.connect(
@@ -135,7 +137,7 @@ class TableCopy(NothingKnown):
         Decimal or int)."""
         self._insert(
             "batch",
-            known_table(batch),
+            known_table(batch, self._table),
             f"INSERT INTO known SELECT id, {_FINGERPRINT}, {_DIGEST}, extra, deleted_at",
         )
 
@@ -274,18 +276,16 @@ def _extra(row: Row) -> Dict[str, Any]:
     }
 
 
-def known_table(batch: Any) -> pa.Table:
+def known_table(batch: Any, table: str = TABLE_NAME) -> pa.Table:
     """A batch of `DestinationReader.copy_known` (an Arrow record batch or DB-API tuples) as
-    one Arrow table of `KNOWN_SCHEMA`."""
+    one Arrow table of `KNOWN_SCHEMA`; `table` names the table in an error (`typed_columns`)."""
     if isinstance(batch, pa.RecordBatch):
         batch = pa.Table.from_batches([batch])
     if isinstance(batch, pa.Table):
-        return pa.Table.from_arrays(
-            [batch.column(index).cast(field.type) for index, field in enumerate(KNOWN_SCHEMA)],
-            schema=KNOWN_SCHEMA,
-        )
-    columns = list(zip(*batch, strict=True)) if batch else [()] * len(KNOWN_SCHEMA)
+        columns: Sequence[Any] = [batch.column(index) for index in range(len(KNOWN_SCHEMA))]
+    else:
+        columns = list(zip(*batch, strict=True)) if batch else [()] * len(KNOWN_SCHEMA)
     return pa.Table.from_arrays(
-        [pa.array(column, field.type) for column, field in zip(columns, KNOWN_SCHEMA, strict=True)],
+        [as_declared(c, field, table) for c, field in zip(columns, KNOWN_SCHEMA, strict=True)],
         schema=KNOWN_SCHEMA,
     )

@@ -7,6 +7,7 @@ A lakehouse (Delta, Iceberg) needs none of these: it merges in place and its nex
 writes a table whole.
 """
 
+import logging
 from typing import Any, Dict, List, Optional
 
 from .accounts import ACCOUNT_COLUMN, DEFAULT_ACCOUNT
@@ -14,6 +15,8 @@ from .alerts import ALERTS_TABLE
 from .destination import DestinationReader
 from .quarantine import QUARANTINE_TABLE
 from .settings import HISTORY_TABLE, TABLE_NAME
+
+logger = logging.getLogger("resend_imports")
 
 # the column of each written table that names its import: the account of a row is the
 # account its import has in another table
@@ -127,6 +130,42 @@ def unattributed_rows(reader: DestinationReader, table: str, attributed: Optiona
 def holds_rows(reader: DestinationReader, table: str) -> bool:
     query = f"SELECT 1 FROM {reader.qualified(table)} LIMIT 1"
     return bool(reader.read("the tables", lambda: reader.client.sql_client.execute_sql(query)))
+
+
+def rename_respelled(reader: DestinationReader, schema: Any, columns: Dict[str, List[str]]) -> None:
+    """Renames back the columns of the written tables a person renamed to another spelling of
+    their name (`counts__total` to `"Counts__Total"` on PostgreSQL, where that is another
+    column): dlt would add `counts__total` again empty, and then fail on every change of its
+    schema, as it tells column names apart regardless of case. The rows keep their values:
+    nothing is listed again. `columns` (`storage_columns`) is updated."""
+    if reader.lakehouse or schema is None:
+        return
+    sql = reader.client.sql_client
+    renamed: List[str] = []
+    statements: List[str] = []
+    for table, stored in columns.items():
+        declared = schema.tables.get(table, {}).get("columns", {})
+        respelled = [
+            c
+            for c in stored
+            if c != c.lower() and c.lower() in declared and c.lower() not in stored
+        ]
+        for spelled in respelled:
+            statements.append(
+                f"ALTER TABLE {reader.qualified(table)} RENAME COLUMN"
+                f" {sql.escape_column_name(spelled, casefold=False)}"
+                f" TO {sql.escape_column_name(spelled.lower())}"
+            )
+            stored[stored.index(spelled)] = spelled.lower()
+            renamed.append(f'{reader.dataset}.{table}."{spelled}"')
+    if statements:
+        reader.read("the tables", lambda: sql.execute_many(statements))
+    if renamed:
+        logger.warning(
+            "%s renamed back to the lower case dlt writes (renamed by a person?): dlt tells"
+            " column names apart regardless of case, and would fail on both spellings",
+            ", ".join(renamed),
+        )
 
 
 def recreate_tables(reader: DestinationReader, tables: List[str]) -> None:
