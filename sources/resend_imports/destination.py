@@ -41,7 +41,7 @@ from .accounts import ACCOUNT_COLUMN
 from .committed import Committed, TableHealth
 from .lake import LakeTables, is_lake
 from .legacy import resource_state_of
-from .names import names_of
+from .names import column_name_in_schema, names_of, selected_columns, sql_literal
 from .reads import retrying, stream
 from .records import COLUMNS, Row
 from .settings import COUNT_FIELDS, TABLE_NAME
@@ -145,7 +145,10 @@ class DestinationReader:
         found = self.read("the catalog", lambda: dict(client.get_storage_tables(wanted)))
         capabilities = client.capabilities
         return {
-            name: [_schema_name(capabilities, c) if casefold else c for c in found.get(name, {})]
+            name: [
+                column_name_in_schema(capabilities, c) if casefold else c
+                for c in found.get(name, {})
+            ]
             for name in wanted
         }
 
@@ -163,7 +166,7 @@ class DestinationReader:
 
     def known_rows(self, ids: List[str], columns: List[str]) -> List[Row]:
         """The table's `id`, `status`, counts and `deleted_at` of these imports."""
-        selected = ", ".join(_selected(_LOOKED_UP, columns))
+        selected = ", ".join(selected_columns(_LOOKED_UP, columns))
         rows = self._where_in("the table", selected, TABLE_NAME, "id", ids)
         return [dict(zip(_LOOKED_UP, row, strict=True)) for row in rows]
 
@@ -187,7 +190,7 @@ class DestinationReader:
         table = self.qualified(TABLE_NAME)
         sql = self._sql
         spelled = self.storage_columns([TABLE_NAME], casefold=False).get(TABLE_NAME, columns)
-        selected = _selected(COLUMNS, columns)
+        selected = selected_columns(COLUMNS, columns)
         fields = self._fields_of(TABLE_NAME)
         others = [
             c
@@ -202,7 +205,7 @@ class DestinationReader:
         query = f"SELECT {', '.join(selected)}, {f'({held})' if held else 'FALSE'} AS extra"
         query += f" FROM {table}"
         if self.account is not None:  # a literal: the streaming drivers take no parameters
-            query += f" WHERE {ACCOUNT_COLUMN} = {_literal(self.account)}"
+            query += f" WHERE {ACCOUNT_COLUMN} = {sql_literal(self.account)}"
 
         def copy() -> None:
             start()
@@ -293,22 +296,3 @@ class DestinationReader:
         except DestinationException:
             pass  # a connection that is gone needs no closing
         sql.open_connection()
-
-
-def _literal(text: str) -> str:
-    """An account name as a SQL string literal (names are checked identifiers already)."""
-    return "'" + text.replace("'", "''") + "'"
-
-
-def _schema_name(capabilities: Any, spelled: str) -> str:
-    """The name dlt's schema gives a column the catalog spells `spelled`: lower case, unless
-    the destination tells identifiers apart by case and dlt would not spell it so."""
-    folded = spelled.lower()
-    if not capabilities.has_case_sensitive_identifiers:
-        return folded
-    return folded if capabilities.casefold_identifier(folded) == spelled else spelled
-
-
-def _selected(names: Iterable[str], columns: List[str]) -> List[str]:
-    """`names` to select, with NULL for those an older table does not have."""
-    return [name if name in columns else f"NULL AS {name}" for name in names]
