@@ -90,3 +90,21 @@ def test_a_table_missing_a_data_file_stops_each_run_in_one_line_until_its_folder
     shutil.rmtree(folder)  # as the line says
     synced(account, table_format)
     assert table_rows(account, table_format, HISTORY).num_rows > 0
+
+
+def test_a_file_in_place_of_a_dlt_folder_is_named_in_one_line_as_the_buckets(
+    make_account: Any,
+) -> None:
+    """Not blamed on DLT_DATA_DIR, which does not move the bucket; removed, the run heals."""
+    account = make_account(imports=100)
+    synced(account, "delta")
+    loads = bucket_of(account) / "resend" / "_dlt_loads"
+    shutil.rmtree(loads)
+    loads.write_text("not a folder")
+    result = lake_sync(account, "delta")
+    assert_one_line_error(result, f"cannot write {loads}/")
+    assert "outside dlt's working folder" in result.stderr
+    assert "DLT_DATA_DIR" not in result.stderr
+    assert result.returncode == 1
+    loads.unlink()
+    synced(account, "delta")

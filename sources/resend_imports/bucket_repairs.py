@@ -70,7 +70,7 @@ def repair_dlt_folders(pipeline: dlt.Pipeline) -> None:
     lacking = [
         name
         for name in client.schema.dlt_table_names()
-        if not files.isdir(client.get_table_dir(name))
+        if not files.exists(client.get_table_dir(name).rstrip("/"))  # a file there: dlt says
     ]
     if not lacking:
         return
