@@ -2,6 +2,7 @@
 
 import difflib
 import errno
+import os
 from typing import Any, List, Optional
 
 import dlt.destinations
@@ -109,12 +110,7 @@ def _explain_one(exc: BaseException) -> Optional[str]:
     if isinstance(exc, (UnknownDestinationModule, InvalidDestinationReference)):
         return unknown_destination(getattr(exc, "ref", None) or getattr(exc, "refs", None))
     if isinstance(exc, OSError) and exc.errno in _FILE_ERRORS and exc.filename:
-        return (
-            f"cannot write {exc.filename} ({exc.strerror.lower() if exc.strerror else 'error'}):"
-            " dlt keeps its working folder in DLT_DATA_DIR (by default ~/.dlt, /var/dlt for"
-            " root: `resend-imports sync --help` shows yours); point it at a writable folder."
-            " Nothing was synced"
-        )
+        return _unwritable(exc)
     rows = refused_rows(exc) if isinstance(exc, LoadClientJobFailed) else None
     if rows is not None:
         return (
@@ -137,6 +133,24 @@ def _explain_one(exc: BaseException) -> Optional[str]:
             f" the extracted data loads on the next run): {str(exc).splitlines()[0]}"
         )
     return None
+
+
+def _unwritable(exc: OSError) -> str:
+    """A file that could not be written, and whose folder it is: dlt's working folder, or
+    another (a local bucket's), which DLT_DATA_DIR does not move."""
+    reason = exc.strerror.lower() if exc.strerror else "error"
+    working = os.path.realpath(dlt.current.run_context().data_dir)
+    path = os.path.realpath(os.fsdecode(exc.filename))
+    if path == working or path.startswith(working + os.sep):
+        return (
+            f"cannot write {exc.filename} ({reason}): dlt keeps its working folder in"
+            " DLT_DATA_DIR (by default ~/.dlt, /var/dlt for root: `resend-imports sync --help`"
+            " shows yours); point it at a writable folder. Nothing was synced"
+        )
+    return (
+        f"cannot write {exc.filename} ({reason}), outside dlt's working folder (the"
+        " destination's, e.g. a local bucket's): make the folder it names a writable folder"
+    )
 
 
 def unknown_destination(name: Any) -> str:

@@ -4,6 +4,9 @@ later run, put right by the run that finds it, under the run's writer lock.
 - A kill between dlt's creation of a dataset's folder and its `init` marker: dlt treats a
   folder without the marker as new at every later run and fails to create it again (local
   buckets only: on object storage a folder is no object, and creating one never fails).
+- A folder of dlt's own tables (its loads, the state, the schemas) a person deleted from a
+  local bucket: dlt writes their files into it without creating it (it creates the tables'
+  folders only with a new schema version), so every later load failed.
 - An Iceberg table that gained a column no snapshot carries yet: dlt commits the new column
   (a new field, or the variant column of a field that changed type), then upserts the rows
   in other commits; pyiceberg's upsert (0.12) reads the rows it matches with the last
@@ -53,6 +56,31 @@ def repair_dataset_folder(pipeline: dlt.Pipeline) -> None:
         folder,
     )
     files.rmdir(folder)
+
+
+def repair_dlt_folders(pipeline: dlt.Pipeline) -> None:
+    """Creates again, with one WARNING, the folders of dlt's own tables that a local bucket's
+    dataset (one dlt marked as its own) lacks."""
+    client = pipeline.destination_client()  # not entered: that would open a database
+    if not isinstance(client, FilesystemClient) or not client.config.is_local_filesystem:
+        return
+    files = client.fs_client
+    if not files.exists(client.init_file_path):
+        return  # no dataset yet (dlt creates every folder with it), or `repair_dataset_folder`'s
+    lacking = [
+        name
+        for name in client.schema.dlt_table_names()
+        if not files.exists(client.get_table_dir(name).rstrip("/"))  # a file there: dlt says
+    ]
+    if not lacking:
+        return
+    logger.warning(
+        "%s missing from the bucket's dataset folder %s (deleted by a person?): created again",
+        ", ".join(lacking) + (" is" if len(lacking) == 1 else " are"),
+        client.dataset_path.rstrip("/"),
+    )
+    for name in lacking:
+        files.makedirs(client.get_table_dir(name), exist_ok=True)
 
 
 def align_iceberg_snapshots(pipeline: dlt.Pipeline) -> List[str]:

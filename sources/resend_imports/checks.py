@@ -11,7 +11,7 @@ table in the same run.
 
 import logging
 from copy import deepcopy
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Dict, List, Optional
 
@@ -51,6 +51,9 @@ class Checked:
     alerts_exist: bool = False  # the alerts table is there to be asked which alerts it holds
     health: Optional[TableHealth] = None  # None: the destination cannot be read with SQL
     columns: Optional[List[str]] = None  # of the table (None: no SQL); `health` per account
+    # a lakehouse's tables a person deleted, besides `contact_imports` (which a repair lists
+    # whole): created by this run's load, with no rows if it has none for them
+    to_write: List[str] = field(default_factory=list)
     repair: Optional[str] = None  # why the table does not hold what the state describes
 
 
@@ -94,6 +97,8 @@ def check_destination(reader: DestinationReader, stored: Dict[str, Any]) -> Chec
         return checked
     schema: Any = reader.schema  # the job client's: loading the pipeline's again costs time
     dlt_tables = [schema.state_table_name, schema.loads_table_name] if schema else []
+    # a bucket's: folders, put right before any load (`bucket_repairs.repair_dlt_folders`)
+    checked_dlt_tables = [] if reader.lakehouse else dlt_tables
     version_table = schema.version_table_name if schema else "_dlt_version"
     columns = reader.storage_columns([*WRITTEN_TABLES, *dlt_tables, version_table])
     missing: List[str] = []
@@ -102,7 +107,7 @@ def check_destination(reader: DestinationReader, stored: Dict[str, Any]) -> Chec
         # dataset it loaded before stays missing, and every later load fails on it
         missing = [
             name
-            for name in [*WRITTEN_TABLES, *dlt_tables]
+            for name in [*WRITTEN_TABLES, *checked_dlt_tables]
             if not columns.get(name)
             and name in schema.tables
             and (name in dlt_tables or has_table_seen_data(schema.tables[name]))
@@ -138,9 +143,13 @@ def check_destination(reader: DestinationReader, stored: Dict[str, Any]) -> Chec
         )
     if missing or lacking or owed:
         recreate_tables(reader, [*missing, *lacking, *owed])
+    # a database's are there again, empty; a lakehouse's only once this run's load wrote them
+    recreated = [] if reader.lakehouse else missing
+    if reader.lakehouse:
+        checked.to_write = [name for name in missing if name != TABLE_NAME]
     checked.columns = columns.get(TABLE_NAME, [])
-    checked.history_exists = bool(columns.get(HISTORY_TABLE)) or HISTORY_TABLE in missing
-    checked.alerts_exist = bool(columns.get(ALERTS_TABLE)) or ALERTS_TABLE in missing
+    checked.history_exists = bool(columns.get(HISTORY_TABLE)) or HISTORY_TABLE in recreated
+    checked.alerts_exist = bool(columns.get(ALERTS_TABLE)) or ALERTS_TABLE in recreated
     return checked
 
 

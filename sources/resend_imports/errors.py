@@ -15,6 +15,11 @@ class MissingAPIKeyError(ResendConfigError):
     """No API key is configured: the run stops before any request."""
 
 
+class LakeTableUnreadableError(ResendError):
+    """A Delta or Iceberg table lists a file its bucket no longer holds (deleted by a person):
+    no reader can read it, and no run can put it right in place."""
+
+
 class ResendAPIError(ResendError):
     """Resend answered with an error status that is not worth retrying, or retries ran out."""
 

@@ -17,6 +17,9 @@ from dlt.destinations.impl.duckdb.factory import duckdb as duckdb_factory
 from dlt.destinations.impl.duckdb.sql_client import DuckDbSqlClient
 from dlt.destinations.impl.filesystem.filesystem import FilesystemClient
 
+from .errors import LakeTableUnreadableError
+from .settings import TABLE_NAME
+
 TABLE_FORMATS = ("delta", "iceberg")
 
 
@@ -44,6 +47,26 @@ def arrow_of(client: FilesystemClient, table_format: str, table: str) -> Any:
     if table_format == "delta":
         return native.to_pyarrow_table()
     return native.scan().to_arrow()
+
+
+def unreadable(
+    client: FilesystemClient, table_format: str, table: str, exc: FileNotFoundError
+) -> LakeTableUnreadableError:
+    """What a person does about a table that lists a file the bucket lacks: restore it, or
+    remove the table, which the next run creates again."""
+    again = (
+        "loads every import into it again"
+        if table == TABLE_NAME
+        else "creates it again, without the rows it held"
+    )
+    missing = (str(exc).strip().splitlines() or [""])[0][:300]
+    folder = client.get_table_dir(table).rstrip("/")
+    return LakeTableUnreadableError(
+        f"the {table_format.capitalize()} table {client.dataset_name}.{table} cannot be read:"
+        f" a file it lists is missing from the bucket ({missing}); restore the file from a"
+        f" backup of the bucket, or remove the table's folder {folder} and the"
+        f" next sync {again}"
+    )
 
 
 class LakeTables:
@@ -86,6 +109,8 @@ class LakeTables:
                 rows = arrow_of(self.client, table_format, table)
             except DestinationUndefinedEntity:
                 pass
+            except FileNotFoundError as exc:  # deltalake's and pyarrow's (pyiceberg's reader)
+                raise unreadable(self.client, table_format, table, exc) from exc
         if rows is not None:
             name = self.sql_client.make_qualified_table_name(table)
             self._connection.register("resend_imports_arrow", rows)

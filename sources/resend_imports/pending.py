@@ -9,7 +9,8 @@ this table. So when the source is created in an active pipeline with a destinati
 `dlt init` included), what is pending is first put right here:
 
 - a dataset folder that a kill left in a bucket before dlt marked it as its own is removed
-  (`bucket_repairs`): dlt would fail to create it again on every later run;
+  (`bucket_repairs`): dlt would fail to create it again on every later run; a folder of dlt's
+  own tables a person deleted is created again (dlt writes into it without creating it);
 - copies of a package that a kill left half-moved between dlt's folders are deleted. dlt
   extracts a package into `normalize/extracted/<id>`, normalizes it into `load/new/<id>`,
   renames that to `load/normalized/<id>` and only then deletes the extracted copy; a kill
@@ -33,7 +34,7 @@ import dlt
 from dlt.load.exceptions import LoadClientJobFailed, LoadPackageAborted
 from dlt.pipeline.exceptions import PipelineStepFailed
 
-from .bucket_repairs import align_iceberg_snapshots, repair_dataset_folder
+from .bucket_repairs import align_iceberg_snapshots, repair_dataset_folder, repair_dlt_folders
 from .causes import causes, refused_rows
 from .destination import committed_state
 from .incremental import SyncState
@@ -49,6 +50,7 @@ def settle_pending_packages(pipeline: dlt.Pipeline) -> None:
     pending; the destination is read only when something is (a bucket's dataset folder is
     looked at on every run: a kill can leave it without anything pending)."""
     repair_dataset_folder(pipeline)
+    repair_dlt_folders(pipeline)
     repair_package_storage(pipeline)
     if pipeline.has_pending_data:
         finish_or_discard_pending(pipeline)

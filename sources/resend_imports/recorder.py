@@ -47,6 +47,7 @@ class Recorder:
         reader: Optional[DestinationReader] = None,
         history_exists: bool = False,
         alerts_exist: bool = False,
+        to_write: Sequence[str] = (),
     ) -> None:
         self.alerting = alerting
         self.report = report
@@ -54,8 +55,10 @@ class Recorder:
         self._history = reader if history_exists else None
         self._alerts_table = reader if alerts_exist else None
         # an outbox the destination lacks is created by this run, empty if it raises nothing,
-        # so that queries and readers of it work from the first run on
-        self._create_outbox = reader is not None and reader.readable and not alerts_exist
+        # so that queries and readers of it work from the first run on; as is any table of
+        # `to_write` (a lakehouse's, deleted by a person)
+        outbox = reader is not None and reader.readable and not alerts_exist
+        self._create: Set[str] = {*to_write, *([ALERTS_TABLE] if outbox else [])}
         self._observed: List[Dict[str, Any]] = []
         self._raised: List[Alert] = []
         self._quarantined: List[Dict[str, Any]] = []
@@ -115,14 +118,18 @@ class Recorder:
 
     def items(self) -> Iterator[Any]:
         """What was recorded since the last call, as dlt items."""
-        yield from hand_over(self._quarantined, QUARANTINE_COLUMNS, QUARANTINE_TABLE)
-        yield from hand_over(self._observed, HISTORY_COLUMNS, HISTORY_TABLE)
         news = self._news(self._raised)
         self.report.alerts_raised += len(news)
-        yield from hand_over(news, ALERT_COLUMNS, ALERTS_TABLE)
-        if self._create_outbox and not news:
-            yield empty_table(ALERT_COLUMNS, ALERTS_TABLE)
-        self._create_outbox = False
+        recorded = (
+            (QUARANTINE_TABLE, QUARANTINE_COLUMNS, self._quarantined),
+            (HISTORY_TABLE, HISTORY_COLUMNS, self._observed),
+            (ALERTS_TABLE, ALERT_COLUMNS, news),
+        )
+        for table, columns, rows in recorded:
+            yield from hand_over(rows, columns, table)
+            if table in self._create and not rows:
+                yield empty_table(columns, table)
+        self._create = set()
         self._quarantined, self._observed, self._raised = [], [], []
 
     def _news(self, raised: List[Alert]) -> List[Dict[str, Any]]:

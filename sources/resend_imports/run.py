@@ -105,6 +105,7 @@ class Run:
             reader,
             self.checked.history_exists,
             self.checked.alerts_exist,
+            self.checked.to_write,
         )
         self.alerted: Set[str] = set(self.previous.open_alerted)  # imports alerted as open too long
         # built last (a scratch copy of the table, which the caller closes: `fanout`)

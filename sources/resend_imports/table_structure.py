@@ -171,7 +171,8 @@ def rename_respelled(reader: DestinationReader, schema: Any, columns: Dict[str, 
 def recreate_tables(reader: DestinationReader, tables: List[str]) -> None:
     """Creates the tables the schema describes that the destination lacks (dropped or
     renamed by a person), and the columns these tables lack: dlt creates either only when
-    its schema version is new."""
+    its schema version is new. A lakehouse's table is created by the load that writes it:
+    the run writes those it lacks (`Checked.to_write`)."""
     client = reader.client
     known = [name for name in tables if name in client.schema.tables]
     if known and not reader.lakehouse:
