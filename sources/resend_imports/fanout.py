@@ -77,9 +77,12 @@ def sync_contact_imports(clients: Dict[str, ResendClient], options: RunOptions) 
         checked = Checked() if reader is None else check_destination(reader, root)
         states = {name: account_state(root, name) for name in clients}
         reports: List[SyncReport] = []
-        if len(clients) == 1:
+        if len(clients) == 1:  # in the calling thread: a run of one account fails as a whole
             ((name, client),) = clients.items()
-            yield from _one(name, client, options, reader, states[name], checked, reports)
+            with _account_run(name, client, options, reader, states[name], checked) as run:
+                for item in run.items():
+                    yield with_account(item, name)
+            reports.append(run.report)
         else:
             readers: List[Optional[DestinationReader]] = [reader]
             for _ in range(min(len(clients), ACCOUNT_WORKERS) - 1):
@@ -107,22 +110,6 @@ def _account_run(
         yield run
     finally:
         run.knowledge.close()
-
-
-def _one(
-    name: str,
-    client: ResendClient,
-    options: RunOptions,
-    reader: Optional[DestinationReader],
-    stored: Dict[str, Any],
-    checked: Checked,
-    reports: List[SyncReport],
-) -> Iterator[Any]:
-    """One account's run; in the calling thread (a run of one account fails as a whole)."""
-    with _account_run(name, client, options, reader, stored, checked) as run:
-        for item in run.items():
-            yield with_account(item, name)
-    reports.append(run.report)
 
 
 class _StoppedError(Exception):
