@@ -30,12 +30,19 @@ logger = logging.getLogger("resend_imports")
 DLT_OWN_FOLDER = "_dlt_loads"  # in every dataset dlt ever loaded into
 
 
-def repair_dataset_folder(pipeline: dlt.Pipeline) -> None:
-    """Removes a local bucket's dataset folder that a killed run created but never marked as
-    dlt's; refuses, in one line, one with files in it (not ours to delete)."""
+def repair_local_bucket(pipeline: dlt.Pipeline) -> None:
+    """The folders a local bucket's dataset must have, put right (see the module); nothing
+    for any other destination."""
     client = pipeline.destination_client()  # not entered: that would open a database
     if not isinstance(client, FilesystemClient) or not client.config.is_local_filesystem:
         return
+    _repair_dataset_folder(client)
+    _repair_dlt_folders(client)
+
+
+def _repair_dataset_folder(client: FilesystemClient) -> None:
+    """Removes the dataset folder that a killed run created but never marked as dlt's;
+    refuses, in one line, one with files in it (not ours to delete)."""
     files, folder = client.fs_client, client.dataset_path
     if not files.isdir(folder) or files.exists(client.init_file_path):
         return
@@ -58,15 +65,12 @@ def repair_dataset_folder(pipeline: dlt.Pipeline) -> None:
     files.rmdir(folder)
 
 
-def repair_dlt_folders(pipeline: dlt.Pipeline) -> None:
-    """Creates again, with one WARNING, the folders of dlt's own tables that a local bucket's
-    dataset (one dlt marked as its own) lacks."""
-    client = pipeline.destination_client()  # not entered: that would open a database
-    if not isinstance(client, FilesystemClient) or not client.config.is_local_filesystem:
-        return
+def _repair_dlt_folders(client: FilesystemClient) -> None:
+    """Creates again, with one WARNING, the folders of dlt's own tables that the dataset (one
+    dlt marked as its own) lacks."""
     files = client.fs_client
     if not files.exists(client.init_file_path):
-        return  # no dataset yet (dlt creates every folder with it), or `repair_dataset_folder`'s
+        return  # no dataset yet (dlt creates every folder with it, and `_repair_dataset_folder`)
     lacking = [
         name
         for name in client.schema.dlt_table_names()

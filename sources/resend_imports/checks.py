@@ -97,7 +97,7 @@ def check_destination(reader: DestinationReader, stored: Dict[str, Any]) -> Chec
         return checked
     schema: Any = reader.schema  # the job client's: loading the pipeline's again costs time
     dlt_tables = [schema.state_table_name, schema.loads_table_name] if schema else []
-    # a bucket's: folders, put right before any load (`bucket_repairs.repair_dlt_folders`)
+    # a bucket's: folders, put right before any load (`bucket_repairs.repair_local_bucket`)
     checked_dlt_tables = [] if reader.lakehouse else dlt_tables
     version_table = schema.version_table_name if schema else "_dlt_version"
     columns = reader.storage_columns([*WRITTEN_TABLES, *dlt_tables, version_table])

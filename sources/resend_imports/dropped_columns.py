@@ -20,7 +20,7 @@ from typing import Any, Dict, List
 
 from .accounts import ACCOUNT_COLUMN, DEFAULT_ACCOUNT
 from .destination import DestinationReader
-from .errors import TableStructureError
+from .errors import TableStructureError, recreated_next_run
 from .incremental import ACCOUNTS_KEY, SyncState
 from .settings import TABLE_NAME
 from .table_structure import (
@@ -49,7 +49,7 @@ def refuse_lost_keys(reader: DestinationReader, schema: Any, lacking: Dict[str, 
             f"{reader.dataset}.{table} lacks {', '.join(needed)} (dropped by a person?),"
             " which every row needs and which cannot be worked out from its other columns:"
             f" restore {'it' if len(needed) == 1 else 'them'} (e.g. from a backup), or"
-            f" {_drop_advice(table)}"
+            f" drop the table: {recreated_next_run(table)}; nothing was requested or written"
         )
 
 
@@ -123,7 +123,8 @@ def _attribute(
                 f"{reader.dataset}.{table} lacks {ACCOUNT_COLUMN} (dropped by a person?) and"
                 f" holds the imports of the accounts {', '.join(accounts)}: {unknown:,} of its"
                 " rows have an import no other table gives one account: restore the column"
-                f" (e.g. from a backup), or {_drop_advice(table)}"
+                f" (e.g. from a backup), or drop the table: {recreated_next_run(table)};"
+                " nothing was requested or written"
             )
     add_account_column(reader, lacking, in_staging, attributed)
     logger.warning(
@@ -133,12 +134,3 @@ def _attribute(
         ACCOUNT_COLUMN,
         ", ".join(f"{reader.dataset}.{table}" for table in sources),
     )
-
-
-def _drop_advice(table: str) -> str:
-    """What dropping `table` does, as the last words of a line that stops the run."""
-    if table == TABLE_NAME:
-        then = "lists every import into it again (rows marked deleted are then gone)"
-    else:
-        then = "starts it empty (the rows it held are then gone)"
-    return f"drop the table: the next run creates it and {then}; nothing was requested or written"

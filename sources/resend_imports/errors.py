@@ -2,6 +2,19 @@
 
 from typing import Any, Optional
 
+from .settings import TABLE_NAME
+
+
+def recreated_next_run(table: str) -> str:
+    """What the next run does with one of the written tables once a person removed it: the
+    advice of every line that stops the run on a table no run can put right by itself."""
+    if table == TABLE_NAME:
+        return (
+            "the next run creates it and lists every import into it again (rows marked"
+            " deleted are then gone)"
+        )
+    return "the next run creates it again, empty (the rows it held are then gone)"
+
 
 class ResendError(Exception):
     """Base class of every expected failure of the source."""

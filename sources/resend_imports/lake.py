@@ -17,8 +17,7 @@ from dlt.destinations.impl.duckdb.factory import duckdb as duckdb_factory
 from dlt.destinations.impl.duckdb.sql_client import DuckDbSqlClient
 from dlt.destinations.impl.filesystem.filesystem import FilesystemClient
 
-from .errors import LakeTableUnreadableError
-from .settings import TABLE_NAME
+from .errors import LakeTableUnreadableError, recreated_next_run
 
 TABLE_FORMATS = ("delta", "iceberg")
 
@@ -54,18 +53,13 @@ def unreadable(
 ) -> LakeTableUnreadableError:
     """What a person does about a table that lists a file the bucket lacks: restore it, or
     remove the table, which the next run creates again."""
-    again = (
-        "loads every import into it again"
-        if table == TABLE_NAME
-        else "creates it again, without the rows it held"
-    )
     missing = (str(exc).strip().splitlines() or [""])[0][:300]
     folder = client.get_table_dir(table).rstrip("/")
     return LakeTableUnreadableError(
         f"the {table_format.capitalize()} table {client.dataset_name}.{table} cannot be read:"
         f" a file it lists is missing from the bucket ({missing}); restore the file from a"
-        f" backup of the bucket, or remove the table's folder {folder} and the"
-        f" next sync {again}"
+        f" backup of the bucket, or remove the table's folder {folder}:"
+        f" {recreated_next_run(table)}"
     )
 
 

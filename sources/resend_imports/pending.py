@@ -34,7 +34,7 @@ import dlt
 from dlt.load.exceptions import LoadClientJobFailed, LoadPackageAborted
 from dlt.pipeline.exceptions import PipelineStepFailed
 
-from .bucket_repairs import align_iceberg_snapshots, repair_dataset_folder, repair_dlt_folders
+from .bucket_repairs import align_iceberg_snapshots, repair_local_bucket
 from .causes import causes, refused_rows
 from .destination import committed_state
 from .incremental import SyncState
@@ -49,8 +49,7 @@ def settle_pending_packages(pipeline: dlt.Pipeline) -> None:
     """Puts right what earlier runs of `pipeline` (the active one, with a destination) left
     pending; the destination is read only when something is (a bucket's dataset folder is
     looked at on every run: a kill can leave it without anything pending)."""
-    repair_dataset_folder(pipeline)
-    repair_dlt_folders(pipeline)
+    repair_local_bucket(pipeline)
     repair_package_storage(pipeline)
     if pipeline.has_pending_data:
         finish_or_discard_pending(pipeline)

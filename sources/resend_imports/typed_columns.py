@@ -11,8 +11,9 @@ from typing import Any, Optional, Sequence
 
 import pyarrow as pa
 
-from .errors import ColumnTypeError
+from .errors import ColumnTypeError, recreated_next_run
 from .records import COLUMNS
+from .settings import TABLE_NAME
 
 _REFUSED = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError)
 
@@ -48,8 +49,8 @@ def _refused(
     return ColumnTypeError(
         f"{table}.{field.name} holds {shown} where the connector expects {expected} (its type"
         f" changed by a person?), and some do not convert ({detail}): put those right and"
-        f" change the column back to {expected}, or drop the table: the next run lists every"
-        " import into it again (rows marked deleted are then gone); nothing was loaded"
+        f" change the column back to {expected}, or drop the table:"
+        f" {recreated_next_run(TABLE_NAME)}; nothing was loaded"
     )
 
 

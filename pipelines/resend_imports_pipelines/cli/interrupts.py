@@ -19,6 +19,11 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where the program is, like Ctrl-C's KeyboardInterrupt."""
 
 
+def _interrupt_of(signum: int) -> KeyboardInterrupt:
+    """What a signal raises where the program is: Ctrl-C's KeyboardInterrupt, or SIGTERM's."""
+    return Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
 class Interrupts:
     """Ctrl-C and SIGTERM, raised where the program is.
 
@@ -47,9 +52,7 @@ class Interrupts:
 
     def raised(self) -> Optional[KeyboardInterrupt]:
         """What the signal received raised where it landed; None before a signal."""
-        if self.received is None:
-            return None
-        return Terminated() if self.received == signal.SIGTERM else KeyboardInterrupt()
+        return None if self.received is None else _interrupt_of(self.received)
 
     def _raise(self, signum: int, frame: Optional[FrameType]) -> None:
         if self.handled.is_set():
@@ -57,7 +60,7 @@ class Interrupts:
         if self.received is None:
             self.received = signum
             threading.Thread(target=self._insist, daemon=True).start()
-        raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+        raise _interrupt_of(signum)
 
     def _insist(self) -> None:
         while not self.handled.wait(0.5) and self.received is not None:
