@@ -34,11 +34,13 @@ RESEND_IMPORTS = str(Path(sys.executable).with_name("resend-imports"))
 OURS = "resend-imports"
 REST_API = "rest_api (jsonl)"
 HAND_LOOP = "hand loop"
+DLT_FLOOR = "dlt floor"
 
 CONTENDERS: Dict[str, List[str]] = {
     OURS: [RESEND_IMPORTS, "sync"],
     REST_API: [PYTHON, "-m", "benchmarks.rest_api_sync", "{db}", "jsonl"],
     HAND_LOOP: [PYTHON, "-m", "benchmarks.hand_loop", "{db}"],
+    DLT_FLOOR: [PYTHON, "-m", "benchmarks.dlt_floor", "{db}"],
 }
 # ours into a throwaway PostgreSQL server: dlt's csv (COPY) for bulk runs, as shipped, and
 # every run as INSERT statements (dlt's default format for PostgreSQL), for the choice

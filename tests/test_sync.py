@@ -319,4 +319,22 @@ def test_data_left_by_an_interrupted_run_is_loaded_and_the_run_still_syncs(
     summary = account.sync(pipeline)
     assert not pipeline.has_pending_data
     assert summary.new == 30  # the interrupted run had seen the first 30
+    assert summary.left_over_loaded
+    assert "loaded the data an interrupted run left" in "\n".join(summary.lines())
+    assert account.differences() == []
+    assert not account.sync(pipeline).left_over_loaded  # said by the run that loaded it only
+
+
+def test_a_run_after_loading_an_interrupted_runs_data_does_not_say_nothing_changed(
+    make_account: Any,
+) -> None:
+    account, pipeline = synced(make_account(imports=400))
+    account.store.advance(new=30, seconds=600)
+    pipeline.extract(resend_source(api_key=API_KEY, base_url=account.url))
+    pipeline.normalize()  # a run that died after normalize
+    summary = account.sync(pipeline)  # its 30 imports are in the table before the listing
+    assert (summary.new, summary.updated) == (0, 0)
+    first = summary.lines()[0]
+    assert first.startswith("loaded into resend.contact_imports on ")
+    assert "the data an interrupted run left; since then nothing changed" in first
     assert account.differences() == []

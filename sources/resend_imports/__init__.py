@@ -65,6 +65,7 @@ def contact_imports(
     gone_after_runs: int = DEFAULT_GONE_AFTER_RUNS,
     full_refresh_every_days: float = DEFAULT_FULL_REFRESH_EVERY_DAYS,
     alert_settings: Tuple[Tuple[str, Any], ...] = (),
+    left_over_loaded: bool = False,
 ) -> Iterator[Any]:
     """Yields contact imports in batches, of every account in `clients` (name -> its
     client), each account a run of its own (see `fanout`); see `incremental` for what a run
@@ -91,7 +92,7 @@ def contact_imports(
         full_refresh_every_days=full_refresh_every_days,
         alert_settings=alert_settings,
     )
-    yield from sync_contact_imports(clients, options)
+    yield from sync_contact_imports(clients, options, left_over_loaded)
 
 
 # settings under `[sources.resend_imports]` (see `config`); schema and state keep the name
@@ -193,8 +194,10 @@ def _source(
         for name, key in keys.items()
     }
     pipeline = running_pipeline()
+    left_over_loaded = False
     if pipeline is not None:
-        settle_pending_packages(pipeline)  # the destination's committed state wins
+        # the destination's committed state wins
+        left_over_loaded = settle_pending_packages(pipeline)
         adopt_legacy_schema(pipeline)  # an install from before the source's rename
     resource = contact_imports(
         clients,
@@ -204,6 +207,7 @@ def _source(
         gone_after_runs,
         full_refresh_every_days,
         tuple((alert_settings or {}).items()),
+        left_over_loaded,
     )
     tables = add_quarantine_table(add_alerts_table(add_history_table(resource)))
     return apply_table_format(tables, chosen_format)

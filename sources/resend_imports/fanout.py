@@ -64,9 +64,12 @@ def account_state(root: Dict[str, Any], account: str) -> Dict[str, Any]:
     return state
 
 
-def sync_contact_imports(clients: Dict[str, ResendClient], options: RunOptions) -> Iterator[Any]:
+def sync_contact_imports(
+    clients: Dict[str, ResendClient], options: RunOptions, left_over_loaded: bool = False
+) -> Iterator[Any]:
     """Every account's run (see `Run`), its rows tagged with its account; what each did
-    lands in dlt's resource metrics (`SyncReport`, its `accounts`)."""
+    lands in dlt's resource metrics (`SyncReport`, its `accounts`), with `left_over_loaded`
+    (data an interrupted run left was loaded before this run listed)."""
     pipeline = running_pipeline()
     with ExitStack() as cleanup:  # also when the run fails or is interrupted
         reader = None
@@ -89,7 +92,9 @@ def sync_contact_imports(clients: Dict[str, ResendClient], options: RunOptions) 
                 extra = None if pipeline is None else DestinationReader(pipeline)
                 readers.append(None if extra is None else cleanup.enter_context(extra))
             yield from _concurrent(clients, options, readers, states, checked, reports)
-        dlt.current.resource_metrics().update(vars(total(reports)))
+        report = total(reports)
+        report.left_over_loaded = left_over_loaded
+        dlt.current.resource_metrics().update(vars(report))
 
 
 @contextmanager

@@ -45,14 +45,15 @@ from .names import dataset_names
 logger = logging.getLogger("resend_imports")
 
 
-def settle_pending_packages(pipeline: dlt.Pipeline) -> None:
+def settle_pending_packages(pipeline: dlt.Pipeline) -> bool:
     """Puts right what earlier runs of `pipeline` (the active one, with a destination) left
     pending; the destination is read only when something is (a bucket's dataset folder is
-    looked at on every run: a kill can leave it without anything pending)."""
+    looked at on every run: a kill can leave it without anything pending). Returns whether
+    it loaded data an interrupted run left, which the run's report must say: the run's own
+    listing then finds those changes in the table already."""
     repair_local_bucket(pipeline)
     repair_package_storage(pipeline)
-    if pipeline.has_pending_data:
-        finish_or_discard_pending(pipeline)
+    return pipeline.has_pending_data and finish_or_discard_pending(pipeline)
 
 
 def repair_package_storage(pipeline: dlt.Pipeline) -> None:
@@ -80,9 +81,10 @@ def repair_package_storage(pipeline: dlt.Pipeline) -> None:
             normalize_storage.extracted_packages.delete_package(load_id)
 
 
-def finish_or_discard_pending(pipeline: dlt.Pipeline) -> None:
+def finish_or_discard_pending(pipeline: dlt.Pipeline) -> bool:
     """Loads the packages an interrupted run left, when they continue the state committed in
-    the destination (or the destination keeps no state); otherwise discards them."""
+    the destination (or the destination keeps no state); otherwise discards them. Returns
+    whether it loaded them."""
     known, committed, _ = committed_state(pipeline)
     local = SyncState.load(resource_state_of(pipeline.state))
     if not known or local.continues(SyncState.load(committed)):
@@ -90,6 +92,7 @@ def finish_or_discard_pending(pipeline: dlt.Pipeline) -> None:
         align_iceberg_snapshots(pipeline)  # a column a killed run committed: no retries
         try:
             load_putting_right(pipeline, pipeline.run)
+            return True
         except PipelineStepFailed as exc:
             refused = next(
                 (
@@ -112,7 +115,7 @@ def finish_or_discard_pending(pipeline: dlt.Pipeline) -> None:
                 if rows
                 else type(refused).__name__,
             )
-        return
+            return False
     packages = len(pipeline.list_extracted_load_packages()) + len(
         pipeline.list_normalized_load_packages()
     )
@@ -124,3 +127,4 @@ def finish_or_discard_pending(pipeline: dlt.Pipeline) -> None:
         dataset_names(pipeline).dataset,
     )
     pipeline.abort_packages()
+    return False

@@ -29,6 +29,7 @@ class SyncReport:
     rate_limited: int = 0  # run, from the client
     open_imports: int = 0  # run: open imports the next run refreshes
     alerts_raised: int = 0  # recorder: alerts the alerts table did not hold already
+    left_over_loaded: bool = False  # fanout (from `pending`): an interrupted run's data loaded
     account: str = ""  # run: the account of this report ("": the total of a run)
     error: Optional[str] = None  # fanout: why the account's part failed (one line, no key)
     accounts: List[Dict[str, Any]] = field(default_factory=list)  # fanout: each account's

@@ -21,6 +21,8 @@ MODE_TEXT = {
     "another key": "another API key: every import listed and compared with the table",
 }
 
+LEFT_OVER_LINE = "  before listing, loaded the data an interrupted run left (the WARNING above)"
+
 
 @dataclass
 class SyncSummary(SyncReport):
@@ -39,17 +41,25 @@ class SyncSummary(SyncReport):
             return self._lines_of_accounts(where, accounts)
         mode = MODE_TEXT.get(self.mode, self.mode)
         rows = count(self.rows)
+        left_over = [LEFT_OVER_LINE]
         if self.mode == "filtered":
             first = f"listed {rows} contact imports with status {self.status} into {where}"
             second = f"  {_changed(self)}"
             mode = "filtered run: the incremental state is left alone"
         elif self.new == self.updated == self.deleted == self.rewritten == 0:
             first = f"nothing changed in {where}: {rows} contact imports read, all as before"
+            if self.left_over_loaded:  # the table did change, before the listing
+                first = (
+                    f"loaded into {where} the data an interrupted run left; since then nothing"
+                    f" changed: {rows} contact imports read, all as before"
+                )
+                left_over = []
             second = f"  {_still_open(self)}"
         else:
             first = f"synced {rows} contact imports into {where}"
             second = f"  {_changes(self)}"
-        return [f"{first} ({mode})", second, *self._costs()]
+        left_over = left_over if self.left_over_loaded else []
+        return [f"{first} ({mode})", second, *left_over, *self._costs()]
 
     def _lines_of_accounts(self, where: str, accounts: list[SyncReport]) -> list[str]:
         """One line per account, then the total."""
@@ -69,6 +79,8 @@ class SyncSummary(SyncReport):
                 f" ({mode})"
             )
         lines.append(f"  total: {_changes(self)}")
+        if self.left_over_loaded:
+            lines.append(LEFT_OVER_LINE)
         return lines + self._costs()
 
     def _costs(self) -> list[str]:
