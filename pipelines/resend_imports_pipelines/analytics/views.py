@@ -28,6 +28,7 @@ from dlt.destinations.job_client_impl import SqlJobClientBase
 from resend_imports.causes import causes
 from resend_imports.errors import ResendError
 from resend_imports.settings import TABLE_NAME, TERMINAL_STATUSES
+from resend_imports.typed_columns import retyped_columns
 
 from ..destinations import destination_name
 from ..destinations.duckdb import held_file
@@ -251,6 +252,12 @@ def _why_not(pipeline: dlt.Pipeline, exc: BaseException, plan: Optional[ViewPlan
         blocked = _blocked_by(pipeline, plan)
         if blocked:
             return f"the views were not rebuilt: {blocked}"
+    retyped = retyped_columns(pipeline)
+    if retyped:  # the next run fails the same way: say what stands in the way
+        return (
+            f"the views were not rebuilt ({database_words(exc)}): {retyped}; change it back,"
+            " and the next run rebuilds them"
+        )
     return f"the views were not rebuilt ({database_words(exc)}); the next run tries again"
 
 
