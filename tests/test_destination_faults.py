@@ -394,8 +394,16 @@ def test_a_key_with_a_newline_works_and_one_with_a_space_is_refused(account: Acc
 
 
 @pytest.mark.reliability
-def test_a_statement_timeout_during_the_load_is_one_line_and_the_next_run_loads_the_data(
-    make_account: Any, postgres: ThrowawayPostgres
+@pytest.mark.parametrize(
+    ("setting", "words"),
+    [
+        ("statement_timeout", "canceling statement due to statement timeout"),
+        # the bound README suggests for a wait on another session's lock
+        ("lock_timeout", "canceling statement due to lock timeout"),
+    ],
+)
+def test_a_timeout_during_the_load_is_one_line_and_the_next_run_loads_the_data(
+    make_account: Any, postgres: ThrowawayPostgres, setting: str, words: str
 ) -> None:
     # before: "resend-imports: unexpected error: PipelineStepFailed", exit 3 and a traceback,
     # after dlt's LoadClientJobRetry (57014 is no lost connection: no destination's fault)
@@ -403,7 +411,7 @@ def test_a_statement_timeout_during_the_load_is_one_line_and_the_next_run_loads_
     assert sync_cli(account).returncode == 0
     account.store.advance(new=40, seconds=600)
     with closing(postgres.admin()) as server, server.cursor() as cursor:
-        cursor.execute(f"ALTER ROLE {LOADER} IN DATABASE analytics SET statement_timeout = '1s'")
+        cursor.execute(f"ALTER ROLE {LOADER} IN DATABASE analytics SET {setting} = '1s'")
     holder = postgres.admin("analytics")
     try:
         holder.autocommit = False
@@ -413,10 +421,10 @@ def test_a_statement_timeout_during_the_load_is_one_line_and_the_next_run_loads_
     finally:
         holder.close()
         with closing(postgres.admin()) as server, server.cursor() as cursor:
-            cursor.execute(f"ALTER ROLE {LOADER} IN DATABASE analytics RESET statement_timeout")
+            cursor.execute(f"ALTER ROLE {LOADER} IN DATABASE analytics RESET {setting}")
     assert failed.returncode == 1, failed.stderr
     assert_one_line_error(failed, "the load of contact_imports kept failing (5 attempts;")
-    assert "the database said: canceling statement due to statement timeout)" in failed.stderr
+    assert f"the database said: {words})" in failed.stderr
     assert "the next run loads it: nothing is lost" in failed.stderr
     waiting = account.workdir / "dlt" / "pipelines" / "resend_imports" / "load" / "normalized"
     assert len(list(waiting.iterdir())) == 1  # the package waits for the next run
