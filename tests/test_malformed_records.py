@@ -179,6 +179,35 @@ def test_an_open_import_whose_answer_by_id_lacks_an_id_stays_watched(make_accoun
     assert account.differences() == []
 
 
+@pytest.mark.parametrize("answered", ["another import's id", "its id in capitals"])
+def test_an_answer_by_id_with_another_id_is_set_aside_and_the_import_stays_watched(
+    make_account: Any, answered: str
+) -> None:
+    # before: the row loaded under the other id (or was dropped as that import's, read
+    # already), the requested import left the state and stayed open in the table, unwatched
+    account: Account = make_account(imports=500, stuck=1)
+    pipeline = account.pipeline()
+    account.sync(pipeline, page_size=20)
+    stuck = stuck_import(account, pipeline)
+    other = account.store.truth()[0]["id"] if answered.startswith("another") else stuck.upper()
+    account.simulator.rewrite = corrupting({stuck: {"id": other}})
+    counts = {"total": 5, "created": 5, "updated": 0, "skipped": 0, "failed": 0}
+    account.store.set_field(
+        stuck, status="completed", completed_at=account.store.now, counts=counts
+    )
+    summary = account.sync(pipeline, page_size=20)
+    assert summary.quarantined == 1
+    assert stuck in resource_state(pipeline)["open_imports"]
+    ((import_id, reason, _),) = quarantine(account)
+    assert import_id == stuck
+    assert reason == f"asked for by id, the API answered with the import {other!r}"
+    rows = account.query("SELECT count(*) FROM {dataset}.contact_imports WHERE id = %s", other)
+    assert rows[0][0] == (1 if answered.startswith("another") else 0)
+    account.simulator.rewrite = None
+    account.sync(pipeline, page_size=20)
+    assert account.differences() == []
+
+
 def test_a_first_sync_raises_no_malformed_alert_for_old_records(make_account: Any) -> None:
     account: Account = make_account(imports=300)  # history ends weeks before the run's clock
     old = [item["id"] for item in account.store.truth()[100:103]]

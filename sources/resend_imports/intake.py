@@ -100,7 +100,15 @@ class Intake:
 
     def take_fetched(self, raw: Any, seen_at: datetime, requested_id: str) -> None:
         """An import read by `requested_id`; set aside when malformed (it stays watched by the
-        id it was asked for), left out when this run took it already."""
+        id it was asked for), left out when this run took it already. An answer that carries
+        another id (another import's, or the id in another case) is malformed: taken, it
+        would load a row under the other id and leave the requested import as it was, no
+        longer watched."""
+        answered = raw.get("id") if isinstance(raw, dict) else None
+        if isinstance(answered, str) and answered and answered != requested_id:
+            reason = f"asked for by id, the API answered with the import {answered!r}"
+            self._set_aside(raw, MalformedImportError(requested_id, reason), seen_at, requested_id)
+            return
         row = self._parse(raw, seen_at, requested_id)
         if row is not None and self._first_sighting(row["id"], raw):
             self._compare([row], [seen_at])
@@ -156,14 +164,24 @@ class Intake:
         try:
             return to_row(raw)
         except MalformedImportError as error:
-            quarantined = self.recorder.set_aside(raw, error, seen_at, requested_id)
-            import_id = quarantined["import_id"]
-            if import_id is not None:
-                self.knowledge.note_read([import_id])
-                self.observer.quarantined(import_id, watch, quarantined["created_at"] or seen_at)
-                if import_id in self.watched:
-                    self.watched_read.add(import_id)
+            self._set_aside(raw, error, seen_at, requested_id, watch)
             return None
+
+    def _set_aside(
+        self,
+        raw: Any,
+        error: MalformedImportError,
+        seen_at: datetime,
+        requested_id: Optional[str],
+        watch: bool = False,
+    ) -> None:
+        quarantined = self.recorder.set_aside(raw, error, seen_at, requested_id)
+        import_id = quarantined["import_id"]
+        if import_id is not None:
+            self.knowledge.note_read([import_id])
+            self.observer.quarantined(import_id, watch, quarantined["created_at"] or seen_at)
+            if import_id in self.watched:
+                self.watched_read.add(import_id)
 
     def _first_sighting(self, import_id: str, raw: Any) -> bool:
         older, last = self.recent
