@@ -165,6 +165,11 @@ def test_a_single_key_stays_the_account_default_and_can_become_one_of_several(
         ({}, "accounts must be a table of account name = API key"),
         ("re_x", "config value accounts = *** is not a valid"),  # the value never shown
         ('{"acme": 1}', "the API key of account acme is not text"),
+        (  # every import twice, once under each name
+            {"acme": "re_x", "globex": " re_x"},
+            "accounts acme and globex have the same API key: every import of that Resend"
+            " account would load twice",
+        ),
     ],
 )
 def test_bad_accounts_settings_fail_in_one_line(account: Account, accounts: Any, text: str) -> None:

@@ -6,6 +6,7 @@ run's clock). Expected alerts are computed here from the simulator's truth, inde
 the connector's code.
 """
 
+import json
 import logging
 import os
 import signal
@@ -18,6 +19,11 @@ from typing import Any, Dict, List, Optional, Set, Tuple
 import pytest
 
 from resend_imports.records import parse_timestamp
+from resend_imports_pipelines.delivery.channels import (
+    PAYLOAD_COLUMNS,
+    slack_message,
+    webhook_payload,
+)
 
 from .alert_receiver import AlertReceiver
 from .conftest import COMMAND, Account, cli_environment
@@ -171,6 +177,24 @@ def test_slack_lists_twenty_alerts_a_message_and_the_webhook_every_column(
     }  # fmt: skip
     assert "alerts: raised" in "\n".join(summary.lines())
     receiver.down()
+
+
+def test_an_alert_says_its_account_where_several_accounts_may_alert_on_one_import() -> None:
+    alert = {name: None for name in PAYLOAD_COLUMNS} | {
+        "alert_key": "imp_1|failed|||||failed",
+        "import_id": "imp_1",
+        "rule": "failed",
+        "status": "failed",
+    }
+    alerts = [alert | {"account": "acme"}, alert | {"account": "globex"}]
+    sent = json.loads(webhook_payload(alerts, 0))["alerts"]
+    assert [a["account"] for a in sent] == ["acme", "globex"]
+    text = json.loads(slack_message([*alerts, alert | {"account": "default"}], 0))["text"]
+    assert text.splitlines()[1:] == [
+        "• acme: `imp_1` failed: failed (no counts yet) key `imp_1|failed|||||failed`",
+        "• globex: `imp_1` failed: failed (no counts yet) key `imp_1|failed|||||failed`",
+        "• `imp_1` failed: failed (no counts yet) key `imp_1|failed|||||failed`",
+    ]
 
 
 @pytest.mark.reliability

@@ -54,10 +54,19 @@ def configured_accounts(accounts: Any, api_key: str) -> Dict[str, str]:
             " [sources.resend_imports.accounts] (or a JSON object), with at least one account"
         )
     keys: Dict[str, str] = {}
+    named: Dict[str, str] = {}  # key -> the first name it is configured under
     for name, key in accounts.items():
         if not isinstance(key, str):
             raise ResendConfigError(f"the API key of account {check_name(name)} is not text")
         keys[check_name(name)] = key
+        first = named.setdefault(key.strip(), name)
+        if first != name and key.strip():  # an empty key fails on its own when the run starts
+            raise ResendConfigError(
+                f"accounts {first} and {name} have the same API key: every import of that"
+                " Resend account would load twice, once under each name, and alert twice;"
+                " keep one of the names under [sources.resend_imports.accounts] (a key moved"
+                " to a new name: remove the old one)"
+            )
     return keys
 
 

@@ -14,6 +14,7 @@ from typing import Any, Callable, Dict, List
 
 import dlt
 
+from resend_imports.accounts import ACCOUNT_COLUMN, DEFAULT_ACCOUNT
 from resend_imports.alerts import ALERT_COLUMNS
 from resend_imports.config import ALERTS_SECTIONS, secret
 from resend_imports.http import checked_url
@@ -50,7 +51,8 @@ class Channel:
 
 
 def slack_message(alerts: List[Dict[str, Any]], later: int) -> bytes:
-    """One Slack message: up to 20 alerts, each with its import, rule, status, counts and key."""
+    """One Slack message: up to 20 alerts, each with its import (and its account, unless the
+    only one, `default`), rule, status, counts and key."""
     lines = [f"*resend-imports: {len(alerts) + max(later, 0)} contact import alerts*"]
     for alert in alerts:
         counts = ", ".join(
@@ -59,8 +61,10 @@ def slack_message(alerts: List[Dict[str, Any]], later: int) -> bytes:
             if alert[f"counts__{name}"] is not None
         )
         rate = "" if alert["failure_rate"] is None else f", {alert['failure_rate']:.1%} failed"
+        account = alert[ACCOUNT_COLUMN]
         lines.append(
-            f"• `{alert['import_id']}` {alert['rule'].replace('_', ' ')}: {alert['status']}"
+            f"• {'' if account == DEFAULT_ACCOUNT else f'{account}: '}"
+            f"`{alert['import_id']}` {alert['rule'].replace('_', ' ')}: {alert['status']}"
             f" ({counts or 'no counts yet'}{rate}) key `{alert['alert_key']}`"
         )
     if later > 0:
@@ -110,9 +114,12 @@ CHANNELS = (
 _TIMESTAMP = {"data_type": "timestamp", "timezone": True}
 # the delivery marks of the outbox: declared by delivery (see `outbox.declare_marks`)
 MARKS: Any = {name: dict(_TIMESTAMP) for name in (DELIVERED_AT, *(k.column for k in CHANNELS))}
-# the columns of a payload: every column of the outbox but the per-channel marks
+# the columns of a payload: every column of the outbox but the per-channel marks (with the
+# account: several accounts may alert on the same import id)
 PAYLOAD_COLUMNS = [
-    name for name in {**ALERT_COLUMNS, **MARKS} if name not in {kind.column for kind in CHANNELS}
+    name
+    for name in {**ALERT_COLUMNS, ACCOUNT_COLUMN: None, **MARKS}
+    if name not in {kind.column for kind in CHANNELS}
 ]
 
 
