@@ -78,15 +78,19 @@ def quiet_about_interrupts(unraisable: Any) -> None:
 
 
 def interrupted(raised: KeyboardInterrupt) -> int:
-    """Says that nothing was half-committed; the exit code of the signal."""
+    """Says that nothing was half-committed; the exit code of the signal. The signal may
+    land before the load, in it (dlt commits a package whole or not at all) or after it (the
+    views, the delivery), and the line is true of each."""
     # ours for SIGTERM, or dlt's SignalReceivedException when dlt had taken the signal over
     terminated = isinstance(raised, Terminated) or (
         getattr(raised, "signal_code", None) == signal.SIGTERM
     )
     print(
         f"resend-imports: {'terminated (SIGTERM)' if terminated else 'interrupted (Ctrl-C)'}:"
-        " nothing was half-committed; the table and its state are as the last good run left"
-        " them, and the next run loads or lists again what this one had not committed",
+        " nothing was half-committed; the table and its state are as the last load that ended"
+        " left them (this run's, when it was cut short after its load: then its views and"
+        " alert delivery are the next run's), and the next run loads or lists again what this"
+        " one had not committed",
         file=sys.stderr,
     )
     return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
