@@ -131,6 +131,25 @@ def test_a_rotated_key_never_marks_deleted_an_import_its_account_still_has(
     assert "deleted" not in history_statuses(account, target)
 
 
+def test_a_rotated_key_whose_first_listing_is_empty_is_made_whole_by_the_next_run(
+    make_account: Any,
+) -> None:
+    # before: the table's imports stayed deleted through every incremental run, until the
+    # weekly complete listing (a listing of nothing shares no import: another account's)
+    account, pipeline = synced(make_account(imports=300, api_keys=(API_KEY, ROTATED_KEY)))
+    # the new key's first listing answered short: nothing, and no more
+    account.simulator.rewrite = lambda path, body: {**body, "has_more": False, "data": []}
+    account.api_key = ROTATED_KEY
+    summary = account.sync(pipeline)
+    assert (summary.mode, summary.deleted) == ("another key", 300)  # an empty account's?
+    account.simulator.rewrite = None
+
+    summary = account.sync(pipeline)
+    assert summary.mode == "repair" and account.requests("list") == 3  # every import listed
+    assert account.differences() == []
+    assert account.sync(pipeline).mode == "incremental"
+
+
 def test_a_filtered_run_with_another_key_is_refused_in_one_line(make_account: Any) -> None:
     """A filtered listing cannot tell another account from a rotated key: the run refuses
     before writing, and the table stays its account's."""

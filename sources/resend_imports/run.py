@@ -108,6 +108,8 @@ class Run:
             self.checked.to_write,
         )
         self.alerted: Set[str] = set(self.previous.open_alerted)  # imports alerted as open too long
+        # why the next run must list every import to confirm what this one concluded
+        self.empty_listing: Optional[str] = None
         # built last (a scratch copy of the table, which the caller closes: `fanout`)
         self.knowledge = self._knowledge()
         self.intake = Intake(
@@ -166,6 +168,8 @@ class Run:
         another_account = self.report.mode == ANOTHER_KEY and not self.intake.shares_imports()
         if self.report.mode == ANOTHER_KEY and not another_account:
             logger.info("the listing shares imports with the table: the same account")
+        if another_account and self.report.rows == self.report.quarantined == 0:
+            self._confirm_empty_listing()
         gone_after = self.options.gone_after_runs
         wanted = by_id.wanted(self.previous, self.complete, gone_after, self.knowledge)
         gone = by_id.fetch(
@@ -187,6 +191,23 @@ class Run:
         yield from self._mark_deleted(gone, recheck=not another_account)
         self.alerted = self.recorder.open_imports(self.observer.open_rows(), self.alerted)
         yield from self.recorder.items()
+
+    def _confirm_empty_listing(self) -> None:
+        """A listing of nothing under another key is an empty account's, or the same
+        account's answered short: the table's imports are marked deleted as another
+        account's, and the next run lists every import to confirm it (an API that answered
+        short then gives them back; an empty account costs one empty listing)."""
+        health = self.checked.health
+        held = f"{health.live:,} " if health is not None and health.live else ""
+        self.empty_listing = (
+            f"the listing under another API key returned no import where the table held"
+            f" {held}live ones"
+        )
+        logger.warning(
+            "%s: taken as another, empty, Resend account's (they are marked deleted); the next"
+            " run lists every import again to confirm it",
+            self.empty_listing,
+        )
 
     def _mark_deleted(self, gone: List[str], recheck: bool) -> Iterator[Any]:
         """The last rows of imports concluded gone, with `deleted_at` set, and their history;
@@ -228,6 +249,7 @@ class Run:
             live_imports=self._live_imports(),
             key=(self.salt, self.key_fingerprint),
         )
+        state.repair_owed = self.empty_listing
         state.save(self.stored)
         self.report.open_imports = len(state.open_imports)
 
