@@ -473,6 +473,10 @@ def test_bad_delivery_settings_fail_before_the_run_and_urls_are_parsed_as_sent(
             {"SOURCES__RESEND_IMPORTS__ALERTS__WEBHOOK_URL": "http://user:pw@127.0.0.1/" + SECRET},
             "must be an https://",
         ),
+        (  # a pasted typographic quote
+            {"SOURCES__RESEND_IMPORTS__ALERTS__WEBHOOK_URL": f"http://127.0.0.1/{SECRET}\u2019"},
+            "alerts]) holds a character that is not ASCII",
+        ),
     ):
         hook = {"SOURCES__RESEND_IMPORTS__ALERTS__WEBHOOK_URL": "http://127.0.0.1:9/hook", **env}
         result = subprocess.run(

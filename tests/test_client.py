@@ -1,9 +1,11 @@
 """The HTTP client against the simulator: retries, pacing, errors. Nothing really sleeps."""
 
+import math
 import random
 import threading
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, HTTPServer
-from typing import Any, ClassVar, List
+from typing import Any, ClassVar, Iterator, List, Type
 
 import pytest
 
@@ -52,7 +54,7 @@ def _client(url: str, recorder: Recorder, attempts: int = 4, **options: Any) -> 
         options.pop("api_key", API_KEY),
         url,
         user_agent=user_agent(),
-        retry_policy=RetryPolicy(attempts, 0.5, 8.0),
+        retry_policy=options.pop("policy", RetryPolicy(attempts, 0.5, 8.0)),
         connect_timeout=2.0,
         read_timeout=options.pop("read_timeout", 5.0),
         sleep=recorder.sleep,
@@ -143,9 +145,11 @@ def test_get_unknown_import_is_none_without_retry(simulator: tuple[Simulator, st
     assert sim.stats()["total"] == 1
 
 
-def test_pacing_waits_for_the_window_when_remaining_reaches_zero() -> None:
+def test_pacing_waits_for_the_window_when_remaining_reaches_zero(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     sim = Simulator(ImportStore(50, seed=3), api_keys=(API_KEY,), rate_limit=3, rate_window=30)
-    with RunningSimulator(sim) as running:
+    with RunningSimulator(sim) as running, caplog.at_level("INFO", logger="resend_imports"):
         recorder = Recorder()
         client = _client(running.url, recorder)
         for _ in range(3):
@@ -157,6 +161,68 @@ def test_pacing_waits_for_the_window_when_remaining_reaches_zero() -> None:
     assert recorder.sleeps == [30.0]
     assert client.stats.paced_seconds == 30.0
     assert client.stats.rate_limited == 0
+    assert [r.getMessage() for r in caplog.records] == [  # a run never waits silently
+        "waiting 30s before GET /contacts/imports: Resend's rate-limit window is used up"
+        " (ratelimit-remaining 0, ratelimit-reset 30)"
+    ]
+
+
+def test_a_window_longer_than_the_rate_limit_budget_is_not_waited_out() -> None:
+    sim = Simulator(ImportStore(50, seed=3), api_keys=(API_KEY,), rate_limit=3, rate_window=600)
+    with RunningSimulator(sim) as running:
+        recorder = Recorder()
+        client = _client(running.url, recorder)
+        for _ in range(3):
+            client.list_page(5)
+        with pytest.raises(ResendAPIError) as failure:
+            client.list_page(5)
+    assert str(failure.value) == (
+        "Resend GET /contacts/imports failed: HTTP 429 rate_limit_exceeded: not sent, Resend"
+        " asked to wait 600s for its rate-limit window (ratelimit-remaining 0, ratelimit-reset"
+        " 600): rate limited for over 300s (raise max_rate_limit_wait_seconds to wait longer)"
+    )
+    assert recorder.sleeps == []
+    assert sim.stats()["total"] == 3
+
+
+@pytest.mark.parametrize("asked", [0.0, -5.0])
+def test_a_429_asking_for_no_wait_waits_a_growing_backoff_within_the_budget(
+    simulator: tuple[Simulator, str], asked: float
+) -> None:
+    sim, url = simulator
+    sim.faults = FaultPlan(queue=["429"] * 500, retry_after=asked)
+    recorder = Recorder()
+    with pytest.raises(ResendAPIError, match="rate limited for over 300s"):
+        _client(url, recorder).list_page(10)
+    assert sim.stats()["fault_429"] < 80  # not asked again at once, again and again
+    assert min(recorder.sleeps) > 0 and max(recorder.sleeps) > 4 * recorder.sleeps[0]
+    assert 300 - 8 < sum(recorder.sleeps) <= 300
+
+
+def test_a_429_that_waits_nothing_under_zero_backoff_is_an_attempt(
+    simulator: tuple[Simulator, str],
+) -> None:
+    sim, url = simulator
+    sim.faults = FaultPlan(queue=["429"] * 500, retry_after=0)
+    recorder = Recorder()
+    with pytest.raises(ResendAPIError) as failure:
+        _client(url, recorder, policy=RetryPolicy(3, 0.0, 0.0)).list_page(10)
+    assert failure.value.message == (
+        "gave up after 3 attempts, last: rate_limit_exceeded: Too many requests"
+    )
+    assert sim.stats()["fault_429"] == 3 and recorder.sleeps == [0.0, 0.0]
+
+
+@pytest.mark.parametrize("asked", [math.nan, math.inf])
+def test_a_retry_after_that_is_no_number_of_seconds_is_ignored(
+    simulator: tuple[Simulator, str], asked: float
+) -> None:
+    sim, url = simulator
+    sim.faults = FaultPlan(queue=["429", "429"], retry_after=asked)
+    recorder = Recorder()
+    assert len(_client(url, recorder).list_page(10)["data"]) == 10
+    # waited as the 429's ratelimit-reset (1s) says, plus up to 25%
+    assert len(recorder.sleeps) == 2 and all(1.0 <= s <= 1.25 for s in recorder.sleeps)
 
 
 def test_429_from_a_shared_limit_is_absorbed_by_retry_after() -> None:
@@ -218,6 +284,7 @@ def test_a_list_without_data_is_an_error(simulator: tuple[Simulator, str]) -> No
         "api.resend.com",
         "http://evil.example\\@127.0.0.1",  # urllib3, which sends, reads evil.example
         "https://user:s3cret@api.resend.com",
+        "https://api.resend.com/\u2019",  # a pasted typographic quote
     ],
 )
 def test_unsafe_or_malformed_base_urls_are_refused(url: str) -> None:
@@ -232,6 +299,20 @@ def test_unsafe_or_malformed_base_urls_are_refused(url: str) -> None:
 )
 def test_https_and_loopback_urls_are_accepted(url: str) -> None:
     assert validate_base_url(url) == url.rstrip("/")
+
+
+@contextmanager
+def _serving(handler: Type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """The URL of a loopback server answering with `handler`, for answers the simulator
+    does not give."""
+    server = HTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 class _Redirect(BaseHTTPRequestHandler):
@@ -249,17 +330,36 @@ class _Redirect(BaseHTTPRequestHandler):
 
 
 def test_redirects_are_not_followed_with_the_key() -> None:
-    server = HTTPServer(("127.0.0.1", 0), _Redirect)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}"
+    with _serving(_Redirect) as url:
         with pytest.raises(ResendAPIError, match="redirects are not followed"):
             _client(url, Recorder()).list_page(10)
-    finally:
-        server.shutdown()
-        server.server_close()
     assert _Redirect.seen_auth == [f"Bearer {API_KEY}"]
+
+
+class _EndlessWindow(BaseHTTPRequestHandler):
+    """An empty last page whose rate-limit headers say the window never ends."""
+
+    def do_GET(self) -> None:
+        body = b'{"object": "list", "has_more": false, "data": []}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("ratelimit-remaining", "0")
+        self.send_header("ratelimit-reset", "inf")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        return None
+
+
+def test_a_rate_limit_reset_that_is_no_number_of_seconds_is_ignored() -> None:
+    recorder = Recorder()
+    with _serving(_EndlessWindow) as url:
+        client = _client(url, recorder)
+        client.list_page(10)
+        assert client.list_page(10)["data"] == []
+    assert recorder.sleeps == []
 
 
 def test_user_agent_names_the_connector(simulator: tuple[Simulator, str]) -> None:

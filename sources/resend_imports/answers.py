@@ -7,7 +7,7 @@ import orjson
 import urllib3
 
 from .errors import ResendDataError, RetryableResponseError
-from .http import RATE_LIMITED, AttemptBudget
+from .http import RATE_LIMITED, AttemptBudget, RetryPolicy
 
 JSONObject = Dict[str, Any]
 
@@ -39,12 +39,27 @@ def error_fields(response: urllib3.BaseHTTPResponse) -> tuple[str, str]:
 
 
 def exhausted_reason(budget: AttemptBudget, last: RetryableResponseError, requests: int) -> str:
-    """Why a request was given up, for the error the run fails with (429s are no attempts)."""
-    if last.status_code == RATE_LIMITED:
-        waited = f"rate limited for over {budget.policy.max_rate_limit_wait_seconds:g}s"
-        return f"gave up after {requests} requests, {waited}"
+    """Why a request was given up, for the error the run fails with (429s are no attempts,
+    unless they wait nothing)."""
+    if last.status_code == RATE_LIMITED and budget.rate_limit_spent:
+        return f"gave up after {requests} requests, {_over_budget(budget.policy)}"
     attempts = budget.failures
     return (
         f"gave up after {attempts} attempt{'s' if attempts > 1 else ''}, last: "
         f"{last.name}: {last.message}"
+    )
+
+
+def pacing_reason(policy: RetryPolicy, reset: float) -> str:
+    """Why a request was not sent: the rate-limit window Resend announced ends too late."""
+    return (
+        f"not sent, Resend asked to wait {reset:g}s for its rate-limit window"
+        f" (ratelimit-remaining 0, ratelimit-reset {reset:g}): {_over_budget(policy)}"
+    )
+
+
+def _over_budget(policy: RetryPolicy) -> str:
+    return (
+        f"rate limited for over {policy.max_rate_limit_wait_seconds:g}s"
+        " (raise max_rate_limit_wait_seconds to wait longer)"
     )

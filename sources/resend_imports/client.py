@@ -15,7 +15,7 @@ from urllib.parse import quote
 import urllib3
 from tenacity import RetryCallState
 
-from .answers import JSONObject, error_fields, exhausted_reason, json_object
+from .answers import JSONObject, error_fields, exhausted_reason, json_object, pacing_reason
 from .errors import (
     ResendAPIError,
     ResendAuthError,
@@ -31,6 +31,7 @@ from .http import (
     connection_pool,
     header_seconds,
     host_of,
+    is_rate_limit_turn,
     retry_after,
     retrying,
     shown_url,
@@ -43,6 +44,8 @@ __all__ = ["RequestStats", "ResendClient", "RetryPolicy", "progress_line", "vali
 logger = logging.getLogger("resend_imports")
 
 UNREACHABLE = "unreachable"  # the name of a failed exchange that never reached the server
+# a wait for the rate-limit window longer than this is logged: a run never waits silently
+PACING_LOGGED_SECONDS = 5.0
 
 
 @dataclass
@@ -101,6 +104,7 @@ class ResendClient:
         self._clock = clock
         self._rng = rng or random.Random()
         self._not_before = 0.0
+        self._reset_asked = 0.0  # the `ratelimit-reset` that set `_not_before`, for messages
         self._pool = connection_pool(self.base_url)
         self._headers = {
             "Authorization": f"Bearer {api_key}",
@@ -225,7 +229,7 @@ class ResendClient:
             raise ResendAPIError(exc.status_code, "retries_exhausted", message, path=path) from None
 
     def _send(self, path: str, params: Optional[Dict[str, Any]]) -> JSONObject:
-        self._pace()
+        self._pace(path)
         self.stats.requests += 1
         try:
             response = self._pool.request(
@@ -261,20 +265,39 @@ class ResendClient:
         remaining = header_seconds(response, "ratelimit-remaining")
         reset = header_seconds(response, "ratelimit-reset")
         if remaining is not None and remaining < 1 and reset is not None:
-            self._not_before = max(self._not_before, self._clock() + reset)
+            if self._clock() + reset > self._not_before:
+                self._not_before, self._reset_asked = self._clock() + reset, reset
 
-    def _pace(self) -> None:
+    def _pace(self, path: str) -> None:
+        """Waits out a used-up rate-limit window before the next request, within the budget
+        of a rate-limit wait: a daily quota's `ratelimit-reset` is not waited out for hours.
+
+        Raises:
+            ResendAPIError: the window ends later than `max_rate_limit_wait_seconds` allows.
+        """
         wait = self._not_before - self._clock()
-        if wait > 0:
-            self.stats.paced_seconds += wait
-            self._sleep(wait)
+        if wait <= 0:
+            return
+        if wait > self.retry_policy.max_rate_limit_wait_seconds:
+            reason = pacing_reason(self.retry_policy, self._reset_asked)
+            raise ResendAPIError(RATE_LIMITED, "rate_limit_exceeded", reason, path=path)
+        if wait > PACING_LOGGED_SECONDS:
+            logger.info(
+                "waiting %.0fs before GET %s: Resend's rate-limit window is used up"
+                " (ratelimit-remaining 0, ratelimit-reset %g)",
+                wait,
+                path,
+                self._reset_asked,
+            )
+        self.stats.paced_seconds += wait
+        self._sleep(wait)
 
     def _log_retry(self, retry_state: RetryCallState, budget: AttemptBudget) -> None:
         self.stats.retries += 1
         outcome = retry_state.outcome
         exc = outcome.exception() if outcome is not None else None
         status = getattr(exc, "status_code", None)
-        if status == RATE_LIMITED:  # a turn to wait, not a failed attempt
+        if is_rate_limit_turn(retry_state):  # a turn to wait, not a failed attempt
             why = ": rate limited (HTTP 429), waiting as Resend asks (not an attempt)"
         else:
             answer = f"HTTP {status}" if status is not None else "no response:"

@@ -12,6 +12,7 @@ prints goes through `shown_url`, so that none is ever printed with its password.
 """
 
 import ipaddress
+import math
 import random
 import time
 import urllib.request
@@ -77,6 +78,8 @@ def checked_url(url: str, setting: str, carries: str, *, shown: bool) -> Url:
 def _unsafe(url: str, parts: Optional[Url], carries: str) -> Optional[str]:
     if parts is None or parts.scheme not in ("http", "https") or not parts.host:
         return "is not an http(s) URL"
+    if not url.isascii():  # a pasted typographic quote: the parser would send it altered
+        return "holds a character that is not ASCII (a pasted quote or dash?)"
     if "\\" in url:
         return "holds a backslash, which URL parsers read differently"
     if parts.auth:
@@ -168,7 +171,8 @@ def _connect_failure(exc: urllib3.exceptions.NewConnectionError) -> str:
 
 def header_seconds(response: urllib3.BaseHTTPResponse, name: str) -> Optional[float]:
     """A header that counts seconds (`retry-after`, `ratelimit-reset`); None when absent or
-    not a number, never below 0."""
+    not a number (`nan` and `inf` are none either: no wait can be made of them), never
+    below 0."""
     value = response.headers.get(name)
     if value is None:
         return None
@@ -176,7 +180,7 @@ def header_seconds(response: urllib3.BaseHTTPResponse, name: str) -> Optional[fl
         number = float(value)
     except ValueError:
         return None
-    return max(number, 0.0)
+    return max(number, 0.0) if math.isfinite(number) else None
 
 
 def retry_after(response: urllib3.BaseHTTPResponse) -> Optional[float]:
@@ -230,13 +234,25 @@ class AttemptBudget:
     rate_limited_seconds: float = 0.0
 
     def exhausted(self, retry_state: RetryCallState) -> bool:
-        exc = _exception(retry_state)
         wait, budget = retry_state.upcoming_sleep, self.policy.max_rate_limit_wait_seconds
-        if exc is not None and exc.status_code == RATE_LIMITED:
+        if is_rate_limit_turn(retry_state):
             self.rate_limited_seconds += wait
-            return self.rate_limited_seconds > budget
+            return self.rate_limit_spent
         self.failures += 1
         return self.failures >= self.policy.max_attempts or wait > budget
+
+    @property
+    def rate_limit_spent(self) -> bool:
+        """The request was given up because its 429s would wait longer than the policy allows."""
+        return self.rate_limited_seconds > self.policy.max_rate_limit_wait_seconds
+
+
+def is_rate_limit_turn(retry_state: RetryCallState) -> bool:
+    """A 429 about to be waited on: a turn, counted against the rate-limit budget rather than
+    the attempts. A 429 that waits nothing (`retry-after: 0` under a zero backoff) is an
+    attempt: it adds nothing to the budget, so as a turn it would be asked again for ever."""
+    exc = _exception(retry_state)
+    return exc is not None and exc.status_code == RATE_LIMITED and retry_state.upcoming_sleep > 0
 
 
 def retrying(
@@ -248,8 +264,9 @@ def retrying(
     before_sleep: Optional[Callable[[RetryCallState, AttemptBudget], None]] = None,
 ) -> Tuple[Retrying, AttemptBudget]:
     """Tenacity retrying `retryable` (a `Retryable`) under `policy`, and the budget it stops
-    on: the wait is the server's `retry-after` plus up to 25%, else the policy's backoff.
-    `before_sleep` is told the budget too: how many attempts failed (429s are no attempts)."""
+    on: the wait is the server's `retry-after` plus up to 25%, else the policy's backoff; a
+    429 waits at least that backoff, so that 429s asking 0 s use up the rate-limit budget
+    too. `before_sleep` is told the budget: how many attempts failed (429s are none)."""
     budget = AttemptBudget(policy)
     chance = rng or random.Random()
 
@@ -259,9 +276,11 @@ def retrying(
 
     def wait(retry_state: RetryCallState) -> float:
         exc = _exception(retry_state)
-        if exc is not None and exc.retry_after is not None:
-            return exc.retry_after * (1 + chance.uniform(0, RETRY_AFTER_SPREAD))
-        return policy.backoff(retry_state.attempt_number, chance)
+        backoff = policy.backoff(retry_state.attempt_number, chance)
+        if exc is None or exc.retry_after is None:
+            return backoff
+        asked = exc.retry_after * (1 + chance.uniform(0, RETRY_AFTER_SPREAD))
+        return max(asked, backoff) if exc.status_code == RATE_LIMITED else asked
 
     return (
         Retrying(
