@@ -2,8 +2,8 @@
 
 It records the bodies it accepted (answered 200) and can fail on purpose: a share of its
 answers as 503, connection resets or answers slower than the client waits (timeouts), or be
-down altogether (its port closed). A failed answer records nothing, as a receiver that did
-not take the message.
+down altogether (its port closed); or take a message and answer 200 with a body cut short
+or late. A failed answer records nothing, as a receiver that did not take the message.
 """
 
 import json
@@ -52,8 +52,13 @@ class _Handler(BaseHTTPRequestHandler):
             )
         time.sleep(receiver.hold_seconds)  # taken, not yet answered: a kill may land here
         self.send_response(200)
-        self.send_header("Content-Length", "2")
+        cut = receiver.body_fault == "cut"  # announces 100 bytes, sends 2, closes
+        self.send_header("Content-Length", "100" if cut else "2")
         self.end_headers()
+        self.close_connection = cut or receiver.body_fault == "late"
+        if receiver.body_fault == "late":  # the status at once, the body after the client waits
+            self.wfile.flush()
+            time.sleep(receiver.slow_seconds)
         self.wfile.write(b"ok")
 
 
@@ -77,6 +82,7 @@ class AlertReceiver:
         self.failure_share = failure_share
         self.slow_seconds = slow_seconds
         self.hold_seconds = 0.0
+        self.body_fault: Optional[str] = None  # "cut" or "late": the 200's body, not its status
         self.received: List[Dict[str, Any]] = []
         self.attempts = 0
         self.lock = threading.Lock()

@@ -243,6 +243,24 @@ def test_a_message_sent_again_is_the_same_message_under_the_same_idempotency_key
         assert counts == Counter(keys) + Counter(in_doubt), channel
 
 
+@pytest.mark.parametrize("body", ["cut", "late"])
+def test_a_2xx_whose_body_is_cut_or_late_is_acceptance_and_nothing_is_sent_again(
+    make_account: Any, receiver: AlertReceiver, body: str
+) -> None:
+    """The status decides: a 200 whose body stops short, or comes after the read timeout
+    (0.5 s), took the message; the next run sends none of its alerts again."""
+    account = live_account(make_account)
+    receiver.body_fault = body
+    summary = account.sync(account.pipeline())
+    assert summary.delivery is not None
+    assert summary.delivery.problems == [] and summary.delivery.waiting == 0
+    first = outbox_keys(account)
+    assert first and received(receiver)["webhook"] == Counter(first)
+    receiver.body_fault = None
+    account.sync(account.pipeline())
+    assert_each_once(receiver, outbox_keys(account))
+
+
 def test_a_ledger_that_cannot_be_read_stops_delivery_in_one_line_and_loses_nothing(
     make_account: Any, receiver: AlertReceiver, caplog: pytest.LogCaptureFixture
 ) -> None:

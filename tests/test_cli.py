@@ -152,6 +152,90 @@ def test_unknown_status_in_config(account: Account) -> None:
     assert_one_line_error(result, "status must be one of queued, in_progress, completed, failed")
 
 
+TEN_YEARS_OF_SECONDS = "0 to 315,360,000 seconds"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("READ_TIMEOUT_SECONDS", "inf", "read_timeout_seconds must be above 0 and at most"),
+        ("FULL_REFRESH_EVERY_DAYS", "nan", "full_refresh_every_days must be 0 to 3,650 days"),
+        ("FULL_REFRESH_EVERY_DAYS", "1e308", "full_refresh_every_days must be 0 to 3,650 days"),
+        (
+            "MAX_RATE_LIMIT_WAIT_SECONDS",
+            "-1",
+            f"max_rate_limit_wait_seconds must be {TEN_YEARS_OF_SECONDS}",
+        ),
+        (
+            "MAX_RATE_LIMIT_WAIT_SECONDS",
+            "nan",
+            f"max_rate_limit_wait_seconds must be {TEN_YEARS_OF_SECONDS}",
+        ),
+        (
+            "INITIAL_BACKOFF_SECONDS",
+            "nan",
+            f"initial_backoff_seconds must be {TEN_YEARS_OF_SECONDS}",
+        ),
+        ("WAIT_SECONDS", "nan", f"wait_seconds must be {TEN_YEARS_OF_SECONDS}"),
+        ("WAIT_SECONDS", "-3", f"wait_seconds must be {TEN_YEARS_OF_SECONDS}"),
+        ("ALERTS__OPEN_HOURS", "inf", "alerts open_hours must be above 0 and at most 87,600 hours"),
+        ("ALERTS__SINCE_HOURS", "1e308", "alerts since_hours must be 0 to 87,600 hours"),
+        (
+            "ALERTS__MAX_BACKOFF_SECONDS",
+            "nan",
+            f"max_backoff_seconds must be {TEN_YEARS_OF_SECONDS}",
+        ),
+    ],
+)
+def test_a_number_not_finite_or_out_of_its_range_is_one_line_before_any_request(
+    account: Account, variable: str, value: str, message: str
+) -> None:
+    """nan, infinity and huge values pass `< 0`, then broke a sleep, a timeout or a date."""
+    result = run_cli(account, "sync", env={f"SOURCES__RESEND_IMPORTS__{variable}": value})
+    assert result.returncode == 1
+    assert_one_line_error(result, message)
+    assert f"got {float(value)}" in result.stderr
+    assert account.requests() == 0
+    assert not account.duckdb_path.exists()
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "expected"),
+    [
+        ("--alert-open-hours", "inf", "expected above 0 and at most 87,600 hours, got 'inf'"),
+        ("--wait", "nan", f"expected {TEN_YEARS_OF_SECONDS}, got 'nan'"),
+        ("--wait", "1e400", f"expected {TEN_YEARS_OF_SECONDS}, got '1e400'"),
+    ],
+)
+def test_a_flags_number_follows_the_settings_rule(
+    account: Account, flag: str, value: str, expected: str
+) -> None:
+    result = run_cli(account, "sync", flag, value)
+    assert result.returncode == 2
+    assert_one_line_error(result, f"argument {flag}: {expected}")
+    assert account.requests() == 0
+
+
+@pytest.mark.parametrize(
+    ("config", "words"),
+    [
+        ('{"memory_limit": "lots"}', "Memory must have a number"),
+        ('{"threads": -1}', "Must have at least 1 thread"),
+        ('{"no_such_setting": 1}', 'unrecognized configuration parameter "no_such_setting"'),
+    ],
+)
+def test_a_duckdb_setting_duckdb_refuses_is_one_line_before_any_request(
+    account: Account, config: str, words: str
+) -> None:
+    env = {"DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG": config}
+    result = run_cli(account, "sync", env=env)
+    assert result.returncode == 1
+    assert_one_line_error(result, words)
+    assert "DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG" in result.stderr
+    assert account.requests() == 0
+    assert not account.duckdb_path.exists()  # a first run's file removed, as for any failure
+
+
 def test_duckdb_file_named_like_the_dataset_is_refused_up_front(account: Account) -> None:
     clash = str(account.workdir / "resend.duckdb")
     result = run_cli(account, "sync", env={"DESTINATION__DUCKDB__CREDENTIALS": clash})

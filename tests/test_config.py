@@ -2,6 +2,7 @@
 
 import json
 import logging
+import math
 import os
 import subprocess
 import sys
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from resend_imports import config
+from resend_imports import config, options
 from resend_imports.errors import ResendConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -122,3 +123,53 @@ def test_the_command_lines_overrides_win_and_are_checked_too(
     assert config.alert_rules({"failure_rate": 0.1}).failure_rate == 0.1
     with pytest.raises(ResendConfigError, match="failure_rate"):
         config.alert_rules({"failure_rate": 2.0})
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("open_hours", "inf"),
+        ("open_hours", "1e308"),  # a timedelta no date can be moved by
+        ("since_hours", "nan"),
+        ("since_hours", "inf"),
+        ("since_hours", "-1"),
+        ("failure_rate", "nan"),
+    ],
+)
+def test_a_number_not_finite_or_beyond_ten_years_is_one_config_error_naming_the_setting(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(f"SOURCES__RESEND_IMPORTS__ALERTS__{name.upper()}", value)
+
+    with pytest.raises(ResendConfigError) as raised:
+        config.alert_rules()
+
+    message = str(raised.value)
+    assert message.startswith(f"alerts {name} must be "), message
+    assert f"got {float(value)}" in message and "\n" not in message
+
+
+def test_an_alert_setting_read_from_the_section_above_says_where_it_is_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """dlt falls back to `[sources.resend_imports]` for a key the alerts leave unset."""
+    monkeypatch.setenv("SOURCES__RESEND_IMPORTS__OPEN_HOURS", "inf")
+
+    with pytest.raises(ResendConfigError, match=r"else \[sources\.resend_imports\]"):
+        config.alert_rules()
+
+
+@pytest.mark.parametrize(
+    ("span", "accepted", "refused"),
+    [
+        (options.SECONDS, [0, 0.5, 315_360_000], [-1, math.nan, math.inf, 1e308]),
+        (options.TIMEOUT_SECONDS, [0.01, 30], [0, -0.0, math.nan, math.inf]),
+        (options.RATE, [1e-9, 1], [0, 1.01, math.nan]),
+        (options.DAYS, [0, 3650], [3650.5, -math.inf]),
+    ],
+)
+def test_one_rule_refuses_what_is_not_finite_or_out_of_its_span(
+    span: options.Span, accepted: list[float], refused: list[float]
+) -> None:
+    assert all(span.holds(value) for value in accepted)
+    assert not any(span.holds(value) for value in refused)

@@ -64,3 +64,12 @@ def test_it_reads_beside_another_reader_and_never_creates_a_file(account: Accoun
 def test_other_destinations_are_refused_in_one_line(account: Account) -> None:
     result = run_cli(account, "sql", "--destination", "bigquery", COUNT)
     assert_one_line_error(result, "sql reads DuckDB and PostgreSQL only")
+
+
+def test_a_query_without_a_statement_is_one_line(account: Account) -> None:
+    """DuckDB runs such a query as nothing and gives no result, which dlt fails on."""
+    account.sync()
+    for query in ("", ";", "-- a comment", " /* one */ ;; "):
+        result = run_cli(account, "sql", query)
+        assert result.returncode == 1, query
+        assert_one_line_error(result, "the query holds no statement")

@@ -174,7 +174,21 @@ def _source(
     # source where the secrets may not be, and hands it to a worker where they are
     keys = configured_accounts(accounts, api_key or os.environ.get(API_KEY_ENV) or "")
     keys = selected(keys, account_names)
-    check_settings(page_size, status, max_attempts, connect_timeout_seconds, read_timeout_seconds)
+    check_settings(
+        page_size,
+        status,
+        max_attempts,
+        timeouts={
+            "connect_timeout_seconds": connect_timeout_seconds,
+            "read_timeout_seconds": read_timeout_seconds,
+        },
+        waits={
+            "initial_backoff_seconds": initial_backoff_seconds,
+            "max_backoff_seconds": max_backoff_seconds,
+            "max_rate_limit_wait_seconds": max_rate_limit_wait_seconds,
+            "progress_every_seconds": progress_every_seconds,
+        },
+    )
     check_deletion_settings(gone_after_runs, full_refresh_every_days)
     chosen_format = check_table_format(table_format)
     url = base_url or os.environ.get(API_URL_ENV) or DEFAULT_BASE_URL

@@ -21,12 +21,17 @@ from dlt.common.configuration.specs.pluggable_run_context import PluggableRunCon
 from dlt.common.configuration.utils import deserialize_value
 
 from .errors import ResendConfigError
+from .options import HOURS, LIMIT_HOURS, RATE
 
 logger = logging.getLogger("resend_imports")
 
 SECTION = "resend_imports"
 SOURCE_SECTIONS: Tuple[str, ...] = ("sources", SECTION)
 ALERTS_SECTIONS: Tuple[str, ...] = ("sources", SECTION, "alerts")
+
+# dlt reads a key the alerts section leaves unset from the sections above it: a value there
+# (`SOURCES__RESEND_IMPORTS__READ_TIMEOUT_SECONDS`) is the alerts' too, and their errors say so
+ALERTS_FALLBACK = " (read under [sources.resend_imports.alerts], else [sources.resend_imports])"
 
 # where earlier versions kept what now lives in each section
 LEGACY_SECTIONS: Dict[Tuple[str, ...], Tuple[Tuple[str, ...], ...]] = {
@@ -147,15 +152,9 @@ class AlertRules(BaseConfiguration):
     def on_resolved(self) -> None:
         if not self.enabled:
             return
-        if not 0 < self.failure_rate <= 1:
-            raise ResendConfigError(
-                f"alerts failure_rate must be above 0 and at most 1, got {self.failure_rate}"
-            )
-        if self.open_hours <= 0 or self.since_hours < 0:
-            raise ResendConfigError(
-                "alerts open_hours must be above 0 and since_hours 0 or more, got"
-                f" {self.open_hours} and {self.since_hours}"
-            )
+        RATE.check("alerts failure_rate", self.failure_rate, ALERTS_FALLBACK)
+        LIMIT_HOURS.check("alerts open_hours", self.open_hours, ALERTS_FALLBACK)
+        HOURS.check("alerts since_hours", self.since_hours, ALERTS_FALLBACK)
 
 
 def alert_rules(overrides: Optional[Dict[str, Any]] = None) -> AlertRules:

@@ -19,9 +19,11 @@ from dlt.common.destination.exceptions import DestinationException
 from resend_imports.errors import ResendConfigError, ResendError
 
 from ..destinations import destination_name, target_of
+from ..destinations.duckdb import holds_no_statement
 from .views import database_words
 
 READ_ONLY = ("duckdb", "postgres")  # the destinations this command opens read-only
+NO_STATEMENT = "the query holds no statement (it is empty, or only comments and semicolons)"
 
 
 class QueryFailedError(ResendError):
@@ -40,7 +42,8 @@ def run_query(pipeline: dlt.Pipeline, query: str) -> QueryResult:
     Raises:
         ResendConfigError: a destination this command cannot open read-only, or one that
             is not there to be read (no DuckDB file, a PostgreSQL server that refuses).
-        QueryFailedError: the database refused or failed the query, in its words.
+        QueryFailedError: the database refused or failed the query, in its words; or the
+            query holds no statement.
     """
     name = destination_name(pipeline)
     if name not in READ_ONLY:
@@ -57,6 +60,8 @@ def run_query(pipeline: dlt.Pipeline, query: str) -> QueryResult:
         with job_client.sql_client as client:
             if name == "postgres":
                 client.native_connection.set_session(readonly=True)
+            elif holds_no_statement(client.native_connection, query):
+                raise QueryFailedError(f"{target.where}: {NO_STATEMENT}")
             with client.execute_query(query) as cursor:
                 described = cursor.native_cursor.description
                 columns = tuple(str(column[0]) for column in described or ())

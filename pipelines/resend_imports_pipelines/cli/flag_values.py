@@ -3,31 +3,34 @@ one is refused in one line naming the flag, before anything runs."""
 
 import argparse
 import math
-from typing import Callable, Optional
+from typing import Optional
 
-MAX_DAYS = 3650  # ten years: far more than any account has, far less than dates can hold
+from resend_imports.options import LIMIT_HOURS, RATE, SECONDS, TEN_YEARS_DAYS, Span
+
+MAX_DAYS = TEN_YEARS_DAYS  # far more than any account has, far less than dates can hold
 
 
-def _number(text: str, accept: Callable[[float], bool], expected: str) -> float:
+def _number(text: str, span: Span) -> float:
+    """`text` as a number within `span`, the rule the same setting's configured value obeys."""
     try:
         value = float(text)
     except ValueError:
-        value = math.nan  # accepted by no rule
-    if not accept(value):
-        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        value = math.nan  # within no span
+    if not span.holds(value):
+        raise argparse.ArgumentTypeError(f"expected {span}, got {text!r}")
     return value
 
 
 def seconds(text: str) -> float:
-    return _number(text, lambda value: value >= 0, "a number of seconds, 0 or more")
+    return _number(text, SECONDS)
 
 
 def rate(text: str) -> float:
-    return _number(text, lambda value: 0 < value <= 1, "a rate above 0 and at most 1")
+    return _number(text, RATE)
 
 
 def hours(text: str) -> float:
-    return _number(text, lambda value: value > 0, "a number of hours above 0")
+    return _number(text, LIMIT_HOURS)
 
 
 def _whole(text: str, low: int, high: Optional[int] = None) -> int:

@@ -14,7 +14,7 @@ import urllib3
 from dlt.common.configuration import configspec
 from dlt.common.configuration.specs import BaseConfiguration
 
-from resend_imports.config import ALERTS_SECTIONS, resolve
+from resend_imports.config import ALERTS_FALLBACK, ALERTS_SECTIONS, resolve
 from resend_imports.errors import ResendConfigError
 from resend_imports.http import (
     RATE_LIMITED,
@@ -23,6 +23,7 @@ from resend_imports.http import (
     retrying,
     transport_failure,
 )
+from resend_imports.options import SECONDS, TIMEOUT_SECONDS
 
 
 class DeliveryFailedError(Exception):
@@ -55,13 +56,15 @@ class DeliveryPolicy(BaseConfiguration):
     read_timeout_seconds: float = 10.0
 
     def on_resolved(self) -> None:
-        times = (self.initial_backoff_seconds, self.max_backoff_seconds)
-        if self.max_attempts < 1 or min(times) < 0:
+        if self.max_attempts < 1:
             raise ResendConfigError(
-                "alerts: max_attempts must be at least 1 and the times 0 or more"
+                f"alerts max_attempts must be at least 1, got {self.max_attempts}{ALERTS_FALLBACK}"
             )
-        if not self.connect_timeout_seconds > 0 < self.read_timeout_seconds:
-            raise ResendConfigError("alerts: the timeouts must be above 0")
+        where = ALERTS_FALLBACK
+        SECONDS.check("alerts initial_backoff_seconds", self.initial_backoff_seconds, where)
+        SECONDS.check("alerts max_backoff_seconds", self.max_backoff_seconds, where)
+        TIMEOUT_SECONDS.check("alerts connect_timeout_seconds", self.connect_timeout_seconds, where)
+        TIMEOUT_SECONDS.check("alerts read_timeout_seconds", self.read_timeout_seconds, where)
 
     @classmethod
     def from_config(cls) -> "DeliveryPolicy":
@@ -104,13 +107,22 @@ def post(
 
 
 def _post_once(http: urllib3.PoolManager, url: str, body: bytes, headers: Dict[str, str]) -> None:
+    """One POST, judged by its status alone: the answer's body is never read.
+
+    A 2xx is acceptance whatever its body does: cut short, or late beyond the read timeout,
+    reading it would turn a message the channel took into one "sent without an answer", sent
+    again by the next run. The connection is closed instead of reused (a run sends few
+    messages), since a body left unread cannot be skipped on it.
+    """
     try:
-        response = http.request("POST", url, body=body, headers=headers)
+        response = http.request("POST", url, body=body, headers=headers, preload_content=False)
     except urllib3.exceptions.HTTPError as exc:
         failure = transport_failure(exc)
         if failure.sent:
             raise DeliveryFailedError(f"sent, but {failure.words}") from None
         raise RetryableDeliveryError(failure.words) from None
+    response.close()
+    response.release_conn()  # closed: the pool opens a new one for the next message
     if response.status == RATE_LIMITED or response.status >= 500:
         raise RetryableDeliveryError(
             f"answered {response.status}", response.status, retry_after(response)

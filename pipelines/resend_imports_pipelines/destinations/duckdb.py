@@ -31,6 +31,10 @@ RENAMED_CATALOGS = ("system", "temp", "main")
 MAGIC = b"DUCK"
 MAGIC_OFFSET = 8
 PATH_HELP = "--duckdb or DESTINATION__DUCKDB__CREDENTIALS"
+SETTINGS_HELP = (
+    "DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG (global_config under"
+    " [destination.duckdb.credentials]; or its local_config, pragmas)"
+)
 # DuckDB's refusal of a file another process holds (its only way of saying so)
 _HELD = re.compile(r'Could not set lock on file "([^"]+)"(?:.*?\(PID (\d+)\))?')
 
@@ -80,12 +84,16 @@ class DuckDB(DestinationKind):
         process can take the file between two load jobs either. Not with `statements` in
         the credentials (an ATTACH, a CREATE SECRET): dlt runs them on every connection it
         opens, and they would run twice on one open database.
+
+        Raises:
+            ResendConfigError: DuckDB refused a setting dlt applies on opening (`global_config`,
+                `local_config`, `pragmas`), in its words.
         """
         path = database_file(target)
         credentials = target.credentials
         if path is None or credentials.statements:
             return nullcontext()
-        return _borrowed(credentials.conn_pool)
+        return _borrowed(credentials.conn_pool, path)
 
     def fault(self, cause: BaseException, where: str) -> Optional[str]:
         # DuckDB reports a full disk as a plain IOException, with no errno
@@ -135,8 +143,15 @@ def remove_if_empty(path: Path) -> None:
 
 
 @contextmanager
-def _borrowed(pool: Any) -> Iterator[None]:
-    connection = pool.borrow_conn()
+def _borrowed(pool: Any, path: Path) -> Iterator[None]:
+    try:
+        connection = pool.borrow_conn()
+    except duckdb.ProgrammingError as exc:
+        # how DuckDB refuses a setting's name or value (a file it cannot open is another kind)
+        words = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ResendConfigError(
+            f"DuckDB refused a setting on opening {path}: {words}; correct it in {SETTINGS_HELP}"
+        ) from None
     try:
         yield
     finally:
@@ -168,6 +183,16 @@ def held_file(error: str) -> Optional[Tuple[str, Optional[str]]]:
     process holds; None for any other error."""
     held = _HELD.search(error)
     return (held[1], held[2]) if held else None
+
+
+def holds_no_statement(connection: duckdb.DuckDBPyConnection, query: str) -> bool:
+    """Whether DuckDB's parser finds no statement in `query` (empty, only comments or
+    semicolons), which DuckDB runs as nothing and answers with no result at all (dlt then
+    fails on it). A query DuckDB cannot parse is not one: running it says what is wrong."""
+    try:
+        return not connection.extract_statements(query)
+    except duckdb.Error:
+        return False
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

@@ -23,6 +23,7 @@ from dlt.common.configuration import configspec
 from dlt.common.configuration.specs import BaseConfiguration
 
 from resend_imports.config import SOURCE_SECTIONS, resolve
+from resend_imports.options import SECONDS
 
 from ..destinations import Target, target_of
 from ..destinations.locks import file_lock
@@ -33,6 +34,9 @@ class LockSettings(BaseConfiguration):
     """`wait_seconds` under `[sources.resend_imports]`: how long a run waits for a lock."""
 
     wait_seconds: float = 0.0
+
+    def on_resolved(self) -> None:
+        SECONDS.check("wait_seconds", self.wait_seconds)  # as `sync --wait` takes it
 
 
 def configured_wait_seconds() -> float:
