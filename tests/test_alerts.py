@@ -477,6 +477,11 @@ def test_bad_delivery_settings_fail_before_the_run_and_urls_are_parsed_as_sent(
             {"SOURCES__RESEND_IMPORTS__ALERTS__WEBHOOK_URL": f"http://127.0.0.1/{SECRET}\u2019"},
             "alerts]) holds a character that is not ASCII",
         ),
+        (  # dlt decodes the Slack hook as ASCII when the pipeline is made: exit 3 before
+            {"RUNTIME__SLACK_INCOMING_HOOK": f"https://hooks.slack.com/{SECRET}\u2019"},
+            "RUNTIME__SLACK_INCOMING_HOOK (runtime.slack_incoming_hook) holds a character that"
+            " is not ASCII (a pasted quote or dash?); the value is not shown",
+        ),
     ):
         hook = {"SOURCES__RESEND_IMPORTS__ALERTS__WEBHOOK_URL": "http://127.0.0.1:9/hook", **env}
         result = subprocess.run(

@@ -15,7 +15,16 @@ from urllib.parse import quote
 import urllib3
 from tenacity import RetryCallState
 
-from .answers import JSONObject, error_fields, exhausted_reason, json_object, pacing_reason
+from .answers import (
+    JSONObject,
+    error_fields,
+    exhausted_reason,
+    json_object,
+    pacing_line,
+    pacing_reason,
+    progress_line,
+    retry_words,
+)
 from .errors import (
     ResendAPIError,
     ResendAuthError,
@@ -39,7 +48,7 @@ from .http import (
 )
 from .settings import LIST_PATH, PROGRESS_EVERY_SECONDS, RETRYABLE_STATUSES
 
-__all__ = ["RequestStats", "ResendClient", "RetryPolicy", "progress_line", "validate_base_url"]
+__all__ = ["RequestStats", "ResendClient", "RetryPolicy", "validate_base_url"]
 
 logger = logging.getLogger("resend_imports")
 
@@ -63,17 +72,6 @@ def validate_base_url(base_url: str) -> str:
     `http.checked_url`: https, or plain http to loopback)."""
     checked_url(base_url, "base_url", "the API key", shown=True)
     return base_url.rstrip("/")
-
-
-def progress_line(items: int, requests: int, seconds: float, expected: Optional[int]) -> str:
-    """`listed 5,100 contact imports (51 requests, 1,200/s, 4.2 s; about 42% of 12,000)`."""
-    rate = items / seconds if seconds > 0 else 0.0
-    line = (
-        f"listed {items:,} contact imports ({requests:,} requests, {rate:,.0f}/s, {seconds:.1f} s"
-    )
-    if expected:
-        line += f"; about {min(items / expected, 1.0):.0%} of the {expected:,} the table holds"
-    return line + ")"
 
 
 class ResendClient:
@@ -282,13 +280,7 @@ class ResendClient:
             reason = pacing_reason(self.retry_policy, self._reset_asked)
             raise ResendAPIError(RATE_LIMITED, "rate_limit_exceeded", reason, path=path)
         if wait > PACING_LOGGED_SECONDS:
-            logger.info(
-                "waiting %.0fs before GET %s: Resend's rate-limit window is used up"
-                " (ratelimit-remaining 0, ratelimit-reset %g)",
-                wait,
-                path,
-                self._reset_asked,
-            )
+            logger.info(pacing_line(wait, path, self._reset_asked))
         self.stats.paced_seconds += wait
         self._sleep(wait)
 
@@ -296,14 +288,6 @@ class ResendClient:
         self.stats.retries += 1
         outcome = retry_state.outcome
         exc = outcome.exception() if outcome is not None else None
-        status = getattr(exc, "status_code", None)
-        if is_rate_limit_turn(retry_state):  # a turn to wait, not a failed attempt
-            why = ": rate limited (HTTP 429), waiting as Resend asks (not an attempt)"
-        else:
-            answer = f"HTTP {status}" if status is not None else "no response:"
-            why = (
-                f" (attempt {budget.failures + 1} of {budget.policy.max_attempts}):"
-                f" {answer} {getattr(exc, 'message', exc)}"
-            )
+        why = retry_words(exc, budget, is_rate_limit_turn(retry_state))
         path = getattr(exc, "path", "?")
         logger.warning("retrying GET %s in %.2fs%s", path, retry_state.upcoming_sleep, why)

@@ -29,6 +29,7 @@ from .errors import ResendConfigError
 
 LOOPBACK_NAMES = ("localhost",)
 REQUIREMENT = "it must be an https:// URL (http:// only to loopback)"
+NOT_ASCII = "holds a character that is not ASCII (a pasted quote or dash?)"
 NOT_SHOWN = "(not shown)"
 RATE_LIMITED = 429
 # a `retry-after` is honoured plus up to this share, so that runs sharing a limit (syncs of
@@ -79,7 +80,7 @@ def _unsafe(url: str, parts: Optional[Url], carries: str) -> Optional[str]:
     if parts is None or parts.scheme not in ("http", "https") or not parts.host:
         return "is not an http(s) URL"
     if not url.isascii():  # a pasted typographic quote: the parser would send it altered
-        return "holds a character that is not ASCII (a pasted quote or dash?)"
+        return NOT_ASCII
     if "\\" in url:
         return "holds a backslash, which URL parsers read differently"
     if parts.auth:
@@ -117,10 +118,8 @@ def host_of(url: str) -> str:
 
 
 def connection_pool(base_url: str) -> urllib3.PoolManager:
-    """Keep-alive connections to `base_url`, through the proxy the environment names, if any.
-
-    The environment is read once here rather than on every request.
-    """
+    """Keep-alive connections to `base_url`, through the proxy the environment names, if any
+    (read once here rather than on every request)."""
     parts = parse_url(base_url)
     proxy = urllib.request.getproxies().get(parts.scheme or "")
     if proxy and not urllib.request.proxy_bypass((parts.host or "").strip("[]")):
@@ -170,9 +169,8 @@ def _connect_failure(exc: urllib3.exceptions.NewConnectionError) -> str:
 
 
 def header_seconds(response: urllib3.BaseHTTPResponse, name: str) -> Optional[float]:
-    """A header that counts seconds (`retry-after`, `ratelimit-reset`); None when absent or
-    not a number (`nan` and `inf` are none either: no wait can be made of them), never
-    below 0."""
+    """A header that counts seconds (`retry-after`, `ratelimit-reset`), never below 0; None
+    when absent or no number of seconds (`nan`, `inf`: no wait can be made of them)."""
     value = response.headers.get(name)
     if value is None:
         return None

@@ -23,6 +23,7 @@ from resend_imports.settings import COUNT_FIELDS
 from .send import DeliveryPolicy
 
 ALERTS_PER_MESSAGE = 20
+SLACK_HOOK_SETTING = "RUNTIME__SLACK_INCOMING_HOOK (runtime.slack_incoming_hook)"
 DELIVERED_AT = "delivered_at"  # set once every configured channel has the alert
 
 # the body of one message: its alerts, and how many more further messages carry
@@ -98,7 +99,7 @@ CHANNELS = (
     ChannelKind(
         "Slack",
         "slack_delivered_at",
-        "RUNTIME__SLACK_INCOMING_HOOK (runtime.slack_incoming_hook)",
+        SLACK_HOOK_SETTING,
         _slack_url,
         slack_message,
     ),

@@ -7,6 +7,10 @@ from typing import Any, Dict, Mapping, Optional
 
 import dlt
 
+from resend_imports.http import NOT_ASCII, UnsafeURLError
+
+from ..delivery.channels import SLACK_HOOK_SETTING
+
 PIPELINE_NAME = "resend_imports"
 DATASET_NAME = "resend"
 DEFAULT_DESTINATION = "duckdb"
@@ -96,12 +100,17 @@ def make_pipeline(
     options: Dict[str, Any] = {}
     if pipelines_dir is not None:
         options["pipelines_dir"] = pipelines_dir
-    pipeline: dlt.Pipeline = dlt.pipeline(
-        pipeline_name=pipeline_name,
-        destination=destination,
-        dataset_name=dataset_name,
-        **options,
-    )
+    try:
+        pipeline: dlt.Pipeline = dlt.pipeline(
+            pipeline_name=pipeline_name,
+            destination=destination,
+            dataset_name=dataset_name,
+            **options,
+        )
+    except UnicodeEncodeError:
+        # dlt's runtime settings decode the Slack hook (it may come obfuscated, base64) as
+        # ASCII, the one runtime secret they decode, before the URL policy can judge it
+        raise UnsafeURLError(f"{SLACK_HOOK_SETTING} {NOT_ASCII}; the value is not shown") from None
     # read when the destination's configuration resolves, at the run: set before it
     if not _staging_layout_configured(destination):
         os.environ.setdefault(STAGING_LAYOUT_ENV, STAGING_LAYOUT)
