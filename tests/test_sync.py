@@ -5,6 +5,7 @@ import math
 from datetime import datetime
 from typing import Any, Callable, Dict, List, Optional
 
+import dlt
 import duckdb
 import pyarrow as pa
 import pytest
@@ -306,15 +307,19 @@ def test_retries_exhausted_commit_nothing_and_next_run_recovers(make_account: An
     assert account.differences() == []
 
 
+def left_pending(account: Account, pipeline: dlt.Pipeline) -> None:
+    """A run that died after normalize: its package is pending, not loaded."""
+    pipeline.extract(resend_source(api_key=API_KEY, base_url=account.url))
+    pipeline.normalize()
+    assert pipeline.has_pending_data
+
+
 def test_data_left_by_an_interrupted_run_is_loaded_and_the_run_still_syncs(
     make_account: Any,
 ) -> None:
     account, pipeline = synced(make_account(imports=400))
     account.store.advance(new=30, seconds=600)
-    # a run that died after normalize: its package is pending, not loaded
-    pipeline.extract(resend_source(api_key=API_KEY, base_url=account.url))
-    pipeline.normalize()
-    assert pipeline.has_pending_data
+    left_pending(account, pipeline)
     account.store.advance(new=30, seconds=600)
     summary = account.sync(pipeline)
     assert not pipeline.has_pending_data
@@ -330,8 +335,7 @@ def test_a_run_after_loading_an_interrupted_runs_data_does_not_say_nothing_chang
 ) -> None:
     account, pipeline = synced(make_account(imports=400))
     account.store.advance(new=30, seconds=600)
-    pipeline.extract(resend_source(api_key=API_KEY, base_url=account.url))
-    pipeline.normalize()  # a run that died after normalize
+    left_pending(account, pipeline)
     summary = account.sync(pipeline)  # its 30 imports are in the table before the listing
     assert (summary.new, summary.updated) == (0, 0)
     first = summary.lines()[0]

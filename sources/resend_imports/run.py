@@ -198,7 +198,9 @@ class Run:
         account's, and the next run lists every import to confirm it (an API that answered
         short then gives them back; an empty account costs one empty listing)."""
         health = self.checked.health
-        held = f"{health.live:,} " if health is not None and health.live else ""
+        if health is not None and not health.live:
+            return  # the table held nothing live either: nothing to confirm
+        held = f"{health.live:,} " if health is not None else ""
         self.empty_listing = (
             f"the listing under another API key returned no import where the table held"
             f" {held}live ones"

@@ -17,7 +17,7 @@ from dlt.common.destination.exceptions import DestinationException
 from dlt.destinations.job_client_impl import SqlJobClientBase
 
 from .errors import ColumnTypeError, recreated_next_run
-from .names import names_of
+from .names import column_name_in_schema, names_of
 from .records import COLUMNS
 from .settings import TABLE_NAME
 
@@ -75,14 +75,18 @@ def retyped_columns(pipeline: dlt.Pipeline) -> Optional[str]:
                 return None
             stored = dict(client.get_storage_tables([TABLE_NAME])).get(TABLE_NAME, {})
             table = names_of(client, pipeline.dataset_name).table(TABLE_NAME)
+            capabilities = client.capabilities
     except DestinationException:
         return None
-    held = {name.lower(): column.get("data_type") for name, column in stored.items()}
+    held = {
+        column_name_in_schema(capabilities, name): column.get("data_type")
+        for name, column in stored.items()
+    }
     declared = pipeline.default_schema.get_table_columns(TABLE_NAME)
     found = [
-        f"{table}.{name} is {held[name.lower()]} where the connector declares"
+        f"{table}.{name} is {held[name]} where the connector declares"
         f" {column['data_type']} (its type changed by a person?)"
         for name, column in declared.items()
-        if column.get("data_type") and held.get(name.lower()) not in (None, column["data_type"])
+        if column.get("data_type") and held.get(name) not in (None, column["data_type"])
     ]
     return "; ".join(found) or None

@@ -41,14 +41,14 @@ class SyncSummary(SyncReport):
             return self._lines_of_accounts(where, accounts)
         mode = MODE_TEXT.get(self.mode, self.mode)
         rows = count(self.rows)
-        left_over = [LEFT_OVER_LINE]
+        left_over = [LEFT_OVER_LINE] if self.left_over_loaded else []
         if self.mode == "filtered":
             first = f"listed {rows} contact imports with status {self.status} into {where}"
             second = f"  {_changed(self)}"
             mode = "filtered run: the incremental state is left alone"
         elif self.new == self.updated == self.deleted == self.rewritten == 0:
             first = f"nothing changed in {where}: {rows} contact imports read, all as before"
-            if self.left_over_loaded:  # the table did change, before the listing
+            if left_over:  # the table did change, before the listing: said here
                 first = (
                     f"loaded into {where} the data an interrupted run left; since then nothing"
                     f" changed: {rows} contact imports read, all as before"
@@ -58,7 +58,6 @@ class SyncSummary(SyncReport):
         else:
             first = f"synced {rows} contact imports into {where}"
             second = f"  {_changes(self)}"
-        left_over = left_over if self.left_over_loaded else []
         return [f"{first} ({mode})", second, *left_over, *self._costs()]
 
     def _lines_of_accounts(self, where: str, accounts: list[SyncReport]) -> list[str]:
